@@ -1,0 +1,52 @@
+"""The Typer plumbing shared by every command group: one-line errors, exit code 2, no tracebacks."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, Sequence
+
+import typer
+from typer._click.exceptions import ClickException, NoArgsIsHelpError  # typer vendors click; pinned
+from typer.core import TyperGroup
+
+from ..errors import GdasError
+from ._output import print_error
+
+
+class GdasGroup(TyperGroup):
+    """Runs the command non-standalone so every failure is reported on one line of stderr."""
+
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except GdasError as err:
+            print_error(str(err))
+            sys.exit(2)
+        except NoArgsIsHelpError as err:
+            err.show()
+            sys.exit(0)
+        except ClickException as err:
+            where = err.ctx.command_path if getattr(err, "ctx", None) is not None else "gdas"
+            print_error(f"{where}: {err.format_message()}")
+            sys.exit(err.exit_code)
+        except typer.Abort:
+            print_error("aborted")
+            sys.exit(130)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+def make_app(help_text: str) -> typer.Typer:
+    """A command group; the root app uses GdasGroup so errors inside any group are handled once."""
+    return typer.Typer(
+        cls=GdasGroup, help=help_text, no_args_is_help=True, add_completion=False,
+        pretty_exceptions_enable=False, rich_markup_mode="rich",
+    )

@@ -1,0 +1,287 @@
+"""Versioned JSON genotypes: the types, validation, and name resolution.
+
+A genotype file (schema `gdas-genotype`, version 1) holds a name, a semantic version, a kind
+(`cnn` or `rnn`), the op space, the cells as lists of nodes (each node a list of `[op, input]`
+edges), the concat lists, the derive rule and provenance. A CNN genotype's reduce cell may be the
+string `"frc"`: the paper's fixed reduction cell.
+
+References resolve as: a path to a JSON file; `name` (the newest version in the zoo); `name@version`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Iterator
+
+from .errors import GdasError
+from .ops import OPS, RNN_PRIMITIVES
+
+SCHEMA_ID = "gdas-genotype"
+SCHEMA_VERSION = 1
+FRC = "frc"
+HUB_PREFIX = "hf-hub:"
+
+# Per kind: the op space name, its ops, the inputs a cell has before its first node, the edges per node.
+SPACES: dict[str, tuple[str, frozenset[str], int, int]] = {
+    "cnn": ("darts", frozenset(OPS), 2, 2),
+    "rnn": ("darts_rnn", frozenset(RNN_PRIMITIVES), 1, 1),
+}
+DERIVE_RULES = ("published", "paper", "pairs", "rnn")
+_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
+_EDGE_RE = re.compile(r'\[\s*"([^"]+)",\s*(\d+)\s*\]')
+_NODE_RE = re.compile(r'\[\s*(\["[^"]+", \d+\],?\s*)+\]')
+_INT_LIST_RE = re.compile(r"\[\s*\d+(,\s*\d+)*\s*\]")
+_SEMVER_RE = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)$")
+
+
+@dataclass(frozen=True)
+class Edge:
+    op: str
+    input: int
+
+
+@dataclass(frozen=True)
+class Cell:
+    """A discrete cell: `nodes[i]` lists the edges summed into intermediate node i."""
+
+    nodes: tuple[tuple[Edge, ...], ...]
+    concat: tuple[int, ...]
+
+    @property
+    def steps(self) -> int:
+        return len(self.nodes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"nodes": [[[e.op, e.input] for e in node] for node in self.nodes], "concat": list(self.concat)}
+
+
+@dataclass(frozen=True)
+class Genotype:
+    """One published or searched cell set. `reduce` is a Cell, `"frc"`, or None (RNN)."""
+
+    name: str
+    version: str
+    kind: str
+    normal: Cell | None = None
+    reduce: Cell | str | None = None
+    recurrent: Cell | None = None
+    derive_rule: str = "published"
+    provenance: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    @property
+    def space(self) -> str:
+        return SPACES[self.kind][0]
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}@{self.version}"
+
+    @property
+    def uses_frc(self) -> bool:
+        return self.reduce == FRC
+
+    def cells(self) -> dict[str, Cell | str]:
+        """The cells by role, in file order."""
+        roles = {"normal": self.normal, "reduce": self.reduce, "recurrent": self.recurrent}
+        return {role: cell for role, cell in roles.items() if cell is not None}
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "schema": SCHEMA_ID,
+            "schema_version": SCHEMA_VERSION,
+            "name": self.name,
+            "version": self.version,
+            "kind": self.kind,
+            "space": self.space,
+        }
+        for role, cell in self.cells().items():
+            data[role] = cell if isinstance(cell, str) else cell.to_dict()
+        data["derive_rule"] = self.derive_rule
+        data["provenance"] = self.provenance
+        return data
+
+    def to_json(self) -> str:
+        """Indented JSON with one line per node, so diffs of genotype files stay readable."""
+        text = json.dumps(self.to_dict(), indent=2)
+        text = _EDGE_RE.sub(lambda m: f'["{m.group(1)}", {m.group(2)}]', text)
+        text = _NODE_RE.sub(lambda m: "[" + ", ".join(re.findall(r"\[[^\[\]]*\]", m.group(0))) + "]", text)
+        return _INT_LIST_RE.sub(lambda m: "[" + ", ".join(re.findall(r"\d+", m.group(0))) + "]", text) + "\n"
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str = "<genotype>") -> "Genotype":
+        """Validate `data` completely; every problem is a GdasError naming `source`."""
+        return _Validator(source).genotype(data)
+
+    @classmethod
+    def from_json(cls, text: str, source: str = "<genotype>") -> "Genotype":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise GdasError(f"{source}: not valid JSON ({err.msg} at line {err.lineno} column {err.colno})") from None
+        return cls.from_dict(data, source)
+
+
+class _Validator:
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    def fail(self, where: str, problem: str) -> GdasError:
+        return GdasError(f"{self.source}: {where}: {problem}" if where else f"{self.source}: {problem}")
+
+    def genotype(self, data: Any) -> Genotype:
+        if not isinstance(data, dict):
+            raise self.fail("", "a genotype must be a JSON object")
+        if data.get("schema") != SCHEMA_ID:
+            raise self.fail("schema", f"expected {SCHEMA_ID!r}, got {data.get('schema')!r}")
+        if data.get("schema_version") != SCHEMA_VERSION:
+            raise self.fail(
+                "schema_version",
+                f"unsupported version {data.get('schema_version')!r} (this gdas reads version {SCHEMA_VERSION})",
+            )
+        name, version, kind = (self.string(data, key) for key in ("name", "version", "kind"))
+        if not _NAME_RE.match(name):
+            raise self.fail("name", f"{name!r} must be lower-case letters, digits, '_', '.' or '-'")
+        if not _SEMVER_RE.match(version):
+            raise self.fail("version", f"{version!r} is not a semantic version like 1.0.0")
+        if kind not in SPACES:
+            raise self.fail("kind", f"{kind!r} must be one of {', '.join(SPACES)}")
+        space = SPACES[kind][0]
+        if data.get("space") != space:
+            raise self.fail("space", f"a {kind} genotype uses op space {space!r}, got {data.get('space')!r}")
+        rule = data.get("derive_rule", "published")
+        if rule not in DERIVE_RULES:
+            raise self.fail("derive_rule", f"{rule!r} must be one of {', '.join(DERIVE_RULES)}")
+        provenance = data.get("provenance", {})
+        if not isinstance(provenance, dict):
+            raise self.fail("provenance", "must be a JSON object")
+        cells = self.cells(data, kind)
+        return Genotype(name, version, kind, derive_rule=rule, provenance=provenance, **cells)
+
+    def string(self, data: dict, key: str) -> str:
+        value = data.get(key)
+        if not isinstance(value, str):
+            raise self.fail(key, "missing or not a string")
+        return value
+
+    def cells(self, data: dict, kind: str) -> dict[str, Any]:
+        roles = ("normal", "reduce") if kind == "cnn" else ("recurrent",)
+        stray = {"normal", "reduce", "recurrent"} - set(roles)
+        for role in stray:
+            if role in data:
+                raise self.fail(role, f"a {kind} genotype has no {role} cell")
+        cells: dict[str, Any] = {}
+        for role in roles:
+            if role not in data:
+                raise self.fail(role, "missing cell")
+            if role == "reduce" and data[role] == FRC:
+                cells[role] = FRC
+            else:
+                cells[role] = self.cell(data[role], kind, role)
+        return cells
+
+    def cell(self, data: Any, kind: str, role: str) -> Cell:
+        _, ops, n_inputs, arity = SPACES[kind]
+        if not isinstance(data, dict):
+            raise self.fail(role, f'must be an object with "nodes" and "concat" (or "{FRC}" for a reduce cell)')
+        nodes = data.get("nodes")
+        if not isinstance(nodes, list) or not nodes:
+            raise self.fail(f"{role}.nodes", "wrong number of nodes: need a non-empty list of nodes")
+        parsed = tuple(self.node(node, f"{role} node {i}", ops, n_inputs + i, arity) for i, node in enumerate(nodes))
+        concat = data.get("concat")
+        n_states = n_inputs + len(parsed)
+        if not isinstance(concat, list) or not concat or not all(_is_int(c) for c in concat):
+            raise self.fail(f"{role}.concat", "must be a non-empty list of state indices")
+        bad = [c for c in concat if not n_inputs <= c < n_states]
+        if bad or len(set(concat)) != len(concat):
+            raise self.fail(
+                f"{role}.concat",
+                f"{concat} must name distinct nodes {n_inputs}..{n_states - 1} (the cell has {len(parsed)} nodes)",
+            )
+        return Cell(parsed, tuple(concat))
+
+    def node(self, data: Any, where: str, ops: frozenset[str], n_states: int, arity: int) -> tuple[Edge, ...]:
+        if not isinstance(data, list) or len(data) != arity:
+            raise self.fail(where, f"must be a list of {arity} [op, input] edge(s)")
+        edges = []
+        for j, edge in enumerate(data):
+            if not (isinstance(edge, list) and len(edge) == 2 and isinstance(edge[0], str) and _is_int(edge[1])):
+                raise self.fail(f"{where} edge {j}", f"must be [op, input], got {json.dumps(edge)}")
+            op, index = edge
+            if op not in ops:
+                raise self.fail(f"{where} edge {j}", f"unknown op {op!r}")
+            if not 0 <= index < n_states:
+                raise self.fail(f"{where} edge {j}", f"input index {index} out of range 0..{n_states - 1}")
+            edges.append(Edge(op, index))
+        return tuple(edges)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def data_dir(name: str) -> Path:
+    """A data folder shipped in the wheel (`gdas_cli/<name>`), or the source tree's top-level one."""
+    packaged = resources.files("gdas_cli") / name
+    if packaged.is_dir():
+        return Path(str(packaged))
+    return Path(__file__).resolve().parent.parent / name
+
+
+def _version_key(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in version.split("."))
+
+
+def read_genotype_file(path: Path) -> Genotype:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise GdasError(f"{path}: no such genotype file") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise GdasError(f"{path}: cannot read genotype file ({err})") from None
+    return Genotype.from_json(text, str(path))
+
+
+def zoo_genotypes() -> list[Genotype]:
+    """Every shipped genotype, sorted by name then version."""
+    found = [read_genotype_file(path) for path in sorted(data_dir("genotypes").glob("*.json"))]
+    return sorted(found, key=lambda g: (g.name, _version_key(g.version)))
+
+
+def iter_zoo(kind: str | None = None) -> Iterator[Genotype]:
+    return (g for g in zoo_genotypes() if kind is None or g.kind == kind)
+
+
+def _from_zoo(ref: str) -> Genotype:
+    name, _, version = ref.partition("@")
+    versions = [g for g in zoo_genotypes() if g.name == name]
+    if not versions:
+        known = sorted({g.name for g in zoo_genotypes()})
+        raise GdasError(f"{ref}: unknown genotype name {name!r}; known: {', '.join(known)}")
+    if not version:
+        return versions[-1]
+    for genotype in versions:
+        if genotype.version == version:
+            return genotype
+    have = ", ".join(g.version for g in versions)
+    raise GdasError(f"{ref}: {name} has no version {version} (have {have})")
+
+
+def _looks_like_path(ref: str) -> bool:
+    return ref.endswith(".json") or "/" in ref or "\\" in ref or Path(ref).exists()
+
+
+def load_genotype(ref: str | Path) -> Genotype:
+    """Resolve a zoo name, `name@version`, or a JSON path to a validated Genotype."""
+    if isinstance(ref, Path):
+        return read_genotype_file(ref)
+    if ref.startswith(HUB_PREFIX):
+        from . import hub  # the Hub client is imported only when a hub reference is used
+
+        return hub.load_hub_genotype(ref[len(HUB_PREFIX) :])
+    if _looks_like_path(ref):
+        return read_genotype_file(Path(ref))
+    return _from_zoo(ref)

@@ -54,6 +54,13 @@ def _layout(cell: Cell, n_inputs: int) -> dict[int, tuple[float, float]]:
     return pos
 
 
+def _label_point(source: tuple[float, float], target: tuple[float, float], bend: float) -> tuple[float, float]:
+    """A point 60% along the arc, pushed sideways like the arc, so labels of edges into one node separate."""
+    dx, dy = target[0] - source[0], target[1] - source[1]
+    t = 0.6
+    return source[0] + t * dx + bend * dy * 0.5, source[1] + t * dy - bend * dx * 0.5
+
+
 def _draw_cell(ax, cell: Cell | str, title: str, kind: str) -> None:
     ax.set_title(title)
     ax.axis("off")
@@ -74,7 +81,7 @@ def _draw_cell(ax, cell: Cell | str, title: str, kind: str) -> None:
             ax.annotate("", xy=target, xytext=source, arrowprops={
                 "arrowstyle": "-|>", "color": _OP_COLOURS.get(edge.op, "black"), "lw": 1.6,
                 "connectionstyle": f"arc3,rad={bend}", "shrinkA": 14, "shrinkB": 14})
-            mid = ((source[0] + target[0]) / 2, (source[1] + target[1]) / 2 + bend)
+            mid = _label_point(source, target, bend)
             ax.text(*mid, edge.op, fontsize=7, ha="center", va="center", color=_OP_COLOURS.get(edge.op, "black"),
                     bbox={"boxstyle": "round,pad=0.1", "fc": "white", "ec": "none", "alpha": 0.8})
     for state in cell.concat:

@@ -188,5 +188,6 @@ class FixedReductionCell(nn.Module):
 def drop_path(x: torch.Tensor, drop_prob: float) -> torch.Tensor:
     """Zero whole examples with probability `drop_prob`, rescaling the survivors (ScheduledDropPath)."""
     keep = 1.0 - drop_prob
-    mask = torch.empty(x.size(0), 1, 1, 1, device=x.device, dtype=x.dtype).bernoulli_(keep)
+    # A comparison rather than bernoulli_(keep): torch.compile then need not specialise on the float.
+    mask = (torch.rand(x.size(0), 1, 1, 1, device=x.device) < keep).to(x.dtype)
     return x / keep * mask

@@ -7,59 +7,70 @@ loads the weights strictly, so a genotype/weights mismatch is an error naming bo
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
-from safetensors import safe_open
 
 from .errors import GdasError
+from .files import atomic_write_bytes
 from .genotype import Genotype
 from .models import CellNetwork, NetworkArgs, build_network
 
 FORMAT = "gdas-weights-v1"
 
 
-def atomic_write_bytes(path: Path, write) -> None:
-    """Call `write(tmp_path)` then rename over `path`, so readers never see a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def network_metadata(genotype: Genotype, args: NetworkArgs) -> dict[str, str]:
     return {"format": FORMAT, "gdas_genotype": genotype.to_json(), "gdas_network": json.dumps(args.to_dict())}
 
 
-def save_network(model: CellNetwork, path: Path) -> None:
-    """Write `model`'s weights (unwrapped from DDP/compile) with its genotype and arguments."""
-    inner = getattr(model, "module", model)
-    inner = getattr(inner, "_orig_mod", inner)
-    state = {k: v.detach().contiguous().cpu() for k, v in inner.state_dict().items()}
-    metadata = network_metadata(inner.genotype, inner.args)
-    atomic_write_bytes(Path(path), lambda tmp: save_file(state, tmp, metadata=metadata))
+def unwrap(module: torch.nn.Module) -> torch.nn.Module:
+    """The model inside a DistributedDataParallel and/or torch.compile wrapper."""
+    inner = getattr(module, "module", module)
+    return getattr(inner, "_orig_mod", inner)
 
 
-def read_metadata(path: Path) -> tuple[Genotype, NetworkArgs]:
-    """The genotype and network arguments stored in a weights file's header."""
+def read_header(path: Path) -> dict[str, str]:
+    """The metadata of a safetensors file's header; a missing or unreadable file is a GdasError."""
     path = Path(path)
     if not path.is_file():
         raise GdasError(f"{path}: no such weights file")
     try:
         with safe_open(str(path), framework="pt") as handle:
-            metadata = handle.metadata() or {}
+            return handle.metadata() or {}
     except (SafetensorError, OSError, ValueError) as err:
         raise GdasError(f"{path}: not a readable safetensors file ({err})") from None
+
+
+def read_tensors(path: Path, device: str | torch.device = "cpu", label: str | None = None) -> dict[str, torch.Tensor]:
+    """Every tensor of a safetensors file; a truncated or corrupted file is a GdasError naming `label`."""
+    try:
+        return load_file(str(path), device=str(device))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as err:
+        raise GdasError(f"{label or path}: corrupted or truncated safetensors file ({err})") from None
+
+
+def save_tensors(module: torch.nn.Module, path: Path, metadata: dict[str, str]) -> None:
+    """Write a module's state (unwrapped from DDP/compile) with `metadata` in the header, atomically."""
+    state = {k: v.detach().contiguous().cpu() for k, v in unwrap(module).state_dict().items()}
+    atomic_write_bytes(Path(path), lambda tmp: save_file(state, tmp, metadata=metadata))
+
+
+def load_tensors_into(model: torch.nn.Module, path: Path, what: str, device: str | torch.device = "cpu") -> None:
+    """Read a safetensors file and load it into `model` strictly (see load_state_strict)."""
+    load_state_strict(model, read_tensors(path, device), what, str(path))
+
+
+def save_network(model: CellNetwork, path: Path) -> None:
+    """Write `model`'s weights (unwrapped from DDP/compile) with its genotype and arguments."""
+    inner = unwrap(model)
+    save_tensors(inner, path, network_metadata(inner.genotype, inner.args))
+
+
+def read_metadata(path: Path) -> tuple[Genotype, NetworkArgs]:
+    """The genotype and network arguments stored in a weights file's header."""
+    metadata = read_header(path)
     if metadata.get("format") != FORMAT:
         raise GdasError(f"{path}: not a gdas weights file (header format {metadata.get('format')!r})")
     genotype = Genotype.from_json(metadata["gdas_genotype"], f"{path} (header genotype)")
@@ -91,9 +102,5 @@ def load_network(path: Path, genotype: Genotype | None = None, map_location: str
     stored_genotype, args = read_metadata(path)
     genotype = genotype or stored_genotype
     model = build_network(genotype, args)
-    try:
-        state = load_file(str(path), device=map_location)
-    except (SafetensorError, OSError, ValueError) as err:
-        raise GdasError(f"{path}: corrupted or truncated safetensors file ({err})") from None
-    load_state_strict(model, state, f"genotype {genotype.ref}", str(path))
+    load_tensors_into(model, path, f"genotype {genotype.ref}", map_location)
     return model

@@ -1,0 +1,101 @@
+"""Atomic save and load of run state: checkpoint folders are swapped in whole, state files load without pickle.
+
+A checkpoint folder (`checkpoint/last`, `checkpoint/best`) holds several files (weights, state,
+progress). Writing them one by one in place could leave a folder whose weights and state disagree,
+so a new folder is written beside the old one and swapped in with two renames; a crash between the
+renames leaves `.<name>.old`, which `find_checkpoint` recovers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from .errors import GdasError
+from .files import atomic_write_bytes, atomic_write_text, current_umask
+
+STATE_FILE = "state.pt"
+PROGRESS_FILE = "progress.json"
+STATE_FORMAT = "gdas-run-state-v1"
+
+
+def _old_path(directory: Path) -> Path:
+    return directory.parent / f".{directory.name}.old"
+
+
+def write_checkpoint(directory: Path, write: Callable[[Path], None]) -> None:
+    """Call `write(tmp_dir)` to fill a fresh folder, then make it `directory` in one swap."""
+    directory = Path(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp-", dir=directory.parent))
+    tmp.chmod(0o777 & ~current_umask())  # mkdtemp makes 0700; a checkpoint should be as readable as its run folder
+    try:
+        write(tmp)
+        old = _old_path(directory)
+        if old.exists():
+            shutil.rmtree(old)
+        if directory.exists():
+            os.replace(directory, old)
+        os.replace(tmp, directory)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def find_checkpoint(directory: Path) -> Path | None:
+    """`directory` if it exists, else the previous folder a crash mid-swap left behind (renamed back)."""
+    directory = Path(directory)
+    if directory.is_dir():
+        return directory
+    old = _old_path(directory)
+    if old.is_dir():
+        os.replace(old, directory)
+        return directory
+    return None
+
+
+def save_state(path: Path, state: dict[str, Any]) -> None:
+    """torch.save of plain containers and tensors only, so `load_state` can refuse anything else."""
+    atomic_write_bytes(Path(path), lambda tmp: torch.save(state, tmp))
+
+
+def load_state(path: Path) -> dict[str, Any]:
+    """Load a state file written by `save_state` with weights_only=True (no arbitrary unpickling)."""
+    path = Path(path)
+    if not path.is_file():
+        raise GdasError(f"{path}: no such state file")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises UnpicklingError, RuntimeError, EOFError... for bad files
+        raise GdasError(f"{path}: unreadable or untrusted run state ({type(err).__name__}: {err})") from None
+    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+        raise GdasError(f"{path}: not a gdas run state file")
+    return state
+
+
+def write_jsonl(path: Path, records: list[dict[str, Any]]) -> None:
+    """One JSON object per line, the whole file written atomically."""
+    atomic_write_text(Path(path), "".join(json.dumps(record) + "\n" for record in records))
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Indented JSON, written atomically."""
+    text = json.dumps(data, indent=2) + "\n"
+    atomic_write_text(Path(path), text)
+
+
+def read_json(path: Path) -> Any:
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise GdasError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise GdasError(f"{path}: not readable JSON ({err})") from None

@@ -1,0 +1,105 @@
+"""The options every engine-backed command shares, added by one decorator.
+
+    @app.command("ptb")
+    @with_run_options
+    def ptb(genotype: ..., epochs: ..., run: RunOptions) -> None:
+        engine = run.engine_config(epochs=epochs, run_name="train-ptb", resume_hint=...)
+
+The command receives the engine options as one `RunOptions` (which also records which options the
+user typed, so a resumed run can refuse changed settings) instead of a dozen parameters.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Callable, Optional
+
+import typer
+from typer._click.core import ParameterSource  # typer vendors click; pinned
+from typer._click.globals import get_current_context
+
+from ..engine import EngineConfig
+from ..errors import GdasError
+
+_PANEL = "Run, devices and checkpoints"
+
+
+def _option(annotation: Any, default: Any, *decls: str, help: str) -> inspect.Parameter:
+    name = decls[0].lstrip("-").split("/")[0].replace("-", "_")
+    option = typer.Option(*decls, help=help, rich_help_panel=_PANEL)
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default,
+                             annotation=Annotated[annotation, option])
+
+
+RUN_PARAMETERS = [
+    _option(Optional[Path], None, "--run-dir", help="Run folder to create (default runs/<kind>-<dataset>-<time>)."),
+    _option(Optional[Path], None, "--resume", help="Continue the run in this folder from its last checkpoint; "
+            "its config.json is kept and changed settings are refused."),
+    _option(int, 0, "--seed", help="Seed of weights, data order, augmentation and drop-path."),
+    _option(str, "auto", "--device", help="auto (cuda if available), cpu or cuda."),
+    _option(str, "fp32", "--precision", help="fp32, bf16, fp16 (AMP with loss scaling) or amp (bf16 where "
+            "supported, else fp16; fp32 on CPU)."),
+    _option(bool, False, "--channels-last/--no-channels-last", help="NHWC memory format (faster convs on GPUs)."),
+    _option(bool, False, "--compile/--no-compile", help="torch.compile the training module."),
+    _option(bool, False, "--sync-bn/--no-sync-bn", help="SyncBatchNorm across DDP processes (GPU only)."),
+    _option(bool, False, "--deterministic/--no-deterministic", help="Deterministic kernels (slower on GPU)."),
+    _option(int, 0, "--checkpoint-every", help="Also checkpoint every N steps (0: at epoch ends only)."),
+    _option(int, 1, "--eval-every", help="Evaluate every N epochs (and after the last)."),
+    _option(int, 0, "--limit-train-batches", help="Train on at most N batches per epoch (0: all; for quick checks)."),
+    _option(bool, False, "--quiet", "-q", help="No progress bar or per-epoch lines."),
+]
+RUN_NAMES = [p.name for p in RUN_PARAMETERS]
+
+
+@dataclass
+class RunOptions:
+    """The shared options' values, and which options of the whole command were typed by the user."""
+
+    run_dir: Path | None = None
+    resume: Path | None = None
+    seed: int = 0
+    device: str = "auto"
+    precision: str = "fp32"
+    channels_last: bool = False
+    compile: bool = False
+    sync_bn: bool = False
+    deterministic: bool = False
+    checkpoint_every: int = 0
+    eval_every: int = 1
+    limit_train_batches: int = 0
+    quiet: bool = False
+    explicit: frozenset[str] = field(default_factory=frozenset)
+
+    def engine_config(self, *, epochs: int, run_name: str, resume_hint: str = "") -> EngineConfig:
+        """An EngineConfig from these options (a new run; for --resume read the saved one)."""
+        if self.resume is not None:
+            raise GdasError("--resume: use the run's saved engine config (engine.read_run_config)")
+        return EngineConfig(
+            epochs=epochs, run_dir=str(self.run_dir) if self.run_dir else None, run_name=run_name, seed=self.seed,
+            device=self.device, precision=self.precision, channels_last=self.channels_last, compile=self.compile,
+            sync_bn=self.sync_bn, deterministic=self.deterministic, checkpoint_every=self.checkpoint_every,
+            eval_every=self.eval_every, limit_train_batches=self.limit_train_batches, quiet=self.quiet,
+            resume_hint=resume_hint,
+        )
+
+
+def with_run_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Add RUN_PARAMETERS to a Typer command; it gets them as its `run: RunOptions` argument."""
+    signature = inspect.signature(func, eval_str=True)  # real annotations: the wrapper lives in another module
+    own = [p for name, p in signature.parameters.items() if name != "run"]
+
+    @functools.wraps(func)
+    def command(**kwargs: Any) -> Any:
+        ctx = get_current_context()
+        typed = {name for name in ctx.params
+                 if ctx.get_parameter_source(name) in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)}
+        run = RunOptions(**{name: kwargs.pop(name) for name in RUN_NAMES}, explicit=frozenset(typed))
+        return func(**kwargs, run=run)
+
+    command.__signature__ = signature.replace(parameters=own + RUN_PARAMETERS)  # type: ignore[attr-defined]
+    command.__annotations__ = {p.name: p.annotation for p in own + RUN_PARAMETERS}
+    del command.__wrapped__  # typer must see the new signature, not the wrapped function's
+    return command

@@ -1,0 +1,471 @@
+"""Image data for search and training: CIFAR-10/100, ImageNet, `folder:PATH` and the built-in `digits` set.
+
+Two ways to feed the engine, both deterministic in (seed, epoch, index) so a resumed run and a DDP
+run see exactly the batches a one-process uninterrupted run sees:
+
+- `TensorBatches`: sets that fit in memory (CIFAR, digits) live on the training device as uint8;
+  random crop, flip and cutout are tensor ops on the whole batch, driven by a counter-based hash of
+  (seed, epoch, index) instead of an RNG, so the loader is never the bottleneck and needs no state.
+- `LoaderBatches`: image folders (ImageNet, `folder:PATH`) go through a DataLoader (workers, pinned
+  memory, non_blocking copies); each example's torchvision transform runs under a torch RNG seeded
+  from (seed, epoch, index).
+
+The epoch order is a seeded permutation; with K ranks, rank r takes every K-th example, so K ranks
+with batch B/K together see the one-process batch B.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import signal
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from .errors import GdasError
+
+CIFAR_MEAN = (125.3 / 255, 123.0 / 255, 113.9 / 255)
+CIFAR_STD = (63.0 / 255, 62.1 / 255, 66.7 / 255)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+DIGITS_TEST_SIZE = 297  # fixed split of sklearn's 1797 digits: 1500 train, 297 test
+DIGITS_SPLIT_SEED = 0
+
+
+@dataclass(frozen=True)
+class Augment:
+    """Training augmentation of an in-memory set: pad-and-crop, horizontal flip, cutout (0: off)."""
+
+    crop_padding: int = 4
+    flip: bool = True
+    cutout: int = 0
+
+
+@dataclass
+class TensorImages:
+    """Images as one uint8 tensor (N, C, H, W) and int64 labels (N,)."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+
+    def __len__(self) -> int:
+        return int(self.labels.numel())
+
+    def subset(self, indices: Sequence[int] | torch.Tensor) -> "TensorImages":
+        idx = torch.as_tensor(indices, dtype=torch.long)
+        return TensorImages(self.images[idx], self.labels[idx])
+
+
+@dataclass
+class ImageData:
+    """A dataset ready to train on: its splits, classes, image size and the network family it suits.
+
+    `train`/`test` are TensorImages (fed by TensorBatches) or indexable datasets of (PIL image,
+    label) with `train_transform`/`test_transform` (fed by LoaderBatches).
+    """
+
+    name: str
+    num_classes: int
+    image_size: int
+    net: str  # "cifar" or "imagenet": which final network fits this input size
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    train: Any
+    test: Any
+    augment: Augment | None = None
+    train_transform: Callable | None = None
+    test_transform: Callable | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def in_memory(self) -> bool:
+        return isinstance(self.train, TensorImages)
+
+
+# ------------------------------------------------------------------------------------------ datasets
+
+
+def _digits_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """sklearn's bundled digits as (1797, 8, 8) pixels 0..16 and labels.
+
+    The CSV is read straight from the installed package when it is where sklearn keeps it, which
+    saves the second it takes to import sklearn (it matters in every DDP process and test).
+    """
+    spec = importlib.util.find_spec("sklearn")
+    if spec is None or not spec.submodule_search_locations:
+        raise GdasError("digits: the demo set needs scikit-learn; pip install gdas-cli[demo]")
+    csv = Path(spec.submodule_search_locations[0]) / "datasets" / "data" / "digits.csv.gz"
+    if csv.is_file():
+        table = np.loadtxt(csv, delimiter=",")
+        return table[:, :-1].reshape(-1, 8, 8), table[:, -1].astype(np.int64)
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    return bunch.images, bunch.target
+
+
+def _load_digits(data_dir: Path, download: bool, net: str | None) -> ImageData:
+    """sklearn's 1797 real 8x8 handwritten digits, upsampled to 32x32 RGB, split 1500/297 with a fixed seed."""
+    raw, target = _digits_arrays()
+    pixels = torch.tensor(raw, dtype=torch.float32).unsqueeze(1) / 16.0
+    pixels = torch.nn.functional.interpolate(pixels, size=(32, 32), mode="bilinear", align_corners=False)
+    images = (pixels.clamp(0, 1) * 255).round().to(torch.uint8).repeat(1, 3, 1, 1)
+    labels = torch.tensor(target, dtype=torch.long)
+    order = torch.from_numpy(np.random.RandomState(DIGITS_SPLIT_SEED).permutation(len(labels)))
+    test_idx, train_idx = order[:DIGITS_TEST_SIZE], order[DIGITS_TEST_SIZE:]
+    train, test = TensorImages(images[train_idx], labels[train_idx]), TensorImages(images[test_idx], labels[test_idx])
+    scaled = train.images.float() / 255
+    mean = tuple(scaled.mean(dim=(0, 2, 3)).tolist())
+    std = tuple(scaled.std(dim=(0, 2, 3)).tolist())
+    # digits are not mirror-symmetric: crop only
+    return ImageData("digits", 10, 32, "cifar", mean, std, train, test, augment=Augment(4, False, 0))
+
+
+def _load_cifar(classes: int) -> Callable[[Path, bool, str | None], ImageData]:
+    def load(data_dir: Path, download: bool, net: str | None) -> ImageData:
+        from torchvision import datasets
+
+        cls = datasets.CIFAR10 if classes == 10 else datasets.CIFAR100
+        folder = "cifar-10-batches-py" if classes == 10 else "cifar-100-python"
+        name = f"cifar{classes}"
+        splits = []
+        for train in (True, False):
+            try:
+                split = cls(root=str(data_dir), train=train, download=download)
+            except RuntimeError:
+                raise GdasError(
+                    f"--data-dir {data_dir}: CIFAR-{classes} not found or corrupted (expected {data_dir / folder}/ "
+                    f"from the python-version archive); pass --download or put the files there"
+                ) from None
+            except OSError as err:
+                raise GdasError(f"--download: could not fetch CIFAR-{classes} into {data_dir} ({err})") from None
+            images = torch.from_numpy(np.ascontiguousarray(split.data)).permute(0, 3, 1, 2).contiguous()
+            splits.append(TensorImages(images, torch.tensor(split.targets, dtype=torch.long)))
+        return ImageData(name, classes, 32, "cifar", CIFAR_MEAN, CIFAR_STD, splits[0], splits[1],
+                         augment=Augment(4, True, 16))
+
+    return load
+
+
+def _image_folder(path: Path, what: str) -> Any:
+    from torchvision import datasets
+
+    if not path.is_dir():
+        raise GdasError(f"{path}: missing {what} folder (expected one subfolder of images per class)")
+    try:
+        return datasets.ImageFolder(str(path))
+    except (FileNotFoundError, OSError) as err:
+        raise GdasError(f"{path}: no images found for {what} ({str(err).splitlines()[0]})") from None
+
+
+def _folder_transforms(net: str, mean: tuple[float, ...], std: tuple[float, ...]) -> tuple[Callable, Callable, int]:
+    from torchvision import transforms as T
+
+    normalize = [T.ToTensor(), T.Normalize(mean, std)]
+    if net == "imagenet":
+        train = T.Compose([T.RandomResizedCrop(224), T.RandomHorizontalFlip(),
+                           T.ColorJitter(brightness=0.4, contrast=0.4, saturation=0.4, hue=0.2), *normalize])
+        test = T.Compose([T.Resize(256), T.CenterCrop(224), *normalize])
+        return train, test, 224
+    train = T.Compose([T.Resize((32, 32)), T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(), *normalize])
+    test = T.Compose([T.Resize((32, 32)), *normalize])
+    return train, test, 32
+
+
+def _folder_data(name: str, root: Path, test_dirs: tuple[str, ...], net: str) -> ImageData:
+    if not root.is_dir():
+        raise GdasError(f"{root}: no such folder (expected {root}/train and {root}/{test_dirs[0]} "
+                        "in ImageFolder layout)")
+    train = _image_folder(root / "train", f"{name} training")
+    test_path = next((root / d for d in test_dirs if (root / d).is_dir()), root / test_dirs[0])
+    test = _image_folder(test_path, f"{name} test")
+    if train.classes != test.classes:
+        raise GdasError(f"{test_path}: classes differ from {root / 'train'} "
+                        f"({len(test.classes)} vs {len(train.classes)} class folders)")
+    train_tf, test_tf, size = _folder_transforms(net, IMAGENET_MEAN, IMAGENET_STD)
+    return ImageData(name, len(train.classes), size, net, IMAGENET_MEAN, IMAGENET_STD, train, test,
+                     train_transform=train_tf, test_transform=test_tf, extra={"classes": train.classes})
+
+
+def _load_imagenet(data_dir: Path, download: bool, net: str | None) -> ImageData:
+    if download:
+        raise GdasError("--download: ImageNet cannot be downloaded automatically; put train/ and val/ under --data-dir")
+    if not (data_dir / "train").is_dir():
+        raise GdasError(f"--data-dir {data_dir}: no ImageNet folder {data_dir / 'train'} "
+                        "(expected train/ and val/ with one subfolder per class)")
+    return _folder_data("imagenet", data_dir, ("val",), net or "imagenet")
+
+
+DATASETS: dict[str, Callable[[Path, bool, str | None], ImageData]] = {
+    "cifar10": _load_cifar(10),
+    "cifar100": _load_cifar(100),
+    "imagenet": _load_imagenet,
+    "digits": _load_digits,
+}
+FOLDER_PREFIX = "folder:"
+
+
+def dataset_names() -> list[str]:
+    return [*DATASETS, f"{FOLDER_PREFIX}PATH"]
+
+
+def load_images(
+    spec: str, data_dir: Path | str = "data", *, download: bool = False, net: str | None = None,
+) -> ImageData:
+    """The dataset named by `spec`: a DATASETS name or `folder:PATH` (PATH/train and PATH/val or PATH/test).
+
+    `net` picks the input size of folder sets: "cifar" (32x32, the default) or "imagenet" (224).
+    """
+    if net not in (None, "cifar", "imagenet"):
+        raise GdasError(f"--net: {net!r} must be cifar or imagenet")
+    if spec.startswith(FOLDER_PREFIX):
+        path = Path(spec[len(FOLDER_PREFIX):]).expanduser()
+        if not str(path):
+            raise GdasError(f"{spec}: give the folder, e.g. folder:~/data/flowers")
+        return _folder_data(f"folder:{path}", path, ("val", "test"), net or "cifar")
+    if spec not in DATASETS:
+        raise GdasError(f"{spec}: unknown dataset; known: {', '.join(dataset_names())}")
+    return DATASETS[spec](Path(data_dir).expanduser(), download, net)
+
+
+def split_indices(n: int, seed: int) -> tuple[list[int], list[int]]:
+    """A seeded 50/50 split of range(n) (the search's train/valid halves of a training set)."""
+    generator = torch.Generator().manual_seed(seed)
+    order = torch.randperm(n, generator=generator).tolist()
+    half = n // 2
+    return sorted(order[:half]), sorted(order[half:])
+
+
+# ---------------------------------------------------------------------------------------- ordering
+
+
+_P = 2_147_483_647  # 2**31 - 1: products with the multipliers below stay far inside int64
+
+
+def _mix(x: torch.Tensor) -> torch.Tensor:
+    """A few rounds of Lehmer multiplication and xor-shift: int64 in [0, 2**31) -> scrambled same range."""
+    for multiplier, shift in ((48271, 13), (69621, 17), (16807, 11)):
+        x = (x * multiplier) % _P
+        x = x ^ (x >> shift)
+    return x
+
+
+def keyed_randint(index: torch.Tensor, seed: int, epoch: int, salt: int, high: int) -> torch.Tensor:
+    """A pseudo-random integer in [0, high) per index, a pure function of (seed, epoch, salt, index)."""
+    x = index.to(torch.long) % _P
+    for part in (seed, epoch, salt):
+        x = _mix((x + part % _P + 1) % _P)
+    return x % high
+
+
+def _key_seed(seed: int, epoch: int, index: int) -> int:
+    return ((seed % _P) * 1_000_003 + epoch) * 4_294_967_311 + index
+
+
+def epoch_order(n: int, *, seed: int, epoch: int, shuffle: bool, rank: int = 0, world_size: int = 1) -> torch.Tensor:
+    """This rank's example order for `epoch`.
+
+    Training (shuffle): a permutation seeded by (seed, epoch), cut to a multiple of world_size and
+    dealt out rank::world_size. Evaluation: 0..n-1 dealt out the same way, nothing dropped.
+    """
+    if not shuffle:
+        return torch.arange(rank, n, world_size)
+    generator = torch.Generator().manual_seed(_key_seed(seed, epoch, 0) % 2**63)
+    order = torch.randperm(n, generator=generator)
+    usable = n - n % world_size
+    return order[:usable][rank::world_size]
+
+
+def per_rank_batch(batch_size: int, world_size: int) -> int:
+    if batch_size < 1:
+        raise GdasError(f"--batch-size: must be at least 1, got {batch_size}")
+    if batch_size % world_size:
+        raise GdasError(f"--batch-size: {batch_size} is the global batch and must divide by the {world_size} processes")
+    return batch_size // world_size
+
+
+# ------------------------------------------------------------------------------------ batch sources
+
+
+class TensorBatches:
+    """Batches of an in-memory set held on `device`; augmentation as batched tensor ops."""
+
+    def __init__(
+        self, data: TensorImages, *, batch_size: int, device: torch.device, mean: Sequence[float],
+        std: Sequence[float], seed: int = 0, shuffle: bool = True, augment: Augment | None = None, rank: int = 0,
+        world_size: int = 1, memory_format: torch.memory_format = torch.contiguous_format,
+    ) -> None:
+        self.images = data.images.to(device)
+        self.labels = data.labels.to(device)
+        self.batch_size, self.device, self.seed, self.shuffle = batch_size, device, seed, shuffle
+        self.augment, self.rank, self.world_size, self.memory_format = augment, rank, world_size, memory_format
+        self.mean = torch.tensor(mean, device=device).view(1, -1, 1, 1)
+        self.std = torch.tensor(std, device=device).view(1, -1, 1, 1)
+        self._per_rank = len(epoch_order(len(data), seed=seed, epoch=0, shuffle=shuffle, rank=rank,
+                                         world_size=world_size))
+
+    def __len__(self) -> int:
+        return math.ceil(self._per_rank / self.batch_size)
+
+    def batches(self, epoch: int, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        order = epoch_order(len(self.labels), seed=self.seed, epoch=epoch, shuffle=self.shuffle, rank=self.rank,
+                            world_size=self.world_size).to(self.device)
+        for i in range(start, len(self)):
+            index = order[i * self.batch_size:(i + 1) * self.batch_size]
+            yield self.make_batch(index, epoch), self.labels[index]
+
+    def make_batch(self, index: torch.Tensor, epoch: int) -> torch.Tensor:
+        """Normalised float images for dataset positions `index`, augmented when training."""
+        x = self.images[index].float().div_(255)
+        if self.augment is not None:
+            x = self._crop_flip(x, index, epoch)
+        x = (x - self.mean) / self.std
+        if self.augment is not None and self.augment.cutout > 0:
+            x = self._cutout(x, index, epoch)
+        return x.contiguous(memory_format=self.memory_format)
+
+    def _crop_flip(self, x: torch.Tensor, index: torch.Tensor, epoch: int) -> torch.Tensor:
+        n, _, h, w = x.shape
+        pad = self.augment.crop_padding
+        if pad > 0:
+            padded = torch.nn.functional.pad(x, (pad, pad, pad, pad))  # zeros = black, as PIL padding
+            dy = keyed_randint(index, self.seed, epoch, 1, 2 * pad + 1)
+            dx = keyed_randint(index, self.seed, epoch, 2, 2 * pad + 1)
+            rows = dy[:, None] + torch.arange(h, device=x.device)
+            cols = dx[:, None] + torch.arange(w, device=x.device)
+            batch = torch.arange(n, device=x.device)[:, None, None]
+            x = padded[batch, :, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
+        if self.augment.flip:
+            flip = keyed_randint(index, self.seed, epoch, 3, 2).bool()
+            x = torch.where(flip[:, None, None, None], x.flip(3), x)
+        return x
+
+    def _cutout(self, x: torch.Tensor, index: torch.Tensor, epoch: int) -> torch.Tensor:
+        """Zero a length x length square centred at a random pixel, clipped at the borders (as the 2019 Cutout)."""
+        _, _, h, w = x.shape
+        half = self.augment.cutout // 2
+        cy = keyed_randint(index, self.seed, epoch, 4, h)[:, None, None]
+        cx = keyed_randint(index, self.seed, epoch, 5, w)[:, None, None]
+        ys = torch.arange(h, device=x.device)[None, :, None]
+        xs = torch.arange(w, device=x.device)[None, None, :]
+        hole = (ys >= cy - half) & (ys < cy + half) & (xs >= cx - half) & (xs < cx + half)
+        return x.masked_fill(hole[:, None], 0.0)
+
+
+class _KeyedDataset(Dataset):
+    """dataset[(epoch, i)] applies the transform under a torch RNG seeded from (seed, epoch, i)."""
+
+    def __init__(self, base: Any, transform: Callable | None, seed: int) -> None:
+        self.base, self.transform, self.seed = base, transform, seed
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, key: tuple[int, int]) -> tuple[Any, int]:
+        epoch, index = key
+        image, label = self.base[index]
+        if self.transform is None:
+            return image, label
+        with torch.random.fork_rng(devices=[]):
+            torch.default_generator.manual_seed(_key_seed(self.seed, epoch, index) % 2**63)
+            return self.transform(image), label
+
+
+def _ignore_sigint(worker_id: int) -> None:
+    """Workers leave Ctrl-C to the main process, which stops at the next step and checkpoints."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+class LoaderBatches:
+    """Batches of an indexable (image, label) dataset through a DataLoader, moved to `device`."""
+
+    def __init__(
+        self, dataset: Any, transform: Callable | None, *, batch_size: int, device: torch.device, seed: int = 0,
+        shuffle: bool = True, rank: int = 0, world_size: int = 1, num_workers: int = 0,
+        memory_format: torch.memory_format = torch.contiguous_format,
+    ) -> None:
+        self.dataset = _KeyedDataset(dataset, transform, seed)
+        self.batch_size, self.device, self.seed, self.shuffle = batch_size, device, seed, shuffle
+        self.rank, self.world_size, self.num_workers, self.memory_format = rank, world_size, num_workers, memory_format
+        self._per_rank = len(epoch_order(len(dataset), seed=seed, epoch=0, shuffle=shuffle, rank=rank,
+                                         world_size=world_size))
+
+    def __len__(self) -> int:
+        return math.ceil(self._per_rank / self.batch_size)
+
+    def batches(self, epoch: int, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        order = epoch_order(len(self.dataset), seed=self.seed, epoch=epoch, shuffle=self.shuffle, rank=self.rank,
+                            world_size=self.world_size)[start * self.batch_size:]
+        keys = [(epoch, i) for i in order.tolist()]
+        pin = self.device.type == "cuda"
+        loader = DataLoader(self.dataset, batch_size=self.batch_size, sampler=keys, num_workers=self.num_workers,
+                            pin_memory=pin, drop_last=False,
+                            worker_init_fn=_ignore_sigint if self.num_workers else None)
+        for images, labels in loader:
+            images = images.to(self.device, non_blocking=pin, memory_format=self.memory_format)
+            yield images, labels.to(self.device, non_blocking=pin)
+
+
+class PairedBatches:
+    """Two sources stepped together, e.g. the search's (train batch, valid batch) per step."""
+
+    def __init__(self, first: Any, second: Any) -> None:
+        self.first, self.second = first, second
+
+    def __len__(self) -> int:
+        return min(len(self.first), len(self.second))
+
+    def batches(self, epoch: int, start: int = 0) -> Iterator[tuple[Any, Any]]:
+        return zip(self.first.batches(epoch, start), self.second.batches(epoch, start))
+
+
+class Cutout:
+    """Zero a length x length square at a random centre of a (C, H, W) tensor, clipped at the borders."""
+
+    def __init__(self, length: int) -> None:
+        self.length = length
+
+    def __call__(self, image: torch.Tensor) -> torch.Tensor:
+        _, h, w = image.shape
+        cy, cx = int(torch.randint(h, ())), int(torch.randint(w, ()))
+        half = self.length // 2
+        image = image.clone()
+        image[:, max(cy - half, 0):cy + half, max(cx - half, 0):cx + half] = 0
+        return image
+
+
+def make_batches(
+    data: ImageData, split: str, *, batch_size: int, device: torch.device, train: bool, seed: int = 0,
+    rank: int = 0, world_size: int = 1, indices: Sequence[int] | None = None, augment: Augment | None = None,
+    augmented: bool | None = None, num_workers: int = 0, memory_format: torch.memory_format = torch.contiguous_format,
+) -> TensorBatches | LoaderBatches:
+    """The batch source for `split` ("train" or "test") of `data`, optionally restricted to `indices`.
+
+    `batch_size` is the global batch; each rank gets batch_size / world_size. Training sources
+    shuffle; they are augmented unless `augmented` is False (test sources never are). In-memory
+    sets use `augment` (default `data.augment`); folder sets use `data.train_transform`, plus cutout
+    when `augment.cutout` is set.
+    """
+    per_rank = per_rank_batch(batch_size, world_size)
+    source = data.train if split == "train" else data.test
+    common = dict(batch_size=per_rank, device=device, seed=seed, shuffle=train, rank=rank, world_size=world_size,
+                  memory_format=memory_format)
+    augmented = train if augmented is None else augmented and train
+    if isinstance(source, TensorImages):
+        if indices is not None:
+            source = source.subset(indices)
+        chosen = (augment or data.augment) if augmented else None
+        return TensorBatches(source, mean=data.mean, std=data.std, augment=chosen, **common)
+    if indices is not None:
+        source = torch.utils.data.Subset(source, list(indices))
+    transform = data.train_transform if augmented else data.test_transform
+    if augmented and augment is not None and augment.cutout > 0:
+        from torchvision import transforms as T
+
+        transform = T.Compose([transform, Cutout(augment.cutout)])
+    return LoaderBatches(source, transform, num_workers=num_workers, **common)

@@ -1,0 +1,774 @@
+"""The one training loop: final training, the GDAS search and language-model training all run on it.
+
+A *task* says what a step does on a batch, what evaluation measures and what state it owns; the
+engine owns the rest: epochs and steps, device and precision (autocast, GradScaler), DDP set-up and
+tear-down, the run directory (config.json, metrics.jsonl, checkpoint/last, checkpoint/best),
+checkpoint and exact resume, rich progress, Ctrl-C, seeding and RNG state.
+
+Task protocol (subclass `Task`; the methods marked optional have defaults)::
+
+    kind: str                        names the run ("train", "search", "lm"): runs/<kind>-<dataset>-<time>
+    best_metric: (key, "max"|"min")  optional; the record key that picks checkpoint/best (None: no best)
+    config_dict() -> dict            the resolved task config (JSON), saved under "task" in config.json
+    setup(rt)                        load data, build models and optimizers on rt.device, wrap the trained
+                                     module with rt.prepare_model. Raise GdasError for bad input: nothing
+                                     has been written yet. Seeded identically on every rank.
+    train_batches() -> BatchSource   the training batches (data.TensorBatches, data.LoaderBatches, ...)
+    start_epoch(epoch) -> dict       optional; set lr / drop-path / tau for `epoch` (0-based). Must be
+                                     idempotent: a run resumed mid-epoch calls it again. Returns scalars
+                                     for the epoch's record (e.g. {"lr": ..., "drop_path": ...}).
+    train_step(batch, rt) -> dict    forward, rt.backward_step(loss, optimizer, ...); returns per-batch
+                                     SUMS as tensors (no .item(), so no host sync), with "n" = examples.
+                                     The record gets train_<key> = sum(key) / sum(n) over all ranks.
+    end_epoch(epoch) -> dict         optional; step schedulers; extra record fields (tau, genotype, ...)
+    evaluate(epoch, rt) -> dict      metrics of the epoch's model, already reduced over ranks
+                                     (rt.all_reduce_sum); keys go into the record as given (test_top1)
+    state_dict() / load_state_dict() optimizers, schedulers and anything else not in the weights; must
+                                     load with torch.load(weights_only=True): tensors, numbers, str, lists,
+                                     tuples, dicts
+    save_weights(dir) / load_weights(dir)  the model weights as safetensors in a checkpoint folder
+    after_epoch(run_dir, history)    optional; rank 0 writes files derived from the records (e.g.
+                                     genotypes.jsonl). Also called on resume, so they match the checkpoint.
+
+Batches come from a `BatchSource`: `len(source)` batches per epoch on this rank and
+`source.batches(epoch, start)`, which must give the same batches for the same epoch every time
+(order and augmentation are functions of the seed, epoch and index), so a resumed run skips the
+`start` batches already done and sees exactly what the uninterrupted run saw.
+
+Resume is exact on CPU (and in --deterministic mode on GPU): a checkpoint holds the weights, the
+task state, the GradScaler, every rank's RNG states (python, numpy, torch CPU and CUDA), the epoch
+and step, the epoch's partial metric sums and the metric history, so a killed run continued with
+`resume=True` ends with the same weights as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import random
+import signal
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Iterator, Protocol
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from . import __version__
+from .checkpoint import (
+    PROGRESS_FILE, STATE_FILE, STATE_FORMAT, find_checkpoint, load_state, read_json, save_state, write_checkpoint,
+    write_json, write_jsonl,
+)
+from .errors import GdasError
+
+PRECISIONS = ("fp32", "bf16", "fp16", "amp")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+# --------------------------------------------------------------------------------------------- config
+
+
+@dataclass
+class EngineConfig:
+    """What the engine needs besides the task; saved under "engine" in config.json."""
+
+    epochs: int
+    run_dir: str | None = None  # None: runs/<run_name>-<timestamp>
+    run_name: str = "run"
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda
+    precision: str = "fp32"  # fp32 | bf16 | fp16 | amp (bf16 where supported, else fp16; fp32 on CPU)
+    channels_last: bool = False
+    compile: bool = False
+    sync_bn: bool = False
+    deterministic: bool = False
+    checkpoint_every: int = 0  # also checkpoint every N steps (0: at epoch ends only)
+    eval_every: int = 1  # evaluate every N epochs and always after the last
+    limit_train_batches: int = 0  # 0: the whole epoch
+    quiet: bool = False
+    resume_hint: str = ""  # the command that resumes this run, for the Ctrl-C message; "{run_dir}" is filled in
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "EngineConfig":
+        known = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def validate_engine_config(cfg: EngineConfig) -> None:
+    """Every bad option is a one-line GdasError naming it."""
+    checks = [
+        (cfg.epochs >= 1, "--epochs", f"must be at least 1, got {cfg.epochs}"),
+        (cfg.device in DEVICES, "--device", f"{cfg.device!r} must be one of {', '.join(DEVICES)}"),
+        (cfg.precision in PRECISIONS, "--precision", f"{cfg.precision!r} must be one of {', '.join(PRECISIONS)}"),
+        (cfg.checkpoint_every >= 0, "--checkpoint-every", f"must be >= 0, got {cfg.checkpoint_every}"),
+        (cfg.eval_every >= 1, "--eval-every", f"must be at least 1, got {cfg.eval_every}"),
+        (cfg.limit_train_batches >= 0, "--limit-train-batches", f"must be >= 0, got {cfg.limit_train_batches}"),
+    ]
+    for ok, option, problem in checks:
+        if not ok:
+            raise GdasError(f"{option}: {problem}")
+
+
+# -------------------------------------------------------------------------------------------- runtime
+
+
+@dataclass
+class Runtime:
+    """Device, ranks and precision of this process, and the helpers a task's step uses."""
+
+    device: torch.device
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    precision: str = "fp32"  # resolved: fp32 | bf16 | fp16
+    channels_last: bool = False
+    compile: bool = False
+    sync_bn: bool = False
+    seed: int = 0
+    scaler: Any = None  # torch.amp.GradScaler for fp16
+    owns_process_group: bool = False
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def memory_format(self) -> torch.memory_format:
+        return torch.channels_last if self.channels_last else torch.contiguous_format
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """Mixed precision for the forward pass (a no-op in fp32)."""
+        if self.precision == "fp32":
+            return contextlib.nullcontext()
+        dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
+        return torch.autocast(self.device.type, dtype=dtype)
+
+    def prepare_model(
+        self, model: nn.Module, *, ddp: bool = True, compile: bool | None = None, find_unused_parameters: bool = False,
+    ) -> nn.Module:
+        """Move to the device (channels_last if asked), convert BN to SyncBN, wrap in DDP, compile.
+
+        Returns the module to call in train steps; keep the unwrapped `model` for saving and eval.
+        `find_unused_parameters`: for models whose forward uses only some parameters (a GDAS supernet).
+        """
+        model.to(self.device, memory_format=self.memory_format)
+        if self.sync_bn and self.distributed:
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        wrapped: nn.Module = model
+        if ddp and self.distributed:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            wrapped = nn.parallel.DistributedDataParallel(model, device_ids=ids,
+                                                          find_unused_parameters=find_unused_parameters)
+        if self.compile if compile is None else compile:
+            wrapped = torch.compile(wrapped)
+        return wrapped
+
+    def backward_step(
+        self, loss: torch.Tensor, optimizer: torch.optim.Optimizer, parameters: Any = None, max_norm: float = 0.0,
+    ) -> None:
+        """Backward (scaled in fp16), optional gradient clipping, optimizer step, then zero its gradients."""
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+        else:
+            loss.backward()
+        if max_norm and max_norm > 0:
+            if self.scaler is not None:
+                self.scaler.unscale_(optimizer)
+            params = parameters if parameters is not None else [p for g in optimizer.param_groups for p in g["params"]]
+            nn.utils.clip_grad_norm_(params, max_norm)
+        if self.scaler is not None:
+            self.scaler.step(optimizer)
+            self.scaler.update()
+        else:
+            optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    def all_reduce_sum(self, values: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Sum each tensor over ranks (one collective for all of them); identity on one process."""
+        if not self.distributed or not values:
+            return values
+        keys = sorted(values)
+        flat = torch.stack([values[k].detach().to(self._comm_device(), torch.float64).reshape(()) for k in keys])
+        dist.all_reduce(flat)
+        return {k: flat[i] for i, k in enumerate(keys)}
+
+    def sync_buffers(self, model: nn.Module) -> None:
+        """Give every rank rank 0's buffers (BN running statistics), e.g. before evaluating shards.
+
+        DDP broadcasts them before each forward, but each rank's last training forward updates them
+        with its own batch, so without this the ranks would evaluate slightly different networks.
+        """
+        if self.distributed:
+            for buffer in model.buffers():
+                dist.broadcast(buffer.data, src=0)
+
+    def all_gather_object(self, obj: Any) -> list[Any]:
+        if not self.distributed:
+            return [obj]
+        out: list[Any] = [None] * self.world_size
+        dist.all_gather_object(out, obj)
+        return out
+
+    def broadcast_object(self, obj: Any) -> Any:
+        """Rank 0's `obj` on every rank."""
+        if not self.distributed:
+            return obj
+        box = [obj]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
+    def any_rank(self, flag: bool) -> bool:
+        """True on every rank if `flag` is true on any rank."""
+        if not self.distributed:
+            return flag
+        t = torch.tensor([int(flag)], device=self._comm_device())
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return bool(t.item())
+
+    def barrier(self) -> None:
+        if self.distributed:
+            dist.barrier()
+
+    def _comm_device(self) -> torch.device:
+        return self.device if dist.is_initialized() and dist.get_backend() == "nccl" else torch.device("cpu")
+
+
+def pick_device(choice: str, local_rank: int) -> torch.device:
+    if choice == "cpu" or (choice == "auto" and not torch.cuda.is_available()):
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise GdasError("--device cuda: no CUDA GPU is visible to this process")
+    if local_rank >= torch.cuda.device_count():
+        raise GdasError(f"LOCAL_RANK {local_rank}: only {torch.cuda.device_count()} GPU(s) visible")
+    torch.cuda.set_device(local_rank)
+    return torch.device("cuda", local_rank)
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """`amp` becomes bf16 on GPUs that support it, fp16 on other GPUs and fp32 on CPU."""
+    bf16_ok = device.type != "cuda" or torch.cuda.is_bf16_supported()
+    if precision == "amp":
+        return "fp32" if device.type == "cpu" else ("bf16" if bf16_ok else "fp16")
+    if precision == "bf16" and not bf16_ok:
+        raise GdasError("--precision bf16: this GPU does not support bfloat16; use fp16 or amp")
+    return precision
+
+
+def seed_all(seed: int) -> None:
+    """Seed python, numpy and torch (CPU and every CUDA device)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def rank_seed(seed: int, rank: int) -> int:
+    """The seed of a rank's training randomness (drop-path masks, dropout); rank 0 matches one process."""
+    return seed + 1 + 1_000_003 * rank
+
+
+def setup_runtime(cfg: EngineConfig) -> Runtime:
+    """Read torchrun's environment, pick the device, start the process group (NCCL on GPU, gloo on CPU)."""
+    validate_engine_config(cfg)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    device = pick_device(cfg.device, local_rank)
+    precision = resolve_precision(cfg.precision, device)
+    if cfg.sync_bn and world > 1 and device.type != "cuda":
+        raise GdasError("--sync-bn: SyncBatchNorm runs on GPUs only; drop --sync-bn for CPU runs")
+    if cfg.compile and not hasattr(torch, "compile"):
+        raise GdasError("--compile: this torch has no torch.compile")
+    owns = False
+    if world > 1 and not dist.is_initialized():
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        kwargs = {"device_id": device} if device.type == "cuda" else {}
+        dist.init_process_group(backend, **kwargs)
+        owns = True
+    _set_determinism(cfg.deterministic, device)
+    scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
+    return Runtime(
+        device=device, rank=rank, world_size=world, local_rank=local_rank, precision=precision,
+        channels_last=cfg.channels_last, compile=cfg.compile, sync_bn=cfg.sync_bn, seed=cfg.seed, scaler=scaler,
+        owns_process_group=owns,
+    )
+
+
+def teardown_runtime(rt: Runtime) -> None:
+    if rt.owns_process_group and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def _set_determinism(deterministic: bool, device: torch.device) -> None:
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    if torch.are_deterministic_algorithms_enabled() != deterministic:  # the call imports inductor: 1.4 s
+        # warn_only: a few CUDA kernels (e.g. adaptive pooling backward) have no deterministic version
+        torch.use_deterministic_algorithms(deterministic, warn_only=True)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = not deterministic
+        torch.backends.cudnn.deterministic = deterministic
+        torch.backends.cuda.matmul.allow_tf32 = not deterministic
+        torch.backends.cudnn.allow_tf32 = not deterministic
+
+
+# ------------------------------------------------------------------------------------------ protocols
+
+
+class BatchSource(Protocol):
+    """The batches of an epoch: deterministic in (seed, epoch), resumable from any batch index."""
+
+    def __len__(self) -> int: ...
+
+    def batches(self, epoch: int, start: int = 0) -> Iterator[Any]: ...
+
+
+class Task:
+    """Base class of engine tasks: override the required methods (see the module docstring)."""
+
+    kind: str = "run"
+    best_metric: tuple[str, str] | None = None
+
+    def config_dict(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def setup(self, rt: Runtime) -> None:
+        raise NotImplementedError
+
+    def train_batches(self) -> BatchSource:
+        raise NotImplementedError
+
+    def start_epoch(self, epoch: int) -> dict[str, float]:
+        return {}
+
+    def train_step(self, batch: Any, rt: Runtime) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def end_epoch(self, epoch: int) -> dict[str, Any]:
+        return {}
+
+    def evaluate(self, epoch: int, rt: Runtime) -> dict[str, float]:
+        return {}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
+
+    def save_weights(self, directory: Path) -> None:
+        raise NotImplementedError
+
+    def load_weights(self, directory: Path) -> None:
+        raise NotImplementedError
+
+    def after_epoch(self, run_dir: Path, history: list[dict[str, Any]]) -> None:
+        pass
+
+
+class RunInterrupted(Exception):
+    """Ctrl-C (or SIGTERM) stopped the run at a safe point after saving a resumable checkpoint.
+
+    `rank` says which process raised it, so that only rank 0 prints the message.
+    """
+
+    def __init__(self, message: str, rank: int = 0) -> None:
+        super().__init__(message)
+        self.rank = rank
+
+
+# ------------------------------------------------------------------------------------------ RNG state
+
+
+def capture_rng(device: torch.device) -> dict[str, Any]:
+    """Every RNG a step may draw from, as weights_only-loadable values."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    state: dict[str, Any] = {
+        "python": random.getstate(),
+        "numpy": (kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss),
+        "torch": torch.get_rng_state(),
+    }
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def restore_rng(state: dict[str, Any], device: torch.device) -> None:
+    version, internal, gauss_next = state["python"]
+    random.setstate((version, tuple(internal), gauss_next))
+    kind, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+    torch.set_rng_state(state["torch"])
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+# --------------------------------------------------------------------------------------------- signals
+
+
+class _StopRequest:
+    """SIGINT/SIGTERM set a flag the loop checks between steps; another Ctrl-C later aborts at once."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.saving = False  # while a checkpoint is written, a second signal waits for the loop
+        self._first = 0.0
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> "_StopRequest":
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        # a repeat within 2 s is the same Ctrl-C forwarded (torchrun passes it on to its workers)
+        if self.requested and signum == signal.SIGINT and not self.saving and time.monotonic() - self._first > 2.0:
+            raise KeyboardInterrupt
+        if not self.requested:
+            self.requested, self._first = True, time.monotonic()
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+# ---------------------------------------------------------------------------------------- run folders
+
+
+def default_run_dir(run_name: str, root: Path = Path("runs")) -> Path:
+    """runs/<run_name>-<YYYYmmdd-HHMMSS>, with a numeric suffix if that exists already."""
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    candidate = root / f"{run_name}-{stamp}"
+    suffix = 1
+    while candidate.exists():
+        suffix += 1
+        candidate = root / f"{run_name}-{stamp}-{suffix}"
+    return candidate
+
+
+def check_run_dir(run_dir: Path, resume: bool) -> None:
+    """A new run needs an empty or missing folder; a resumed one needs config.json and a checkpoint."""
+    if resume:
+        if not (run_dir / "config.json").is_file():
+            raise GdasError(f"{run_dir}: not a run directory (no config.json)")
+        last = run_dir / "checkpoint" / "last"
+        if not last.is_dir() and not (last.parent / f".{last.name}.old").is_dir():
+            raise GdasError(f"{run_dir}: no checkpoint to resume from (checkpoint/last is missing)")
+        return
+    if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
+        raise GdasError(f"{run_dir}: run directory is not empty; pass --resume {run_dir} to continue it, "
+                        "or choose another --run-dir")
+
+
+def read_run_config(run_dir: Path) -> dict[str, Any]:
+    """The config.json a run was started with (for --resume and for eval)."""
+    config = read_json(Path(run_dir) / "config.json")
+    if not isinstance(config, dict) or "engine" not in config or "task" not in config:
+        raise GdasError(f"{run_dir}/config.json: not a gdas run config")
+    return config
+
+
+# --------------------------------------------------------------------------------------------- engine
+
+
+@dataclass
+class _Position:
+    """Where the loop is: `step` batches of `epoch` done; the partial sums of that epoch."""
+
+    epoch: int = 0
+    step: int = 0
+    global_step: int = 0
+    sums: dict[str, torch.Tensor] = field(default_factory=dict)
+    train_seconds: float = 0.0
+    best: float | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+class Engine:
+    """Runs a task for `cfg.epochs` epochs in `run_dir`, checkpointing and resuming exactly."""
+
+    def __init__(self, task: Task, cfg: EngineConfig, rt: Runtime, run_dir: Path) -> None:
+        self.task, self.cfg, self.rt, self.run_dir = task, cfg, rt, Path(run_dir)
+        self.pos = _Position()
+        self.stop: _StopRequest | None = None
+
+    # ---- checkpoints
+
+    def _state(self) -> dict[str, Any]:
+        pos = self.pos
+        per_rank = {"rng": capture_rng(self.rt.device), "sums": {k: v.detach().cpu() for k, v in pos.sums.items()}}
+        ranks = self.rt.all_gather_object(per_rank)
+        return {
+            "format": STATE_FORMAT, "epoch": pos.epoch, "step": pos.step, "global_step": pos.global_step,
+            "train_seconds": pos.train_seconds, "best": pos.best, "history": pos.history,
+            "world_size": self.rt.world_size, "ranks": ranks, "task": self.task.state_dict(),
+            "scaler": self.rt.scaler.state_dict() if self.rt.scaler is not None else None,
+        }
+
+    def save(self, which: str = "last") -> Path:
+        """Write checkpoint/<which> (rank 0) from the current position; every rank must call it."""
+        state = self._state()  # a collective: all ranks take part
+        target = self.run_dir / "checkpoint" / which
+        if self.stop is not None:
+            self.stop.saving = True
+        try:
+            self._write(which, state)
+        finally:
+            if self.stop is not None:
+                self.stop.saving = False
+        self.rt.barrier()  # no rank exits or moves on while rank 0 is still writing
+        return target
+
+    def _write(self, which: str, state: dict[str, Any]) -> None:
+        target = self.run_dir / "checkpoint" / which
+        if self.rt.is_main:
+            progress = {"epoch": self.pos.epoch, "step": self.pos.step, "global_step": self.pos.global_step,
+                        "epochs": self.cfg.epochs, "finished": self.pos.epoch >= self.cfg.epochs and self.pos.step == 0}
+
+            def write(tmp: Path) -> None:
+                self.task.save_weights(tmp)
+                save_state(tmp / STATE_FILE, state)
+                write_json(tmp / PROGRESS_FILE, progress)
+
+            write_checkpoint(target, write)
+
+    def restore(self) -> None:
+        """Load checkpoint/last: weights, task state, scaler, this rank's RNG and partial sums."""
+        directory = find_checkpoint(self.run_dir / "checkpoint" / "last")
+        if directory is None:
+            raise GdasError(f"{self.run_dir}: no checkpoint to resume from")
+        state = load_state(directory / STATE_FILE)
+        self.task.load_weights(directory)
+        self.task.load_state_dict(state["task"])
+        if self.rt.scaler is not None and state.get("scaler"):
+            self.rt.scaler.load_state_dict(state["scaler"])
+        self.pos = _Position(
+            epoch=state["epoch"], step=state["step"], global_step=state["global_step"],
+            train_seconds=state["train_seconds"], best=state["best"], history=list(state["history"]),
+        )
+        ranks = state["ranks"]
+        if len(ranks) == self.rt.world_size:
+            mine = ranks[self.rt.rank]
+            restore_rng(mine["rng"], self.rt.device)
+            self.pos.sums = {k: v.to(self.rt.device) for k, v in mine["sums"].items()}
+        else:
+            # another world size: batches stay the same, per-rank randomness cannot; say so and go on
+            seed_all(rank_seed(self.cfg.seed + self.pos.global_step, self.rt.rank))
+            if self.rt.is_main:
+                self.pos.sums = {k: sum(r["sums"][k] for r in ranks).to(self.rt.device) for k in ranks[0]["sums"]}
+                self._say(f"resuming a {len(ranks)}-process run on {self.rt.world_size}: not bit-exact")
+
+    # ---- loop
+
+    def run(self) -> dict[str, Any]:
+        """Train to the last epoch; returns the final record and the best value of `task.best_metric`."""
+        with _StopRequest() as self.stop:
+            for epoch in range(self.pos.epoch, self.cfg.epochs):
+                self._epoch(epoch)
+        last = self.pos.history[-1] if self.pos.history else {}
+        return {"run_dir": str(self.run_dir), "epochs": self.cfg.epochs, "last": last, "best": self.pos.best,
+                "best_metric": self.task.best_metric[0] if self.task.best_metric else None, "rank": self.rt.rank}
+
+    def _epoch(self, epoch: int) -> None:
+        task, rt, pos = self.task, self.rt, self.pos
+        if pos.epoch != epoch:
+            pos.epoch, pos.step, pos.sums, pos.train_seconds = epoch, 0, {}, 0.0
+        scalars = task.start_epoch(epoch)
+        source = task.train_batches()
+        total = len(source) if not self.cfg.limit_train_batches else min(len(source), self.cfg.limit_train_batches)
+        started = time.perf_counter()
+        with self._progress(epoch, total, scalars) as advance:
+            if pos.step < total:
+                for batch in source.batches(epoch, pos.step):
+                    out = task.train_step(batch, rt)
+                    for key, value in out.items():
+                        value = value.detach().to(torch.float64)
+                        pos.sums[key] = pos.sums[key] + value if key in pos.sums else value
+                    pos.step += 1
+                    pos.global_step += 1
+                    advance(pos)
+                    if self._stop_requested(pos.global_step):
+                        pos.train_seconds += time.perf_counter() - started
+                        self._interrupt()
+                    if self.cfg.checkpoint_every and pos.global_step % self.cfg.checkpoint_every == 0 \
+                            and pos.step < total:
+                        pos.train_seconds += time.perf_counter() - started
+                        started = time.perf_counter()
+                        self.save("last")
+                    if pos.step >= total:
+                        break
+        pos.train_seconds += time.perf_counter() - started
+        self._finish_epoch(epoch, scalars)
+
+    def _finish_epoch(self, epoch: int, scalars: dict[str, float]) -> None:
+        task, rt, pos = self.task, self.rt, self.pos
+        eval_started = time.perf_counter()
+        sums = {k: v.item() for k, v in rt.all_reduce_sum(pos.sums).items()}
+        n = sums.pop("n", 0.0)
+        record: dict[str, Any] = {"epoch": epoch + 1, "step": pos.global_step}
+        record.update(scalars)
+        record.update({f"train_{k}": v / n if n else math.nan for k, v in sums.items()})
+        record.update(task.end_epoch(epoch))
+        if (epoch + 1) % self.cfg.eval_every == 0 or epoch + 1 == self.cfg.epochs:
+            record.update(task.evaluate(epoch, rt))
+        record["seconds"] = round(pos.train_seconds + time.perf_counter() - eval_started, 3)
+        record["images_per_s"] = round(n / pos.train_seconds, 2) if pos.train_seconds > 0 else None
+        pos.history.append(record)
+        improved = self._improved(record)
+        pos.epoch, pos.step, pos.sums, pos.train_seconds = epoch + 1, 0, {}, 0.0
+        if improved:
+            self.save("best")
+        self.save("last")
+        if rt.is_main:
+            write_jsonl(self.run_dir / "metrics.jsonl", pos.history)
+            task.after_epoch(self.run_dir, pos.history)
+            self._say(_format_record(record, self.cfg.epochs))
+        if self._stop_requested(pos.global_step, force=True) and epoch + 1 < self.cfg.epochs:
+            self._interrupt(saved=True)
+
+    def _improved(self, record: dict[str, Any]) -> bool:
+        if not self.task.best_metric or self.task.best_metric[0] not in record:
+            return False
+        key, mode = self.task.best_metric
+        value = float(record[key])
+        if math.isnan(value):
+            return False
+        better = self.pos.best is None or (value > self.pos.best if mode == "max" else value < self.pos.best)
+        if better:
+            self.pos.best = value
+        return better
+
+    def _stop_requested(self, global_step: int, force: bool = False) -> bool:
+        local = bool(self.stop and self.stop.requested)
+        if not self.rt.distributed:
+            return local
+        # ranks must agree on the step they stop at; a collective per step costs a sync, so on GPUs
+        # check every 20 steps (CPU runs check every step)
+        interval = 1 if self.rt.device.type == "cpu" else 20
+        if force or global_step % interval == 0:
+            return self.rt.any_rank(local)
+        return False
+
+    def _interrupt(self, saved: bool = False) -> None:
+        target = self.run_dir / "checkpoint" / "last"
+        if not saved:
+            self.save("last")
+        hint = (self.cfg.resume_hint or "--resume {run_dir}").replace("{run_dir}", str(self.run_dir))
+        pos = self.pos
+        where = f"at epoch {pos.epoch + 1} step {pos.step}" if pos.step else f"after epoch {pos.epoch}"
+        raise RunInterrupted(f"interrupted {where}; saved {target}; resume with: {hint}", self.rt.rank)
+
+    # ---- output
+
+    def _say(self, text: str) -> None:
+        if self.rt.is_main and not self.cfg.quiet:
+            from rich.console import Console
+
+            Console(stderr=True, highlight=False, soft_wrap=True).print(text, markup=False)
+
+    @contextlib.contextmanager
+    def _progress(self, epoch: int, total: int, scalars: dict[str, Any] | None = None) -> Iterator[Any]:
+        """A transient rich bar on rank 0 (none with --quiet); the running loss and top-1 refresh every
+        10 steps; the epoch's scalars from start_epoch (lr, tau) are shown beside them."""
+        if self.cfg.quiet or not self.rt.is_main:
+            yield lambda pos: None
+            return
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        console = Console(stderr=True)
+        columns = (TextColumn("[bold]epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
+                   TimeRemainingColumn(), TextColumn("{task.fields[info]}"))
+        with Progress(*columns, console=console, transient=True, disable=not console.is_terminal) as progress:
+            bar = progress.add_task("train", total=total, completed=self.pos.step,
+                                    epoch=f"{epoch + 1}/{self.cfg.epochs}", info="")
+            fixed = "  ".join(f"{k} {v:.4g}" for k, v in (scalars or {}).items() if isinstance(v, (int, float)))
+
+            def advance(pos: _Position) -> None:
+                info = None
+                if pos.step % 10 == 0 and "loss" in pos.sums and "n" in pos.sums:
+                    info = f"loss {(pos.sums['loss'] / pos.sums['n']).item():.4f}"
+                    if "top1" in pos.sums:
+                        info += f"  top1 {(pos.sums['top1'] / pos.sums['n']).item():.3f}"
+                    info = f"{info}  {fixed}".strip()
+                progress.update(bar, completed=pos.step, **({"info": info} if info else {}))
+
+            yield advance
+
+
+def _format_record(record: dict[str, Any], epochs: int) -> str:
+    parts = [f"epoch {record['epoch']}/{epochs}"]
+    for key, value in record.items():
+        if key in ("epoch", "step") or not isinstance(value, (int, float)) or isinstance(value, bool):
+            continue
+        parts.append(f"{key} {value:.4g}" if isinstance(value, float) else f"{key} {value}")
+    return "  ".join(parts)
+
+
+# -------------------------------------------------------------------------------------------- entry
+
+
+def run_task(task: Task, cfg: EngineConfig, *, resume: bool = False) -> dict[str, Any]:
+    """Set up the runtime, check and create the run directory, run the task, tear down.
+
+    Bad input raises GdasError before anything is written; Ctrl-C raises RunInterrupted after a
+    resumable checkpoint has been saved.
+    """
+    rt = setup_runtime(cfg)
+    try:
+        run_dir = _agree_run_dir(cfg, rt)
+        check_run_dir(run_dir, resume)
+        if resume and rt.is_main:
+            find_checkpoint(run_dir / "checkpoint" / "last")  # recover from a crash mid-swap
+        rt.barrier()  # every rank has checked the folder before rank 0 creates it
+        seed_all(cfg.seed)  # the same initial weights on every rank and in a one-process run
+        task.setup(rt)
+        seed_all(rank_seed(cfg.seed, rt.rank))
+        engine = Engine(task, cfg, rt, run_dir)
+        if resume:
+            engine.restore()
+            if rt.is_main:
+                write_jsonl(run_dir / "metrics.jsonl", engine.pos.history)
+                task.after_epoch(run_dir, engine.pos.history)
+        elif rt.is_main:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            write_json(run_dir / "config.json", run_config(task, cfg, rt, run_dir))
+        rt.barrier()
+        return engine.run()
+    finally:
+        teardown_runtime(rt)
+
+
+def _agree_run_dir(cfg: EngineConfig, rt: Runtime) -> Path:
+    chosen = Path(cfg.run_dir) if cfg.run_dir else (default_run_dir(cfg.run_name) if rt.is_main else None)
+    return Path(rt.broadcast_object(str(chosen) if chosen is not None else None))
+
+
+def run_config(task: Task, cfg: EngineConfig, rt: Runtime, run_dir: Path) -> dict[str, Any]:
+    """config.json: what ran, with which settings and versions."""
+    engine = cfg.to_dict()
+    engine["run_dir"] = str(run_dir)
+    return {
+        "kind": task.kind,
+        "gdas_version": __version__,
+        "torch_version": torch.__version__,
+        "created": datetime.now().isoformat(timespec="seconds"),
+        "world_size": rt.world_size,
+        "device": str(rt.device),
+        "precision": rt.precision,
+        "engine": engine,
+        "task": task.config_dict(),
+    }

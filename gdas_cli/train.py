@@ -1,0 +1,326 @@
+"""Final training of a genotype's network: the paper's recipes and the engine task that runs them."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .data import Augment, ImageData, load_images, make_batches
+from .engine import EngineConfig, Runtime, Task, read_run_config, run_task
+from .errors import GdasError
+from .genotype import Genotype, load_genotype
+from .metrics import topk_correct
+from .models import CellNetwork, NetworkArgs, build_network, default_args
+from .weights import load_tensors_into, save_network
+
+WEIGHTS_FILE = "model.safetensors"
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Hyperparameters of a final-training recipe; every field is a `gdas train` option."""
+
+    net: str
+    C: int | None  # None: the paper's width for the genotype (ImageNet: 50, or 52 with the FRC)
+    layers: int
+    epochs: int
+    batch_size: int
+    lr: float
+    lr_min: float
+    schedule: str  # cosine (to lr_min) | exponential (x lr_gamma per epoch)
+    lr_gamma: float
+    momentum: float
+    nesterov: bool
+    weight_decay: float
+    grad_clip: float
+    auxiliary: bool
+    aux_weight: float
+    drop_path: float
+    label_smoothing: float
+    cutout: int
+
+
+RECIPES: dict[str, Recipe] = {
+    # paper section 4.2 and the 2019 code (reference section 9.1): cosine to 1e-4, batch 96
+    "cifar": Recipe(net="cifar", C=36, layers=20, epochs=600, batch_size=96, lr=0.025, lr_min=1e-4, schedule="cosine",
+                    lr_gamma=0.97, momentum=0.9, nesterov=False, weight_decay=3e-4, grad_clip=5.0, auxiliary=True,
+                    aux_weight=0.4, drop_path=0.2, label_smoothing=0.0, cutout=16),
+    # ImageNet mobile setting (reference section 9.2)
+    "imagenet": Recipe(net="imagenet", C=None, layers=14, epochs=250, batch_size=128, lr=0.1, lr_min=0.0,
+                       schedule="exponential", lr_gamma=0.97, momentum=0.9, nesterov=True, weight_decay=3e-5,
+                       grad_clip=5.0, auxiliary=True, aux_weight=0.4, drop_path=0.0, label_smoothing=0.1, cutout=0),
+    # the built-in demo: small enough for two epochs in about a minute on two CPU cores
+    "digits": Recipe(net="cifar", C=16, layers=8, epochs=10, batch_size=64, lr=0.05, lr_min=1e-4, schedule="cosine",
+                     lr_gamma=0.97, momentum=0.9, nesterov=False, weight_decay=3e-4, grad_clip=5.0, auxiliary=True,
+                     aux_weight=0.4, drop_path=0.1, label_smoothing=0.0, cutout=0),
+}
+SCHEDULES = ("cosine", "exponential")
+
+
+def recipe_for(dataset: str, net: str | None = None) -> Recipe:
+    """cifar10/cifar100 -> cifar, imagenet -> imagenet, digits -> digits, folder:PATH -> by `net` (cifar default)."""
+    if dataset in ("cifar10", "cifar100"):
+        return RECIPES["cifar"]
+    if dataset in RECIPES:
+        return RECIPES[dataset]
+    return RECIPES[net or "cifar"]
+
+
+@dataclass
+class TrainConfig:
+    """The resolved task config, saved under "task" in config.json (a resumed run reads it back)."""
+
+    dataset: str
+    genotype: dict[str, Any]
+    genotype_ref: str
+    net: str
+    C: int
+    layers: int
+    epochs: int
+    batch_size: int
+    lr: float
+    lr_min: float
+    schedule: str
+    lr_gamma: float
+    momentum: float
+    nesterov: bool
+    weight_decay: float
+    grad_clip: float
+    auxiliary: bool
+    aux_weight: float
+    drop_path: float
+    label_smoothing: float
+    cutout: int
+    augment: bool = True
+    data_dir: str = "data"
+    download: bool = False
+    workers: int = 4
+    limit_eval_batches: int = 0
+    num_classes: int | None = None  # filled in from the data
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "config.json") -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        try:
+            return cls(**{k: v for k, v in data.items() if k in known})
+        except TypeError as err:
+            raise GdasError(f"{source}: not a training config ({err})") from None
+
+
+def make_config(dataset: str, genotype: Genotype, overrides: dict[str, Any]) -> TrainConfig:
+    """The recipe for `dataset`, with every non-None value of `overrides` applied, then validated."""
+    given = {k: v for k, v in overrides.items() if v is not None}
+    recipe = recipe_for(dataset, given.get("net"))
+    values = asdict(recipe)
+    values.update({k: v for k, v in given.items() if k in values})
+    if values["C"] is None:
+        values["C"] = default_args(genotype, values["net"], 1000).C
+    fixed = {"dataset", "genotype", "genotype_ref", "num_classes"}
+    extra = {k: v for k, v in given.items() if k not in values and k not in fixed
+             and k in {f.name for f in fields(TrainConfig)}}
+    config = TrainConfig(dataset=dataset, genotype=genotype.to_dict(), genotype_ref=genotype.ref, **values, **extra)
+    validate_config(config, genotype)
+    return config
+
+
+def validate_config(cfg: TrainConfig, genotype: Genotype) -> None:
+    """Every bad value is one GdasError naming its option; checked before anything is loaded or written."""
+    if genotype.kind != "cnn":
+        raise GdasError(f"--genotype {cfg.genotype_ref}: a {genotype.kind} genotype builds no CNN; "
+                        f"use a cnn genotype (gdas genotypes list --kind cnn)")
+    checks = [
+        (cfg.epochs >= 1, "--epochs", cfg.epochs, "must be at least 1"),
+        (cfg.batch_size >= 1, "--batch-size", cfg.batch_size, "must be at least 1"),
+        (cfg.C >= 2, "--channels", cfg.C, "must be at least 2"),
+        (cfg.layers >= 3, "--layers", cfg.layers, "must be at least 3"),
+        (cfg.lr > 0, "--lr", cfg.lr, "must be positive"),
+        (cfg.lr_min >= 0, "--lr-min", cfg.lr_min, "must be >= 0"),
+        (cfg.schedule in SCHEDULES, "--schedule", cfg.schedule, f"must be one of {', '.join(SCHEDULES)}"),
+        (0 < cfg.lr_gamma <= 1, "--lr-gamma", cfg.lr_gamma, "must be in (0, 1]"),
+        (cfg.momentum >= 0, "--momentum", cfg.momentum, "must be >= 0"),
+        (cfg.weight_decay >= 0, "--weight-decay", cfg.weight_decay, "must be >= 0"),
+        (cfg.grad_clip >= 0, "--grad-clip", cfg.grad_clip, "must be >= 0 (0: no clipping)"),
+        (cfg.aux_weight >= 0, "--aux-weight", cfg.aux_weight, "must be >= 0"),
+        (0 <= cfg.drop_path < 1, "--drop-path", cfg.drop_path, "must be in [0, 1)"),
+        (0 <= cfg.label_smoothing < 1, "--label-smoothing", cfg.label_smoothing, "must be in [0, 1)"),
+        (cfg.cutout >= 0, "--cutout", cfg.cutout, "must be >= 0"),
+        (cfg.workers >= 0, "--workers", cfg.workers, "must be >= 0"),
+        (cfg.limit_eval_batches >= 0, "--limit-eval-batches", cfg.limit_eval_batches, "must be >= 0"),
+        (cfg.net in ("cifar", "imagenet"), "--net", cfg.net, "must be cifar or imagenet"),
+        (not (genotype.uses_frc and cfg.C % 4), "--channels", cfg.C, "the fixed reduction cell needs C divisible by 4"),
+    ]
+    for ok, option, value, problem in checks:
+        if not ok:
+            raise GdasError(f"{option}: {problem}, got {value}")
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig) -> Any:
+    """Stepped once per epoch: cosine from lr to lr_min over the epochs, or lr x lr_gamma per epoch."""
+    if cfg.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, cfg.epochs, cfg.lr_min)
+    return torch.optim.lr_scheduler.ExponentialLR(optimizer, cfg.lr_gamma)
+
+
+class TrainTask(Task):
+    """Final training: SGD with the recipe's schedule, auxiliary loss, drop-path ramp, clipping."""
+
+    kind = "train"
+    best_metric = ("test_top1", "max")
+
+    def __init__(self, cfg: TrainConfig, data: ImageData | None = None) -> None:
+        self.cfg = cfg
+        self.genotype = Genotype.from_dict(cfg.genotype, "config genotype")
+        self.data = data
+
+    def config_dict(self) -> dict[str, Any]:
+        return self.cfg.to_dict()
+
+    def setup(self, rt: Runtime) -> None:
+        cfg = self.cfg
+        data = self.data or load_images(cfg.dataset, cfg.data_dir, download=cfg.download, net=cfg.net)
+        if data.net != cfg.net:
+            raise GdasError(f"--net {cfg.net}: {data.name} has {data.image_size}x{data.image_size} images, "
+                            f"which suit the {data.net} network")
+        cfg.num_classes = data.num_classes
+        self._build_model(rt, data.num_classes)
+        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
+                                         weight_decay=cfg.weight_decay, nesterov=cfg.nesterov and cfg.momentum > 0)
+        self.scheduler = make_scheduler(self.optimizer, cfg)
+        self.criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+        self._build_sources(rt, data)
+
+    def _build_model(self, rt: Runtime, num_classes: int) -> None:
+        cfg = self.cfg
+        args = NetworkArgs(net=cfg.net, C=cfg.C, layers=cfg.layers, num_classes=num_classes, auxiliary=cfg.auxiliary)
+        self.model: CellNetwork = build_network(self.genotype, args)
+        self.module = rt.prepare_model(self.model)
+        if rt.compile and cfg.drop_path > 0 and rt.is_main:
+            # ops.drop_path draws its mask with a Python-float probability, which torch.compile bakes in
+            print("warning: --compile with --drop-path > 0 recompiles the network every epoch (the probability "
+                  "changes); torch falls back to eager after 8 recompiles", file=sys.stderr)
+
+    def _build_sources(self, rt: Runtime, data: ImageData) -> None:
+        """Training batches augmented by the dataset's crop/flip plus the recipe's cutout; plain test batches."""
+        cfg = self.cfg
+        base = data.augment or Augment()
+        augment = Augment(crop_padding=base.crop_padding, flip=base.flip, cutout=cfg.cutout)
+        common = dict(batch_size=cfg.batch_size, device=rt.device, seed=rt.seed, rank=rt.rank,
+                      world_size=rt.world_size, num_workers=cfg.workers, memory_format=rt.memory_format)
+        self.train_source = make_batches(data, "train", train=True, augment=augment, augmented=cfg.augment, **common)
+        self.test_source = make_batches(data, "test", train=False, **common)
+
+    def train_batches(self) -> Any:
+        return self.train_source
+
+    def start_epoch(self, epoch: int) -> dict[str, float]:
+        # the 2019 code's ramp: 0 in the first epoch, drop_path * epoch / epochs after
+        self.model.drop_path_prob = self.cfg.drop_path * epoch / self.cfg.epochs
+        return {"lr": self.optimizer.param_groups[0]["lr"], "drop_path": self.model.drop_path_prob}
+
+    def train_step(self, batch: Any, rt: Runtime) -> dict[str, torch.Tensor]:
+        images, labels = batch
+        self.module.train()
+        with rt.autocast():
+            out = self.module(images)
+            logits, aux = out if isinstance(out, tuple) else (out, None)
+            loss = self.criterion(logits, labels)
+            total = loss + self.cfg.aux_weight * self.criterion(aux, labels) if aux is not None else loss
+        rt.backward_step(total, self.optimizer, self.model.parameters(), self.cfg.grad_clip)
+        (top1,) = topk_correct(logits.detach(), labels, (1,))
+        n = labels.new_tensor(labels.numel())
+        return {"n": n, "loss": loss.detach() * n, "top1": top1 * 100.0}
+
+    def end_epoch(self, epoch: int) -> dict[str, Any]:
+        self.scheduler.step()
+        return {}
+
+    def evaluate(self, epoch: int, rt: Runtime) -> dict[str, float]:
+        rt.sync_buffers(self.model)  # every rank evaluates rank 0's network, the one that is saved
+        sums = evaluate_batches(self.model, self.test_source, rt, self.cfg.limit_eval_batches)
+        sums = rt.all_reduce_sum(sums)
+        n = sums["n"].item()
+        return {f"test_{k}": sums[k].item() / n for k in ("loss", "top1", "top5")} if n else {}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+
+    def save_weights(self, directory: Path) -> None:
+        save_network(self.model, Path(directory) / WEIGHTS_FILE)
+
+    def load_weights(self, directory: Path) -> None:
+        device = next(self.model.parameters()).device
+        load_tensors_into(self.model, Path(directory) / WEIGHTS_FILE, f"genotype {self.genotype.ref}", device)
+
+
+@torch.no_grad()
+def evaluate_batches(model: nn.Module, source: Any, rt: Runtime, limit: int = 0) -> dict[str, torch.Tensor]:
+    """Sums over `source` of cross-entropy, top-1 and top-5 hits (as percentages) and the count, eval mode."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    sums = {k: torch.zeros((), dtype=torch.float64, device=device) for k in ("n", "loss", "top1", "top5")}
+    try:
+        for i, (images, labels) in enumerate(source.batches(0)):
+            if limit and i >= limit:
+                break
+            with rt.autocast():
+                logits = model(images)
+            top1, top5 = topk_correct(logits, labels, (1, 5))
+            sums["n"] += labels.numel()
+            sums["loss"] += nn.functional.cross_entropy(logits.float(), labels, reduction="sum")
+            sums["top1"] += top1 * 100.0
+            sums["top5"] += top5 * 100.0
+    finally:
+        model.train(was_training)
+    return sums
+
+
+def train(cfg: TrainConfig, engine: EngineConfig, *, resume: bool = False, data: ImageData | None = None) -> dict:
+    """Run (or resume) final training; returns the engine's summary."""
+    engine = replace(engine, epochs=cfg.epochs)
+    return run_task(TrainTask(cfg, data), engine, resume=resume)
+
+
+# options a resumed run may change: where the data is and how it is read or shown, never what is computed
+RESUME_MAY_CHANGE = frozenset({"resume", "quiet", "data_dir", "download", "workers", "json_output"})
+
+
+def resume_configs(run_dir: Path, dataset: str, typed: dict[str, Any]) -> tuple[TrainConfig, EngineConfig]:
+    """The configs `run_dir` was started with; `typed` (options the user gave) must agree with them."""
+    config = read_run_config(run_dir)
+    if config.get("kind") != TrainTask.kind:
+        raise GdasError(f"--resume {run_dir}: a {config.get('kind')} run, not a training run")
+    task = TrainConfig.from_dict(config["task"], f"{run_dir}/config.json")
+    engine = EngineConfig.from_dict(config["engine"])
+    if task.dataset != dataset:
+        raise GdasError(f"--resume {run_dir}: the run trains on {task.dataset}, not {dataset}")
+    for name, value in typed.items():
+        if name in RESUME_MAY_CHANGE or value is None:
+            continue
+        if name == "genotype":
+            if load_genotype(value).to_dict() != task.genotype:
+                raise GdasError(f"--genotype {value}: the run trains {task.genotype_ref}; "
+                                "a resumed run keeps its genotype")
+            continue
+        saved = getattr(task, name, getattr(engine, name, None))
+        if name == "run_dir":
+            value, saved = Path(value).resolve(), Path(run_dir).resolve()
+        if value != saved:
+            option = "--" + ("channels" if name == "C" else name.replace("_", "-"))
+            raise GdasError(f"{option}: {value} differs from the run's {saved}; a resumed run keeps its config")
+    task = replace(task, **{k: (str(typed[k]) if k == "data_dir" else typed[k])
+                            for k in ("data_dir", "download", "workers") if typed.get(k) is not None})
+    engine = replace(engine, run_dir=str(run_dir), quiet=bool(typed.get("quiet", False)))
+    return task, engine

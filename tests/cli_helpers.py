@@ -1,0 +1,23 @@
+"""Driving the real `gdas` Typer app in-process, and the one check every bad-input test makes."""
+
+from typer.testing import CliRunner
+
+from gdas_cli.cli import app
+
+runner = CliRunner()
+
+
+def gdas(*args):
+    """Run `gdas ARGS...` in this process; the result has exit_code, stdout and stderr."""
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def assert_one_line_error(result, *needles: str) -> str:
+    """Exit code 2, no traceback, exactly one stderr line holding every needle; returns that line."""
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    return lines[0]

@@ -3,13 +3,19 @@
 Forward: h = one_hot(argmax(log_softmax(A) + g)); backward: d softmax((log_softmax(A) + g) / tau).
 `draw` samples every row of the given alphas at once and reads the chosen indices back to the host
 in ONE transfer, so a supernet that draws once per forward pays one host sync per step.
+
+`sample_cells` turns a network's alphas into one `CellSample` per searched cell at a granularity
+from `SAMPLING_MODES` (`cell`, `batch`, `sample`, or the all-ops softmax `darts`), with one `draw`
+call per forward. `CellSample.apply` runs an edge: only the chosen op, times its hard weight.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable, Mapping, Protocol, Sequence
 
 import torch
+from torch import nn
 from torch.nn import functional as F
 
 MAX_REDRAWS = 100
@@ -42,7 +48,8 @@ def draw(
         host = torch.cat([index.flatten(), bad.long().view(1)]).cpu()
         if not host[-1]:
             one_hot = torch.zeros_like(probs).scatter_(-1, index.unsqueeze(-1), 1.0)
-            hard = one_hot - probs.detach() + probs
+            # (p - p.detach()) is exactly 0 forward, so the values stay exactly 0/1; backward is d p.
+            hard = one_hot + (probs - probs.detach())
             return Draw(hard=hard, index=host[:-1].view(index.shape))
     raise FloatingPointError(f"Gumbel sampling gave non-finite values {MAX_REDRAWS} times; alphas may be NaN")
 
@@ -57,3 +64,133 @@ def linear_tau(epoch: int, epochs: int, tau_max: float, tau_min: float) -> float
     if epochs <= 1:
         return tau_max
     return tau_max - (tau_max - tau_min) * epoch / (epochs - 1)
+
+
+class CellSample(Protocol):
+    """The architecture drawn for one cell: how each of its edges combines its candidate ops."""
+
+    def apply(self, edge: int, ops: Sequence[nn.Module], x: torch.Tensor) -> torch.Tensor: ...
+
+
+@dataclass
+class HardCellSample:
+    """One op per edge for the whole batch; `hard` (E, K) is one-hot, `index` the chosen ops on the host."""
+
+    hard: torch.Tensor
+    index: list[int]
+
+    def apply(self, edge: int, ops: Sequence[nn.Module], x: torch.Tensor) -> torch.Tensor:
+        k = self.index[edge]
+        # The hard weight is exactly 1, but multiplying by it routes the gradient to every alpha of the edge.
+        return ops[k](x) * self.hard[edge, k]
+
+
+@dataclass
+class ExampleCellSample:
+    """One op per edge per example: `hard` (B, E, K), `index` (B, E) on the host.
+
+    The examples that chose the same op run through it as one sub-batch, so an edge costs one op
+    over the batch however the choices fall.
+    """
+
+    hard: torch.Tensor
+    index: torch.Tensor
+
+    def select(self, rows: slice) -> "ExampleCellSample":
+        """The sample restricted to some examples (a per-example loop uses this)."""
+        return ExampleCellSample(self.hard[rows], self.index[rows])
+
+    def apply(self, edge: int, ops: Sequence[nn.Module], x: torch.Tensor) -> torch.Tensor:
+        counts = torch.bincount(self.index[:, edge], minlength=len(ops)).tolist()
+        hard = self.hard[:, edge]
+        chosen = hard.detach().argmax(dim=-1)  # the device copy of index[:, edge]: no host transfer
+        weight = hard.gather(1, chosen.unsqueeze(1)).view(-1, *([1] * (x.dim() - 1)))
+        if max(counts) == x.size(0):
+            out = ops[counts.index(x.size(0))](x)
+            return out * weight.to(out.dtype)  # keep bf16/fp16 activations under autocast
+        order = torch.argsort(chosen, stable=True)
+        inverse = torch.empty_like(order).scatter_(0, order, torch.arange(order.numel(), device=order.device))
+        groups = _Permute.apply(x, order, inverse).split(counts)
+        out = torch.cat([ops[k](group) for k, group in enumerate(groups) if counts[k]])
+        return _Permute.apply(out, inverse, order) * weight.to(out.dtype)
+
+
+class _Permute(torch.autograd.Function):
+    """Reorder the batch by a permutation; backward applies the inverse (index_select's backward would
+    zero-fill and scatter-add, which costs a full extra pass per edge)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, order: torch.Tensor, inverse: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(inverse)
+        return x.index_select(0, order)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        (inverse,) = ctx.saved_tensors
+        return grad.index_select(0, inverse), None, None
+
+
+@dataclass
+class SoftCellSample:
+    """DARTS mode: every op runs, weighted by softmax(alpha); `weights` is (E, K)."""
+
+    weights: torch.Tensor
+
+    def apply(self, edge: int, ops: Sequence[nn.Module], x: torch.Tensor) -> torch.Tensor:
+        w = self.weights[edge]
+        return sum(w[k] * op(x) for k, op in enumerate(ops))
+
+
+SampleFn = Callable[[Mapping[str, torch.Tensor], Sequence[str], float, int, "torch.Generator | None"], list]
+
+
+def _per_cell(alphas: Mapping[str, torch.Tensor], cell_types: Sequence[str], tau: float, batch_size: int,
+              generator: torch.Generator | None) -> list[CellSample]:
+    """A fresh draw for every cell (the 2019 code)."""
+    result = draw(torch.stack([alphas[t] for t in cell_types]), tau, generator=generator)
+    index = result.index.tolist()
+    return [HardCellSample(result.hard[i], index[i]) for i in range(len(cell_types))]
+
+
+def _per_cell_type(alphas: Mapping[str, torch.Tensor], cell_types: Sequence[str], tau: float, batch_size: int,
+                   generator: torch.Generator | None) -> list[CellSample]:
+    """One draw per cell type, shared by every cell of that type (xautodl)."""
+    types = list(dict.fromkeys(cell_types))
+    result = draw(torch.stack([alphas[t] for t in types]), tau, generator=generator)
+    index = result.index.tolist()
+    shared = {t: HardCellSample(result.hard[i], index[i]) for i, t in enumerate(types)}
+    return [shared[t] for t in cell_types]
+
+
+def _per_example(alphas: Mapping[str, torch.Tensor], cell_types: Sequence[str], tau: float, batch_size: int,
+                 generator: torch.Generator | None) -> list[CellSample]:
+    """A draw per cell per example (the paper's text)."""
+    result = draw(torch.stack([alphas[t] for t in cell_types]), tau, (batch_size,), generator)
+    return [ExampleCellSample(result.hard[:, i], result.index[:, i]) for i in range(len(cell_types))]
+
+
+def _softmax(alphas: Mapping[str, torch.Tensor], cell_types: Sequence[str], tau: float, batch_size: int,
+             generator: torch.Generator | None) -> list[CellSample]:
+    """DARTS: all ops weighted by softmax(alpha); no sampling, no host sync."""
+    weights = {t: soft_weights(alphas[t]) for t in dict.fromkeys(cell_types)}
+    return [SoftCellSample(weights[t]) for t in cell_types]
+
+
+SAMPLING_MODES: dict[str, SampleFn] = {
+    "cell": _per_cell,
+    "batch": _per_cell_type,
+    "sample": _per_example,
+    "darts": _softmax,
+}
+
+
+def sample_cells(
+    alphas: Mapping[str, torch.Tensor], cell_types: Sequence[str], mode: str, tau: float, batch_size: int = 1,
+    generator: torch.Generator | None = None,
+) -> list[CellSample]:
+    """One CellSample per entry of `cell_types` (keys of `alphas`), drawn at granularity `mode`."""
+    try:
+        sample = SAMPLING_MODES[mode]
+    except KeyError:
+        raise ValueError(f"unknown sampling mode {mode!r}; known: {', '.join(SAMPLING_MODES)}") from None
+    return sample(alphas, cell_types, tau, batch_size, generator)

@@ -1,0 +1,37 @@
+"""`gdas derive RUN_DIR|CHECKPOINT`: turn a search run's alphas into a versioned genotype JSON."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ._output import console
+
+
+def derive(
+    source: Annotated[Path, typer.Argument(help="A search run directory, or a search checkpoint file in one.")],
+    rule: Annotated[str, typer.Option(help="paper: 2 distinct inputs per node (default); pairs: xautodl's top-2 (op, input) pairs.")] = "paper",
+    epoch: Annotated[Optional[int], typer.Option(min=1, help="Derive from this epoch's alphas (run directory only; default: the last).")] = None,
+    name: Annotated[str, typer.Option(help="Genotype name.")] = "searched",
+    version: Annotated[str, typer.Option(help="Genotype version (semantic).")] = "1.0.0",
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write the genotype JSON here (default: print it).")] = None,
+) -> None:
+    """Derive a genotype from the alphas of a GDAS search.
+
+    Examples:
+
+      gdas derive runs/search-digits -o my_cell.json
+
+      gdas derive runs/search-digits --rule pairs --epoch 1
+    """
+    from ..search.source import derive_from_source, write_genotype
+
+    genotype = derive_from_source(source, rule=rule, epoch=epoch, name=name, version=version)
+    if output is None:
+        typer.echo(genotype.to_json(), nl=False)
+        return
+    write_genotype(genotype, output)
+    console.print(f"wrote {output} ({genotype.ref}, rule {rule}, epoch {genotype.provenance.get('epoch')})",
+                  highlight=False)

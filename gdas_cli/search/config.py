@@ -1,0 +1,117 @@
+"""The resolved configuration of a CNN search, and the recipes it starts from.
+
+Resolution, lowest first: dataclass defaults, the recipe (`paper` or `xautodl`), the small-demo
+defaults of the dataset (`digits`), then every option the user gave. The result is saved as
+`config.json` in the run directory and compared on `--resume`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import GdasError
+
+# What must match for `--resume` to continue a run (everything that changes the result).
+RESUME_KEYS = (
+    "dataset", "recipe", "epochs", "batch_size", "lr", "lr_min", "momentum", "weight_decay", "nesterov", "grad_clip",
+    "arch_lr", "arch_betas", "arch_weight_decay", "tau_max", "tau_min", "channels", "cells_per_stage", "frc",
+    "sampling", "layout", "seed", "split_seed", "image_size", "limit_train_batches",
+)
+
+
+@dataclass
+class SearchConfig:
+    """Everything that fixes a search run (the paper recipe by default)."""
+
+    dataset: str = "cifar10"
+    data_dir: str | None = None
+    recipe: str = "paper"
+    epochs: int = 240
+    batch_size: int = 128
+    lr: float = 0.025
+    lr_min: float = 1e-3
+    momentum: float = 0.9
+    weight_decay: float = 3e-4
+    nesterov: bool = False
+    grad_clip: float = 5.0
+    arch_lr: float = 3e-4
+    arch_betas: tuple[float, float] = (0.5, 0.999)
+    arch_weight_decay: float = 1e-3
+    tau_max: float = 10.0
+    tau_min: float = 1.0
+    channels: int = 16
+    cells_per_stage: int = 2
+    frc: bool = False
+    sampling: str = "cell"
+    layout: str = "paper"
+    seed: int = 0
+    split_seed: int | None = None
+    image_size: int | None = None
+    limit_train_batches: int | None = None
+    workers: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["arch_betas"] = list(self.arch_betas)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str) -> "SearchConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        try:
+            config = cls(**{k: v for k, v in data.items() if k in known})
+        except TypeError as err:
+            raise GdasError(f"{source}: bad search configuration ({err})") from None
+        config.arch_betas = tuple(config.arch_betas)
+        return config
+
+
+RECIPES: dict[str, dict[str, Any]] = {
+    # The paper (Sec. 4.1) plus the 2019 code's Adam betas.
+    "paper": {"epochs": 240, "batch_size": 128, "weight_decay": 3e-4, "nesterov": False, "tau_min": 1.0,
+              "layout": "paper"},
+    # The released xautodl scripts: 250 epochs, batch 256, wd 5e-4, nesterov, tau to 0.1, 6-cell layout.
+    "xautodl": {"epochs": 250, "batch_size": 256, "weight_decay": 5e-4, "nesterov": True, "tau_min": 0.1,
+                "layout": "xautodl", "sampling": "batch"},
+}
+
+# A small supernet for the built-in demo set, so the README's first command runs in minutes on 2 cores.
+DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
+    "digits": {"channels": 8, "cells_per_stage": 1, "batch_size": 64, "image_size": 16},
+}
+
+
+def resolve_config(recipe: str, dataset: str, overrides: dict[str, Any]) -> SearchConfig:
+    """Defaults < recipe < dataset demo defaults < `overrides` (the options the user gave; None = not given)."""
+    if recipe not in RECIPES:
+        raise GdasError(f"--recipe: {recipe!r} must be one of {', '.join(RECIPES)}")
+    values: dict[str, Any] = {**RECIPES[recipe], **DATASET_DEFAULTS.get(dataset.split(":")[0], {})}
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return SearchConfig(recipe=recipe, dataset=dataset, **values)
+
+
+def check_config(config: SearchConfig) -> None:
+    """Option-level checks, each naming the option, before anything is built or written."""
+    rules = [
+        (config.epochs >= 1, f"--epochs: {config.epochs} must be >= 1"),
+        (config.batch_size >= 2, f"--batch-size: {config.batch_size} must be >= 2 (batch norm needs 2 examples)"),
+        (config.lr > 0 and config.lr_min >= 0, "--lr/--lr-min must be positive"),
+        (config.tau_max > 0 and config.tau_min > 0, "--tau-max/--tau-min must be positive"),
+        (config.channels >= 2 and config.channels % 2 == 0, f"--channels: {config.channels} must be even and >= 2"),
+        (not config.frc or config.channels % 8 == 0,
+         f"--channels: {config.channels} must be a multiple of 8 with --frc (grouped convs of the fixed reduction cell)"),
+        (config.cells_per_stage >= 1, f"--cells-per-stage: {config.cells_per_stage} must be >= 1"),
+        (config.limit_train_batches is None or config.limit_train_batches >= 1, "--limit-train-batches must be >= 1"),
+        (config.image_size is None or config.image_size >= 8, "--image-size must be >= 8"),
+    ]
+    for ok, message in rules:
+        if not ok:
+            raise GdasError(message)
+
+
+def resume_mismatch(saved: SearchConfig, wanted: SearchConfig) -> list[str]:
+    """The resume-relevant settings that differ, as `key: saved -> wanted`."""
+    old, new = saved.to_dict(), wanted.to_dict()
+    return [f"{k}: {old[k]!r} -> {new[k]!r}" for k in RESUME_KEYS if old[k] != new[k]]

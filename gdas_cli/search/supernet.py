@@ -1,0 +1,188 @@
+"""The CNN search network (supernet) of GDAS: every edge holds all candidate ops, alphas pick one.
+
+Layout `paper` (the 2019 code): stem, N normal, reduction, N normal, reduction, N normal, then
+global pool and linear; C=16, N=2 gives the paper's 8 cells. Layout `xautodl` (the 2020 code):
+N normal, reduction, N-1 normal, reduction, N-1 normal, with BN-ReLU before the pool. With `frc`
+the reduction cells are the fixed reduction cell and only the normal alphas exist.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator, Sequence
+
+import torch
+from torch import nn
+
+from ..errors import GdasError
+from ..genotype import Genotype
+from ..models.cells import FixedReductionInferCell
+from ..ops import PRIMITIVES, FactorizedReduce, ReLUConvBN, build_op
+from ..sampler import SAMPLING_MODES, CellSample, sample_cells
+
+ALPHA_STD = 1e-3
+CELL_TYPES = ("normal", "reduce")
+
+
+def edge_count(steps: int) -> int:
+    """Edges of a cell: node i reads all 2 + i earlier states (14 for 4 steps)."""
+    return sum(2 + i for i in range(steps))
+
+
+class SearchCell(nn.Module):
+    """A cell whose 14 edges each hold every op of PRIMITIVES, all with affine-free BN."""
+
+    def __init__(
+        self, C_prev_prev: int, C_prev: int, C: int, reduction: bool, reduction_prev: bool, steps: int, multiplier: int
+    ) -> None:
+        super().__init__()
+        self.reduction, self.steps, self.multiplier = reduction, steps, multiplier
+        self.preprocess0 = (
+            FactorizedReduce(C_prev_prev, C, affine=False)
+            if reduction_prev
+            else ReLUConvBN(C_prev_prev, C, 1, 1, 0, affine=False)
+        )
+        self.preprocess1 = ReLUConvBN(C_prev, C, 1, 1, 0, affine=False)
+        self.edges = nn.ModuleList()
+        for node in range(steps):
+            for j in range(2 + node):
+                stride = 2 if reduction and j < 2 else 1
+                self.edges.append(nn.ModuleList(build_op(name, C, stride, False) for name in PRIMITIVES))
+
+    def forward(self, s0: torch.Tensor, s1: torch.Tensor, sample: CellSample) -> torch.Tensor:
+        states = [self.preprocess0(s0), self.preprocess1(s1)]
+        offset = 0
+        for _ in range(self.steps):
+            node = sum(sample.apply(offset + j, self.edges[offset + j], h) for j, h in enumerate(states))
+            offset += len(states)
+            states.append(node)
+        return torch.cat(states[-self.multiplier :], dim=1)
+
+
+class FixedReductionSearchCell(FixedReductionInferCell):
+    """The FRC in a supernet: affine BN as the original code hard-codes it; it takes no sample."""
+
+    def __init__(self, C_prev_prev: int, C_prev: int, C: int, reduction_prev: bool) -> None:
+        super().__init__(C_prev_prev, C_prev, C, reduction_prev, affine=True)
+
+    def forward(self, s0: torch.Tensor, s1: torch.Tensor, sample: CellSample | None = None) -> torch.Tensor:
+        return super().forward(s0, s1)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where the reductions sit (`reductions(N)` gives one flag per cell) and whether BN-ReLU precedes the pool."""
+
+    reductions: Callable[[int], list[bool]]
+    last_act: bool
+
+
+LAYOUTS: dict[str, Layout] = {
+    "paper": Layout(lambda N: [False] * N + [True] + [False] * N + [True] + [False] * N, last_act=False),
+    "xautodl": Layout(lambda N: [False] * N + [True] + [False] * (N - 1) + [True] + [False] * (N - 1), last_act=True),
+}
+
+
+class SearchNetwork(nn.Module):
+    """The supernet. `forward(x)` draws an architecture (one `draw` call) and returns logits."""
+
+    def __init__(
+        self, C: int = 16, N: int = 2, num_classes: int = 10, *, frc: bool = False, sampling: str = "cell",
+        layout: str = "paper", steps: int = 4, multiplier: int = 4, stem_multiplier: int = 3,
+    ) -> None:
+        super().__init__()
+        check_network_args(C, N, num_classes, frc, sampling, layout)
+        self.sampling, self.steps, self.multiplier, self.frc = sampling, steps, multiplier, frc
+        self.tau = 10.0
+        self.generator: torch.Generator | None = None
+        stem_channels = stem_multiplier * C
+        self.stem = nn.Sequential(nn.Conv2d(3, stem_channels, 3, padding=1, bias=False), nn.BatchNorm2d(stem_channels))
+        self.cells, self.cell_types, C_prev = self._build_cells(stem_channels, C, LAYOUTS[layout].reductions(N))
+        head: list[nn.Module] = [nn.BatchNorm2d(C_prev), nn.ReLU()] if LAYOUTS[layout].last_act else []
+        self.last_act = nn.Sequential(*head)
+        self.global_pool = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Linear(C_prev, num_classes)
+        n_edges = edge_count(steps)
+        for cell_type in self.searched_types:
+            self.register_parameter(f"alphas_{cell_type}", nn.Parameter(ALPHA_STD * torch.randn(n_edges, len(PRIMITIVES))))
+
+    def _build_cells(self, stem_channels: int, C: int, reductions: list[bool]) -> tuple[nn.ModuleList, list, int]:
+        cells, types = nn.ModuleList(), []
+        C_prev_prev, C_prev, C_curr, reduction_prev = stem_channels, stem_channels, C, False
+        for reduction in reductions:
+            C_curr = C_curr * 2 if reduction else C_curr
+            if reduction and self.frc:
+                cells.append(FixedReductionSearchCell(C_prev_prev, C_prev, C_curr, reduction_prev))
+                types.append(None)
+            else:
+                cells.append(SearchCell(C_prev_prev, C_prev, C_curr, reduction, reduction_prev, self.steps, self.multiplier))
+                types.append("reduce" if reduction else "normal")
+            C_prev_prev, C_prev, reduction_prev = C_prev, cells[-1].multiplier * C_curr, reduction
+        return cells, types, C_prev
+
+    @property
+    def searched_types(self) -> tuple[str, ...]:
+        """The cell types that have alphas: normal and reduce, or only normal with the FRC."""
+        return ("normal",) if self.frc else CELL_TYPES
+
+    def arch_parameters(self) -> dict[str, nn.Parameter]:
+        return {t: getattr(self, f"alphas_{t}") for t in self.searched_types}
+
+    def alphas(self) -> list[nn.Parameter]:
+        return list(self.arch_parameters().values())
+
+    def weights(self) -> Iterator[nn.Parameter]:
+        """Every parameter except the alphas (what the W optimizer updates)."""
+        arch = {id(p) for p in self.alphas()}
+        return (p for p in self.parameters() if id(p) not in arch)
+
+    def set_tau(self, tau: float) -> None:
+        self.tau = float(tau)
+
+    def probabilities(self) -> dict[str, torch.Tensor]:
+        """softmax(alpha) per cell type, detached on the CPU: what derive and the plots read."""
+        return {t: torch.softmax(a.detach().float(), dim=-1).cpu() for t, a in self.arch_parameters().items()}
+
+    def genotype(self, rule: str = "paper", **kwargs: Any) -> Genotype:
+        """The discrete genotype the current alphas give under derive `rule` (see search.derive)."""
+        from .derive import derive_genotype
+
+        return derive_genotype(self.probabilities(), rule=rule, frc=self.frc, steps=self.steps,
+                               multiplier=self.multiplier, **kwargs)
+
+    def sample(self, batch_size: int) -> list[CellSample | None]:
+        """Draw the architecture of every cell (None for FRC cells) in one `draw` call."""
+        searched = [t for t in self.cell_types if t is not None]
+        drawn = iter(sample_cells(self.arch_parameters(), searched, self.sampling, self.tau, batch_size, self.generator))
+        return [None if t is None else next(drawn) for t in self.cell_types]
+
+    def forward_sampled(self, x: torch.Tensor, samples: Sequence[CellSample | None]) -> torch.Tensor:
+        s0 = s1 = self.stem(x)
+        for cell, sample in zip(self.cells, samples):
+            s0, s1 = s1, cell(s0, s1, sample)
+        return self.classifier(torch.flatten(self.global_pool(self.last_act(s1)), 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_sampled(x, self.sample(x.size(0)))
+
+
+def check_network_args(C: int, N: int, num_classes: int, frc: bool, sampling: str, layout: str) -> None:
+    if layout not in LAYOUTS:
+        raise GdasError(f"--layout: {layout!r} must be one of {', '.join(LAYOUTS)}")
+    if sampling not in SAMPLING_MODES:
+        raise GdasError(f"--sampling: {sampling!r} must be one of {', '.join(SAMPLING_MODES)}")
+    if C < 2 or C % 2:
+        raise GdasError(f"--channels: C={C} must be an even number >= 2")
+    if frc and C % 8:
+        raise GdasError(f"--channels: C={C} must be a multiple of 8 with --frc (grouped convs of the fixed reduction cell)")
+    if N < 1:
+        raise GdasError(f"--cells-per-stage: N={N} must be >= 1")
+    if num_classes < 1:
+        raise GdasError(f"a search network needs at least one class, got {num_classes}")
+
+
+def build_search_network(
+    C: int = 16, N: int = 2, num_classes: int = 10, frc: bool = False, sampling: str = "cell", layout: str = "paper",
+) -> SearchNetwork:
+    """The GDAS supernet with the paper's cell (steps 4, multiplier 4, stem 3C)."""
+    return SearchNetwork(C, N, num_classes, frc=frc, sampling=sampling, layout=layout)

@@ -1,0 +1,240 @@
+"""The CNN search as an engine task, and `run_search`, what `gdas search cnn` calls.
+
+Per step: a W step on a train-half batch, then an A step on a valid-half batch (search.step).
+Per epoch: cosine lr and linear tau set at the start; the alphas recorded at the end. Files the
+engine does not write (alphas.jsonl, genotypes.jsonl, split.json, genotype.json) are rewritten from
+the task state after every epoch and on resume, so they always match the checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.nn import functional as F
+
+from .. import __version__
+from ..checkpoint import write_json, write_jsonl
+from ..data import DATASETS, FOLDER_PREFIX, PairedBatches, dataset_names, load_images, make_batches, split_indices
+from ..engine import EngineConfig, Runtime, Task, read_run_config, run_task
+from ..errors import GdasError
+from ..genotype import Genotype
+from ..sampler import linear_tau
+from ..files import atomic_write_text
+from ..weights import load_state_strict, read_header, read_tensors, save_tensors
+from .config import SearchConfig, check_config, resume_mismatch
+from .derive import alphas_sha256, derive_genotype
+from .history import ALPHAS_FILE, GENOTYPES_FILE
+from .step import search_step
+from .supernet import SearchNetwork, check_network_args
+
+WEIGHTS_FILE = "model.safetensors"
+WEIGHTS_FORMAT = "gdas-search-v1"
+SPLIT_FILE = "split.json"
+GENOTYPE_FILE = "genotype.json"
+
+
+class SearchTask(Task):
+    """GDAS CNN search: the supernet, its two optimizers, the sampler's generator and the alpha history."""
+
+    kind = "search"
+    best_metric = ("train_arch_top1", "max")  # xautodl keeps the best genotype by A-step accuracy
+
+    def __init__(self, config: SearchConfig) -> None:
+        self.config = config
+        self.history: list[dict[str, Any]] = []  # per finished epoch: epoch, tau, alphas (CPU tensors)
+        self.split: tuple[list[int], list[int]] = ([], [])
+        self._genotypes: dict[tuple[int, str, str], Genotype] = {}
+
+    def config_dict(self) -> dict[str, Any]:
+        return self.config.to_dict()
+
+    # ---- set-up
+
+    def setup(self, rt: Runtime) -> None:
+        cfg = self.config
+        data = load_images(cfg.dataset, cfg.data_dir or "data")
+        self.split = split_indices(len(data.train), cfg.split_seed if cfg.split_seed is not None else cfg.seed)
+        # both halves get the training augmentation as in the 2019 code, but never cutout
+        augment = dataclasses.replace(data.augment, cutout=0) if data.augment else None
+        common = dict(batch_size=cfg.batch_size, device=rt.device, train=True, rank=rt.rank,
+                      world_size=rt.world_size, augment=augment, num_workers=cfg.workers,
+                      memory_format=rt.memory_format)
+        train = make_batches(data, "train", seed=cfg.seed, indices=self.split[0], **common)
+        valid = make_batches(data, "train", seed=cfg.seed + 1, indices=self.split[1], **common)
+        self.batches = PairedBatches(train, valid)
+        if len(self.batches) == 0:
+            raise GdasError(f"--dataset {cfg.dataset}: too few images for one batch of {cfg.batch_size} per half")
+        self.net = SearchNetwork(cfg.channels, cfg.cells_per_stage, data.num_classes, frc=cfg.frc,
+                                 sampling=cfg.sampling, layout=cfg.layout)
+        self.model = rt.prepare_model(self.net, find_unused_parameters=True, compile=False)
+        # one generator, seeded alike on every rank: all DDP ranks sample the same architecture
+        self.generator = torch.Generator(device=rt.device).manual_seed(cfg.seed)
+        self.net.generator = self.generator
+        self.weight_optimizer = torch.optim.SGD(self.net.weights(), lr=cfg.lr, momentum=cfg.momentum,
+                                                weight_decay=cfg.weight_decay, nesterov=cfg.nesterov)
+        self.arch_optimizer = torch.optim.Adam(self.net.alphas(), lr=cfg.arch_lr, betas=tuple(cfg.arch_betas),
+                                               weight_decay=cfg.arch_weight_decay)
+        self.rt = rt
+
+    def train_batches(self) -> PairedBatches:
+        return self.batches
+
+    # ---- epochs and steps
+
+    def start_epoch(self, epoch: int) -> dict[str, float]:
+        cfg = self.config
+        lr = cfg.lr_min + (cfg.lr - cfg.lr_min) * (1 + math.cos(math.pi * epoch / cfg.epochs)) / 2
+        for group in self.weight_optimizer.param_groups:
+            group["lr"] = lr
+        tau = linear_tau(epoch, cfg.epochs, cfg.tau_max, cfg.tau_min)
+        self.net.set_tau(tau)
+        return {"lr": lr, "tau": tau}
+
+    def _resize(self, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        images, labels = batch
+        size = self.config.image_size
+        if size and images.shape[-1] != size:
+            images = F.interpolate(images, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+        return images, labels
+
+    def train_step(self, batch: Any, rt: Runtime) -> dict[str, torch.Tensor]:
+        train, valid = batch
+        return search_step(self.model, self.net, self.weight_optimizer, self.arch_optimizer, self._resize(train),
+                           self._resize(valid), rt, self.config.grad_clip)
+
+    def end_epoch(self, epoch: int) -> dict[str, Any]:
+        alphas = {t: a.detach().float().cpu().clone() for t, a in self.net.arch_parameters().items()}
+        self.history = [h for h in self.history if h["epoch"] <= epoch]
+        self.history.append({"epoch": epoch + 1, "tau": self.net.tau, "alphas": alphas})
+        return {"alphas_sha256": alphas_sha256(alphas)}
+
+    # ---- state
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"weight_optimizer": self.weight_optimizer.state_dict(),
+                "arch_optimizer": self.arch_optimizer.state_dict(),
+                "generator": self.generator.get_state(), "tau": self.net.tau, "history": self.history}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.weight_optimizer.load_state_dict(state["weight_optimizer"])
+        self.arch_optimizer.load_state_dict(state["arch_optimizer"])
+        self.generator.set_state(state["generator"])
+        self.net.set_tau(state["tau"])
+        self.history = list(state["history"])
+
+    def save_weights(self, directory: Path) -> None:
+        save_search_weights(self.net, self.config, Path(directory) / WEIGHTS_FILE)
+
+    def load_weights(self, directory: Path) -> None:
+        path = Path(directory) / WEIGHTS_FILE
+        state, _ = read_search_weights(path)
+        load_state_strict(self.net, {k: v.to(self.rt.device) for k, v in state.items()}, "this search network",
+                          str(path))
+
+    # ---- derived files
+
+    def genotype_of(self, record: dict[str, Any], run_dir: Path) -> Genotype:
+        """The paper-rule genotype of one epoch's record (cached: after_epoch asks for all of them)."""
+        key = (record["epoch"], alphas_sha256(record["alphas"]), str(run_dir))
+        if key not in self._genotypes:
+            probs = {t: torch.softmax(a, -1) for t, a in record["alphas"].items()}
+            self._genotypes[key] = derive_genotype(probs, rule="paper", frc=self.config.frc,
+                                                   provenance=provenance(self.config, record, run_dir))
+        return self._genotypes[key]
+
+    def after_epoch(self, run_dir: Path, history: list[dict[str, Any]]) -> None:
+        run_dir = Path(run_dir)
+        genotypes = [self.genotype_of(r, run_dir) for r in self.history]
+        write_jsonl(run_dir / ALPHAS_FILE, [
+            {"epoch": r["epoch"], "tau": r["tau"], "alphas": {t: a.tolist() for t, a in r["alphas"].items()}}
+            for r in self.history])
+        write_jsonl(run_dir / GENOTYPES_FILE, [
+            {"epoch": r["epoch"], "genotype": g.to_dict()} for r, g in zip(self.history, genotypes)])
+        if not (run_dir / SPLIT_FILE).is_file():
+            seed = self.config.split_seed if self.config.split_seed is not None else self.config.seed
+            write_json(run_dir / SPLIT_FILE, {"seed": seed, "train": self.split[0], "valid": self.split[1]})
+        if genotypes and self.history[-1]["epoch"] == self.config.epochs:
+            text = genotypes[-1].to_json()
+            atomic_write_text(run_dir / GENOTYPE_FILE, text)
+
+
+def provenance(config: SearchConfig, record: dict[str, Any], run_dir: Path | str | None) -> dict[str, Any]:
+    """Where a searched genotype came from: enough to find the run and check its alphas."""
+    return {
+        "source": "gdas search cnn", "run": str(run_dir) if run_dir else None, "dataset": config.dataset,
+        "seed": config.seed, "split_seed": config.split_seed if config.split_seed is not None else config.seed,
+        "epoch": record["epoch"], "epochs": config.epochs, "recipe": config.recipe, "sampling": config.sampling,
+        "layout": config.layout, "frc": config.frc, "tau": record["tau"],
+        "alphas_sha256": alphas_sha256(record["alphas"]), "gdas_version": __version__,
+    }
+
+
+# ------------------------------------------------------------------------------------------ weights
+
+
+def save_search_weights(net: SearchNetwork, config: SearchConfig, path: Path) -> None:
+    """The supernet's weights and alphas as safetensors, with the search config in the header."""
+    save_tensors(net, path, {"format": WEIGHTS_FORMAT, "gdas_search": json.dumps(config.to_dict())})
+
+
+def read_search_weights(path: Path) -> tuple[dict[str, torch.Tensor], SearchConfig]:
+    """Tensors and config of a search checkpoint; a missing, truncated or foreign file is a GdasError."""
+    path = Path(path)
+    if not path.is_file():
+        raise GdasError(f"{path}: no such search checkpoint file")
+    metadata = read_header(path)
+    state = read_tensors(path)
+    if metadata.get("format") != WEIGHTS_FORMAT:
+        raise GdasError(f"{path}: not a gdas search checkpoint (header format {metadata.get('format')!r})")
+    try:
+        config = SearchConfig.from_dict(json.loads(metadata["gdas_search"]), str(path))
+    except (KeyError, json.JSONDecodeError) as err:
+        raise GdasError(f"{path}: bad search config in header ({err})") from None
+    return state, config
+
+
+# ------------------------------------------------------------------------------------------ entry
+
+
+def check_dataset(spec: str) -> None:
+    if spec not in DATASETS and not spec.startswith(FOLDER_PREFIX):
+        raise GdasError(f"--dataset: {spec!r} is not a known dataset; known: {', '.join(dataset_names())}")
+
+
+def saved_search_config(run_dir: Path) -> tuple[SearchConfig, dict[str, Any]]:
+    """The search and engine configs a run directory was started with."""
+    config = read_run_config(run_dir)
+    if config.get("kind") != SearchTask.kind:
+        raise GdasError(f"--resume {run_dir}: a {config.get('kind')!r} run, not a CNN search run")
+    return SearchConfig.from_dict(config["task"], f"{run_dir}/config.json"), config["engine"]
+
+
+def resume_config(
+    run_dir: Path, overrides: dict[str, Any], engine_overrides: dict[str, Any] | None = None,
+) -> tuple[SearchConfig, EngineConfig]:
+    """The saved configs of `run_dir`; options given again must agree with them."""
+    saved, engine = saved_search_config(run_dir)
+    wanted = dataclasses.replace(saved, **{k: v for k, v in overrides.items() if v is not None})
+    if isinstance(wanted.arch_betas, list):
+        wanted.arch_betas = tuple(wanted.arch_betas)
+    differences = resume_mismatch(saved, wanted)
+    differences += [f"{k}: {engine.get(k)!r} -> {v!r}" for k, v in (engine_overrides or {}).items()
+                    if v is not None and engine.get(k) != v]
+    if differences:
+        raise GdasError(f"--resume {run_dir}: the run was started with another configuration "
+                        f"({'; '.join(differences)}); drop those options or start a new run")
+    return wanted, EngineConfig.from_dict(engine)
+
+
+def run_search(config: SearchConfig, engine: EngineConfig, *, resume: bool = False) -> dict[str, Any]:
+    """Check everything that can be checked without data, then run the search on the engine."""
+    check_dataset(config.dataset)
+    check_config(config)
+    check_network_args(config.channels, config.cells_per_stage, 1, config.frc, config.sampling, config.layout)
+    task = SearchTask(config)
+    return run_task(task, engine, resume=resume)

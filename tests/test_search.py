@@ -1,0 +1,277 @@
+"""The CNN supernet: layouts, alphas, parameter groups, FRC, and the paper's G1 parameter counts."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from gdas_cli import GdasError
+from gdas_cli.search import LAYOUTS, build_search_network
+from gdas_cli.search.supernet import FixedReductionSearchCell, SearchCell
+
+SMALL = {"C": 8, "N": 1, "num_classes": 4}
+
+
+def test_paper_layout_is_eight_cells_with_reductions_at_two_and_five() -> None:
+    net = build_search_network(16, 2, 10)
+    assert net.cell_types == ["normal", "normal", "reduce", "normal", "normal", "reduce", "normal", "normal"]
+    assert all(len(cell.edges) == 14 and all(len(e) == 8 for e in cell.edges) for cell in net.cells)
+    assert len(net.last_act) == 0  # GAP + linear only
+
+
+def test_xautodl_layout_is_six_cells_with_bn_relu_head() -> None:
+    net = build_search_network(16, 2, 10, layout="xautodl")
+    assert net.cell_types == ["normal", "normal", "reduce", "normal", "reduce", "normal"]
+    assert isinstance(net.last_act[0], nn.BatchNorm2d) and isinstance(net.last_act[1], nn.ReLU)
+
+
+def test_parameter_counts_match_the_2019_code() -> None:
+    # reference 2.1 [measured]: NetworkACC2(16, 10, 8) 1.9306M, NetworkFACC1 1.3419M weight parameters
+    assert round(sum(p.numel() for p in build_search_network(16, 2, 10).weights()) / 1e6, 4) == 1.9306
+    assert round(sum(p.numel() for p in build_search_network(16, 2, 10, frc=True).weights()) / 1e6, 4) == 1.3419
+
+
+def test_alphas_shapes_init_and_parameter_groups() -> None:
+    torch.manual_seed(0)
+    net = build_search_network(16, 2, 10)
+    assert [a.shape for a in net.alphas()] == [(14, 8), (14, 8)]
+    assert all(0.5e-3 < a.std().item() < 2e-3 for a in net.alphas())
+    weights, alphas = list(net.weights()), net.alphas()
+    assert {id(p) for p in weights}.isdisjoint({id(a) for a in alphas})
+    assert len(weights) + len(alphas) == len(list(net.parameters()))
+
+
+def test_search_ops_have_affine_free_bn_and_frc_keeps_affine() -> None:
+    net = build_search_network(8, 1, 10, frc=True)
+    assert [a.shape for a in net.alphas()] == [(14, 8)]
+    assert net.cell_types == ["normal", None, "normal", None, "normal"]
+    for cell in net.cells:
+        bns = [m for m in cell.modules() if isinstance(m, nn.BatchNorm2d)]
+        if isinstance(cell, SearchCell):
+            assert not any(bn.affine for bn in bns)
+        else:
+            assert isinstance(cell, FixedReductionSearchCell)
+            body = [m for m in cell.body.conv_branches.modules() if isinstance(m, nn.BatchNorm2d)]
+            assert all(bn.affine for bn in body)
+
+
+@pytest.mark.parametrize("layout", sorted(LAYOUTS))
+@pytest.mark.parametrize("frc", [False, True])
+@pytest.mark.parametrize("sampling", ["cell", "batch", "sample", "darts"])
+def test_forward_backward_every_configuration(layout: str, frc: bool, sampling: str) -> None:
+    net = build_search_network(8, 2 if layout == "xautodl" else 1, 4, frc=frc, sampling=sampling, layout=layout)
+    net.set_tau(5.0)
+    logits = net(torch.randn(3, 3, 16, 16))
+    assert logits.shape == (3, 4)
+    nn.functional.cross_entropy(logits, torch.tensor([0, 1, 2])).backward()
+    for alpha in net.alphas():
+        assert alpha.grad is not None and alpha.grad.abs().sum() > 0
+
+
+def test_only_sampled_ops_run_in_the_supernet() -> None:
+    net = build_search_network(**SMALL)
+    seen = []
+    for cell in net.cells:
+        for edge in cell.edges:
+            for op in edge:
+                op.register_forward_hook(lambda m, i, o: seen.append(m))
+    net(torch.randn(2, 3, 8, 8))
+    assert len(seen) == 14 * len(net.cells)  # one op per edge
+    net.sampling = "darts"
+    seen.clear()
+    net(torch.randn(2, 3, 8, 8))
+    assert len(seen) == 14 * 8 * len(net.cells)
+
+
+def test_generator_makes_the_supernet_forward_reproducible() -> None:
+    torch.manual_seed(0)
+    net = build_search_network(**SMALL).eval()
+    x = torch.randn(2, 3, 8, 8)
+    outs = []
+    for _ in range(2):
+        net.generator = torch.Generator().manual_seed(4)
+        outs.append(net(x))
+    assert torch.equal(outs[0], outs[1])
+
+
+@pytest.mark.parametrize(
+    "kwargs, option",
+    [({"frc": True, "C": 12}, "--channels"), ({"layout": "nasnet"}, "--layout"), ({"sampling": "soft"}, "--sampling"),
+     ({"N": 0}, "--cells-per-stage")],
+)
+def test_bad_network_arguments_name_the_option(kwargs: dict, option: str) -> None:
+    with pytest.raises(GdasError, match=option):
+        build_search_network(**{**SMALL, **kwargs})
+
+
+def test_genotype_of_a_supernet_builds_a_cifar_network() -> None:
+    from gdas_cli.models import NetworkArgs, build_network
+
+    net = build_search_network(8, 1, 10, frc=True)
+    genotype = net.genotype()
+    model = build_network(genotype, NetworkArgs(C=8, layers=5, auxiliary=False))
+    assert model(torch.randn(2, 3, 16, 16)).shape == (2, 10)
+
+
+# ------------------------------------------------------------------------- end to end through the CLI
+
+import json  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from search_helpers import assert_one_line_error, gdas, read_lines, search, snapshot  # noqa: E402
+
+from gdas_cli import load_genotype  # noqa: E402
+from gdas_cli.models import NetworkArgs, build_network  # noqa: E402
+from gdas_cli.search.derive import alphas_sha256  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def frc_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run_dir = tmp_path_factory.mktemp("search") / "frc"
+    result = search(run_dir, "--frc")
+    assert result.exit_code == 0, result.output
+    return run_dir
+
+
+def test_two_epoch_search_ends_with_a_genotype_that_builds(frc_run: Path) -> None:
+    genotype = load_genotype(str(frc_run / "genotype.json"))
+    assert genotype.uses_frc and genotype.derive_rule == "paper"
+    prov = genotype.provenance
+    assert (prov["dataset"], prov["epoch"], prov["recipe"], prov["sampling"], prov["seed"]) == ("digits", 2, "paper", "cell", 0)
+    last = read_lines(frc_run / "alphas.jsonl")[-1]
+    assert prov["alphas_sha256"] == alphas_sha256({t: torch.tensor(a) for t, a in last["alphas"].items()})
+    net = build_network(genotype, NetworkArgs(C=8, layers=5, auxiliary=False))
+    assert net(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+
+
+def test_run_directory_holds_every_record(frc_run: Path) -> None:
+    metrics = read_lines(frc_run / "metrics.jsonl")
+    assert [m["epoch"] for m in metrics] == [1, 2]
+    for key in ("train_loss", "train_top1", "train_arch_loss", "train_arch_top1", "tau", "lr", "seconds"):
+        assert all(isinstance(m[key], float) for m in metrics), key
+    assert metrics[0]["tau"] == 10.0 and metrics[1]["tau"] == 1.0  # linear 10 -> 1 over 2 epochs
+    assert metrics[0]["lr"] == pytest.approx(0.025)
+    assert [r["epoch"] for r in read_lines(frc_run / "genotypes.jsonl")] == [1, 2]
+    alphas = read_lines(frc_run / "alphas.jsonl")
+    assert list(alphas[0]["alphas"]) == ["normal"] and alphas[0]["alphas"] != alphas[1]["alphas"]
+    split = json.loads((frc_run / "split.json").read_text())
+    assert split["seed"] == 0 and len(split["train"]) == len(split["valid"]) == 750
+    assert not set(split["train"]) & set(split["valid"])
+    config = json.loads((frc_run / "config.json").read_text())
+    assert config["kind"] == "search" and config["task"]["frc"] is True and config["task"]["arch_betas"] == [0.5, 0.999]
+    for which in ("last", "best"):
+        assert (frc_run / "checkpoint" / which / "model.safetensors").is_file()
+
+
+def test_recipes_and_overrides_resolve_into_config(tmp_path: Path) -> None:
+    from gdas_cli.search.config import resolve_config
+
+    paper = resolve_config("paper", "cifar10", {})
+    assert (paper.epochs, paper.batch_size, paper.weight_decay, paper.tau_min, paper.layout) == (240, 128, 3e-4, 1.0, "paper")
+    assert (paper.lr, paper.lr_min, paper.arch_lr, paper.arch_betas, paper.arch_weight_decay) == (0.025, 1e-3, 3e-4, (0.5, 0.999), 1e-3)
+    xautodl = resolve_config("xautodl", "cifar10", {"epochs": 3})
+    assert (xautodl.epochs, xautodl.batch_size, xautodl.weight_decay, xautodl.nesterov, xautodl.tau_min,
+            xautodl.layout) == (3, 256, 5e-4, True, 0.1, "xautodl")
+    digits = resolve_config("paper", "digits", {"channels": 16})
+    assert (digits.channels, digits.cells_per_stage, digits.image_size) == (16, 1, 16)
+
+
+def test_xautodl_recipe_runs_with_sample_granularity(tmp_path: Path) -> None:
+    result = search(tmp_path / "run", "--recipe", "xautodl", "-N", "2", "--sampling", "sample", "-C", "4",
+                    "--epochs", "1", "--nesterov")
+    assert result.exit_code == 0, result.output
+    config = json.loads((tmp_path / "run" / "config.json").read_text())["task"]
+    assert (config["layout"], config["sampling"], config["nesterov"], config["epochs"]) == ("xautodl", "sample", True, 1)
+    assert load_genotype(str(tmp_path / "run" / "genotype.json")).reduce != "frc"
+
+
+def test_folder_dataset(tmp_path: Path) -> None:
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.RandomState(0)
+    for split in ("train", "val"):
+        for label in ("a", "b"):
+            (tmp_path / "imgs" / split / label).mkdir(parents=True)
+            for i in range(8):
+                pixels = (rng.rand(12, 10, 3) * 255).astype("uint8")
+                Image.fromarray(pixels).save(tmp_path / "imgs" / split / label / f"{i}.png")
+    result = gdas("search", "cnn", "--dataset", f"folder:{tmp_path / 'imgs'}", "-C", "4", "-N", "1", "--batch-size", "4",
+                  "--image-size", "8", "--epochs", "1", "--quiet", "--run-dir", tmp_path / "run")
+    assert result.exit_code == 0, result.output
+    split = json.loads((tmp_path / "run" / "split.json").read_text())
+    assert sorted(split["train"] + split["valid"]) == list(range(16))
+    assert load_genotype(str(tmp_path / "run" / "genotype.json")).provenance["dataset"].startswith("folder:")
+
+
+def test_progress_and_summary_lines_unless_quiet(tmp_path: Path) -> None:
+    from search_helpers import TINY
+
+    result = gdas("search", "cnn", *TINY, "--epochs", "1", "--run-dir", tmp_path / "run")
+    assert result.exit_code == 0, result.output
+    assert "epoch 1/1" in result.stderr and "train_arch_top1" in result.stderr and "tau" in result.stderr
+    assert "genotype.json" in result.stdout
+    quiet = gdas("search", "cnn", *TINY, "--epochs", "1", "--run-dir", tmp_path / "quiet", "--quiet")
+    assert quiet.exit_code == 0 and quiet.stderr.strip() == "" and quiet.stdout.strip() == ""
+
+
+def test_plot_alphas(frc_run: Path, tmp_path: Path) -> None:
+    result = gdas("plot", "alphas", frc_run, "-o", tmp_path / "alphas.png")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "alphas.png").read_bytes()[:4] == b"\x89PNG"
+    assert_one_line_error(gdas("plot", "alphas", tmp_path, "-o", tmp_path / "x.png"), str(tmp_path), "alphas.jsonl")
+
+
+# ------------------------------------------------------------------------------------------ bad input
+
+
+def test_missing_data_dir(tmp_path: Path) -> None:
+    result = search(tmp_path / "run", "--dataset", "cifar10", "--data-dir", tmp_path / "nowhere")
+    assert_one_line_error(result, "--data-dir", "nowhere")
+    assert not (tmp_path / "run").exists()
+
+
+def test_unknown_dataset(tmp_path: Path) -> None:
+    assert_one_line_error(search(tmp_path / "run", "--dataset", "mnist"), "--dataset", "mnist")
+    assert not (tmp_path / "run").exists()
+
+
+def test_frc_needs_channels_multiple_of_eight(tmp_path: Path) -> None:
+    assert_one_line_error(search(tmp_path / "run", "--frc", "-C", "12"), "--channels", "12", "multiple of 8")
+    assert not (tmp_path / "run").exists()
+
+
+def test_non_numeric_flag(tmp_path: Path) -> None:
+    assert_one_line_error(search(tmp_path / "run", "--lr", "fast"), "--lr")
+    assert not (tmp_path / "run").exists()
+
+
+def test_existing_run_dir_is_not_overwritten(frc_run: Path) -> None:
+    before = snapshot(frc_run)
+    assert_one_line_error(search(frc_run, "--frc"), str(frc_run), "--resume")
+    assert snapshot(frc_run) == before
+
+
+def test_resume_with_another_configuration_is_refused(frc_run: Path, tmp_path: Path) -> None:
+    before = snapshot(frc_run)
+    result = gdas("search", "cnn", "--resume", frc_run, "--no-frc", "--quiet")
+    assert_one_line_error(result, f"--resume {frc_run}", "frc: True -> False")
+    assert_one_line_error(gdas("search", "cnn", "--resume", frc_run, "--epochs", "5"), "epochs: 2 -> 5")
+    assert_one_line_error(gdas("search", "cnn", "--resume", tmp_path), str(tmp_path), "config.json")
+    assert snapshot(frc_run) == before
+
+
+@pytest.mark.parametrize("victim", ["model.safetensors", "state.pt"])
+def test_corrupted_or_truncated_checkpoint(frc_run: Path, tmp_path: Path, victim: str) -> None:
+    import shutil
+
+    run = tmp_path / "copy"
+    shutil.copytree(frc_run, run)
+    target = run / "checkpoint" / "last" / victim
+    target.write_bytes(target.read_bytes()[: target.stat().st_size // 2])
+    before = snapshot(run)
+    assert_one_line_error(gdas("search", "cnn", "--resume", run, "--quiet"), victim)
+    assert snapshot(run) == before
+    if victim == "model.safetensors":
+        assert_one_line_error(gdas("derive", target), str(target))

@@ -1,0 +1,64 @@
+"""`gdas export SOURCE [-o DIR] [--format onnx|torchscript] [--push-to-hub ORG/NAME --tag vX]`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ._output import console, print_json
+
+HELP = """Write a publishable model folder (and push it to the Hugging Face Hub as one tagged commit).
+
+SOURCE is a training run directory (checkpoint/best, else checkpoint/last), a .safetensors checkpoint, or a genotype (JSON file, zoo name, hf-hub:org/name@rev) for a genotype-only repo.
+
+Examples:
+
+  gdas export runs/train-cifar10-0601 -o gdas-frc-cifar10
+
+  gdas export runs/train-cifar10-0601 --push-to-hub my-org/gdas-frc-cifar10 --tag v1
+
+  gdas export best.safetensors -o out --format onnx --format torchscript
+
+  gdas export my_cell.json --push-to-hub my-org/my-cell --tag v1
+"""
+
+
+def export_command(
+    source: Annotated[str, typer.Argument(help="Run directory, .safetensors checkpoint, or genotype reference.")],
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Folder to write (created).")] = None,
+    formats: Annotated[
+        Optional[list[str]], typer.Option("--format", help="Also write onnx or torchscript (repeatable).")
+    ] = None,
+    push_to_hub: Annotated[Optional[str], typer.Option("--push-to-hub", help="Upload to this Hub repo, org/name.")] = None,
+    tag: Annotated[Optional[str], typer.Option(help="Tag the uploaded commit (the version users pin).")] = None,
+    private: Annotated[bool, typer.Option("--private", help="Create the Hub repo as private.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a non-empty --output folder.")] = False,
+    dataset: Annotated[Optional[str], typer.Option(help="Data set named in the card, if the source does not say.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    from ..export import ExportRequest, export
+
+    request = ExportRequest(
+        source=source, output=output, formats=tuple(dict.fromkeys(formats or ())), repo_id=push_to_hub, tag=tag,
+        private=private, overwrite=overwrite, dataset=dataset,
+    )
+    result = export(request)
+    if as_json:
+        print_json(result.to_dict())
+        return
+    where = str(result.folder) if result.folder else "a temporary folder"
+    console.print(f"wrote {where}: {', '.join(result.files)}", highlight=False)
+    for fmt, info in result.exports.items():
+        diff = f", max abs diff {info['max_abs_diff']:.1e}" if "max_abs_diff" in info else ""
+        console.print(f"{fmt}: {info['file']} matches PyTorch ({info['checked']}{diff})", highlight=False)
+    if result.push is not None:
+        pinned = f"{result.push.repo_id}@{result.push.tag or result.push.commit}"
+        console.print(f"pushed {result.push.repo_id} commit {result.push.commit[:12]}"
+                      + (f", tag {result.push.tag}" if result.push.tag else "") + f": {result.push.url}", highlight=False)
+        how = f"gdas eval --from-hub {pinned}" if result.source.weights else f"gdas genotypes show hf-hub:{pinned}"
+        console.print(f"load it with: {how}", highlight=False)
+
+
+export_command.__doc__ = HELP

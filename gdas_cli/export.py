@@ -1,0 +1,433 @@
+"""`gdas export`: a training run, a checkpoint or a genotype -> a publishable folder, and the Hub.
+
+Sources: a training run directory (its `checkpoint/best` weights, else `checkpoint/last`, with the
+measured results of metrics.jsonl and the settings of config.json), a `.safetensors` weights file in
+the weights.py format, or a genotype (a JSON file, a zoo name, or `hf-hub:org/name@rev`). A genotype
+alone gives a genotype-only folder: genotype.json, cell.png and the card.
+
+Everything is checked first (source, options, token and tag for a push, exporter packages); the
+folder is then built in a temp folder beside the target and renamed into place, so a failed export
+leaves nothing behind. ONNX and TorchScript files are kept only if their outputs match PyTorch's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import io
+import json
+import math
+import os
+import shutil
+import tempfile
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from . import hub
+from .errors import GdasError
+from .genotype import HUB_PREFIX, Genotype, load_genotype, read_genotype_file
+from .hub import CardFacts, GdasNetwork, PushResult, Result
+from .weights import load_network, read_header, read_metadata
+
+FORMATS = ("onnx", "torchscript")
+ONNX_FILE = "model.onnx"
+ONNX_OPSET = 18
+TORCHSCRIPT_FILE = "model_torchscript.pt"
+CHECKPOINTS = ("best", "last")  # preferred first
+# An exported graph must reproduce PyTorch's logits on a test batch within this tolerance.
+ATOL, RTOL = 1e-4, 1e-3
+
+
+@dataclass(frozen=True)
+class ExportSource:
+    """What is being exported, and what is known about it."""
+
+    path: str
+    kind: str  # run | weights | genotype
+    genotype: Genotype
+    weights: Path | None = None
+    results: tuple[Result, ...] = ()
+    training: dict[str, Any] = field(default_factory=dict)
+    dataset: str | None = None
+
+
+@dataclass(frozen=True)
+class ExportRequest:
+    """The options of `gdas export`, as a config."""
+
+    source: str
+    output: Path | None = None
+    formats: tuple[str, ...] = ()
+    repo_id: str | None = None
+    tag: str | None = None
+    private: bool = False
+    overwrite: bool = False
+    dataset: str | None = None
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    source: ExportSource
+    folder: Path | None
+    files: list[str]
+    exports: dict[str, dict[str, Any]]
+    push: PushResult | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "source": self.source.path, "kind": self.source.kind, "genotype": self.source.genotype.ref,
+            "folder": str(self.folder) if self.folder else None, "files": self.files, "exports": self.exports,
+            "push": None if self.push is None else {
+                "repo_id": self.push.repo_id, "commit": self.push.commit, "tag": self.push.tag, "url": self.push.url,
+            },
+        }
+
+
+# --- sources -----------------------------------------------------------------------------------
+
+
+def resolve_source(ref: str | Path) -> ExportSource:
+    """A run directory, a weights file, or a genotype reference; every problem is one GdasError."""
+    if str(ref).startswith(HUB_PREFIX):
+        return ExportSource(str(ref), "genotype", load_genotype(str(ref)))
+    path = Path(ref)
+    if path.is_dir():
+        return _run_source(path)
+    if path.is_file() and path.suffix == ".safetensors":
+        genotype = _weights_genotype(path)
+        return ExportSource(str(path), "weights", genotype, path, training={"weights": f"checkpoint file {path.name}"})
+    if path.is_file() and path.suffix == ".json":
+        return ExportSource(str(path), "genotype", read_genotype_file(path))
+    if path.exists():
+        raise GdasError(f"{path}: expected a training run directory, a .safetensors checkpoint or a genotype .json")
+    if str(ref).endswith((".safetensors", ".json")) or os.sep in str(ref):
+        raise GdasError(f"{path}: no such run directory, checkpoint or genotype file")
+    return ExportSource(str(ref), "genotype", load_genotype(str(ref)))
+
+
+def _weights_genotype(path: Path) -> Genotype:
+    """The genotype in a CNN weights header; language-model weights get their own message."""
+    try:
+        genotype, _ = read_metadata(path)
+    except GdasError:
+        if _header_format(path) == "gdas-lm-weights-v1":
+            raise GdasError(
+                f"{path}: language-model (RNN) weights; gdas export publishes CNN weights only "
+                "(export the genotype alone with: gdas export GENOTYPE.json)"
+            ) from None
+        raise
+    return genotype
+
+
+def _header_format(path: Path) -> str | None:
+    try:
+        return read_header(path).get("format")
+    except GdasError:
+        return None
+
+
+def _run_source(run_dir: Path) -> ExportSource:
+    for which in CHECKPOINTS:
+        weights = run_dir / "checkpoint" / which / hub.WEIGHTS_FILE
+        if weights.is_file():
+            break
+    else:
+        hint = f"; it holds a searched genotype: export {run_dir / 'genotype.json'}" if (run_dir / "genotype.json").is_file() else ""
+        raise GdasError(
+            f"{run_dir}: no checkpoint/best/{hub.WEIGHTS_FILE} or checkpoint/last/{hub.WEIGHTS_FILE} "
+            f"(not a training run?){hint}"
+        )
+    genotype = _weights_genotype(weights)
+    config = _read_json_object(run_dir / "config.json")
+    task = config.get("task") if isinstance(config.get("task"), dict) else {}
+    dataset = task.get("dataset") if isinstance(task.get("dataset"), str) else None
+    records = _read_metrics(run_dir / "metrics.jsonl")
+    record = _record_for(records, which)
+    training = _training_facts(run_dir, which, config, task, record)
+    results = _results(record, dataset or "unknown", which, len(records)) if record else ()
+    return ExportSource(str(run_dir), "run", genotype, weights, results, training, dataset)
+
+
+def _read_json_object(path: Path) -> dict[str, Any]:
+    """A JSON object, or {} when the file is missing; a malformed file is an error naming it."""
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise GdasError(f"{path}: unreadable JSON ({err})") from None
+    if not isinstance(data, dict):
+        raise GdasError(f"{path}: expected a JSON object")
+    return data
+
+
+def _read_metrics(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        return []
+    records = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise GdasError(f"{path}: line {number} is not JSON ({err.msg})") from None
+        if isinstance(record, dict):
+            records.append(record)
+    return records
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _record_for(records: list[dict[str, Any]], which: str) -> dict[str, Any] | None:
+    """The epoch the checkpoint holds: the best test top-1 for `best` (first on ties), the last for `last`."""
+    evaluated = [r for r in records if _is_number(r.get("test_top1"))]
+    if not evaluated:
+        return None
+    if which == "best":
+        return max(evaluated, key=lambda r: r["test_top1"])
+    return evaluated[-1] if records and records[-1] is evaluated[-1] else None
+
+
+def _results(record: dict[str, Any], dataset: str, which: str, epochs_run: int) -> tuple[Result, ...]:
+    source = f"measured by gdas train on the test split, epoch {record.get('epoch', '?')} ({which} checkpoint)"
+    found = []
+    for key, metric in (("test_top1", "top1_error"), ("test_top5", "top5_error")):
+        if _is_number(record.get(key)):
+            found.append(Result(metric, round(100.0 - float(record[key]), 4), dataset, "test", source))
+    return tuple(found)
+
+
+def _training_facts(
+    run_dir: Path, which: str, config: dict[str, Any], task: dict[str, Any], record: dict[str, Any] | None
+) -> dict[str, Any]:
+    engine = config.get("engine") if isinstance(config.get("engine"), dict) else {}
+    facts: dict[str, Any] = {"training run": run_dir.name, "checkpoint": which}
+    if record is not None:
+        facts["checkpoint"] = f"{which} (epoch {record.get('epoch', '?')})"
+    recipe = {k: task[k] for k in ("dataset", "epochs", "batch_size", "lr", "cutout", "drop_path", "auxiliary") if k in task}
+    if recipe:
+        facts["recipe"] = recipe
+    if "seed" in engine:
+        facts["seed"] = engine["seed"]
+    for key, label in (("gdas_version", "trained with gdas"), ("torch_version", "torch"), ("created", "started")):
+        if key in config:
+            facts[label] = config[key]
+    return facts
+
+
+# --- exporters ---------------------------------------------------------------------------------
+
+
+def _require_modules(fmt: str) -> None:
+    needed = {"onnx": ("onnx", "onnxscript"), "torchscript": ()}[fmt]
+    missing = [name for name in needed if importlib.util.find_spec(name) is None]
+    if missing:
+        raise GdasError(f"--format {fmt} needs {' and '.join(missing)}: pip install 'gdas-cli[onnx]'")
+
+
+def _compare(expected: torch.Tensor, got: torch.Tensor, what: str) -> float:
+    got = torch.as_tensor(got, dtype=expected.dtype)
+    if got.shape != expected.shape:
+        raise GdasError(f"{what}: output shape {tuple(got.shape)} differs from PyTorch's {tuple(expected.shape)}")
+    diff = (got - expected).abs()
+    if not torch.all(diff <= ATOL + RTOL * expected.abs()):
+        raise GdasError(f"{what}: outputs differ from PyTorch's by up to {diff.max().item():.2e}; nothing written")
+    return float(diff.max().item())
+
+
+@contextlib.contextmanager
+def _quiet() -> Any:
+    """The exporters print progress and deprecation notes; the CLI prints its own summary."""
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        yield
+
+
+def export_onnx(model: torch.nn.Module, folder: Path, sample: torch.Tensor, check: torch.Tensor) -> dict[str, Any]:
+    """model.onnx with a dynamic batch axis; compared with PyTorch by onnxruntime when it is installed."""
+    path = Path(folder) / ONNX_FILE
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    try:
+        with _quiet():
+            torch.onnx.export(
+                model, (sample,), str(path), dynamo=True, opset_version=ONNX_OPSET, input_names=["images"],
+                output_names=["logits"], dynamic_shapes={"x": {0: batch}}, external_data=False, verbose=False,
+            )
+    except Exception as err:  # the exporter raises many types; the user needs one line
+        raise GdasError(f"ONNX export failed ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})") from None
+    import onnx
+
+    opset = next((o.version for o in onnx.load(str(path)).opset_import if o.domain in ("", "ai.onnx")), ONNX_OPSET)
+    info: dict[str, Any] = {"file": ONNX_FILE, "opset": opset, "input": "images", "output": "logits"}
+    if importlib.util.find_spec("onnxruntime") is None:
+        onnx.checker.check_model(str(path))
+        info["checked"] = "onnx.checker only (onnxruntime is not installed, outputs not compared)"
+        return info
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    with torch.no_grad():
+        expected = model(check)
+    (got,) = session.run(["logits"], {"images": check.numpy()})
+    info["max_abs_diff"] = _compare(expected, torch.from_numpy(got), f"{ONNX_FILE} (onnxruntime)")
+    info["checked"] = f"onnxruntime {onnxruntime.__version__}, batch of {check.shape[0]}"
+    return info
+
+
+def export_torchscript(model: torch.nn.Module, folder: Path, sample: torch.Tensor, check: torch.Tensor) -> dict[str, Any]:
+    """A traced TorchScript file, reloaded and compared with PyTorch on another batch size."""
+    path = Path(folder) / TORCHSCRIPT_FILE
+    with _quiet(), torch.no_grad():
+        traced = torch.jit.trace(model, (sample,), check_trace=False)
+        traced.save(str(path))
+        # our own file, just written: this load is the round-trip check, not user input
+        reloaded = torch.jit.load(str(path), map_location="cpu")
+        expected, got = model(check), reloaded(check)
+    diff = _compare(expected, got, TORCHSCRIPT_FILE)
+    return {"file": TORCHSCRIPT_FILE, "max_abs_diff": diff, "checked": f"torch.jit.load, batch of {check.shape[0]}"}
+
+
+EXPORTERS: dict[str, Callable[[torch.nn.Module, Path, torch.Tensor, torch.Tensor], dict[str, Any]]] = {
+    "onnx": export_onnx,
+    "torchscript": export_torchscript,
+}
+
+
+def _describe_export(fmt: str, info: dict[str, Any]) -> str:
+    if fmt == "onnx":
+        return f"ONNX, opset {info['opset']}, dynamic batch; checked: {info['checked']}" + (
+            f" (max abs diff {info['max_abs_diff']:.1e})" if "max_abs_diff" in info else ""
+        )
+    return f"TorchScript (traced); checked: {info['checked']} (max abs diff {info['max_abs_diff']:.1e})"
+
+
+# --- building the folder -----------------------------------------------------------------------
+
+
+def _test_batches(model: GdasNetwork) -> tuple[torch.Tensor, torch.Tensor]:
+    size = hub.INPUT_SIZES.get(model.args.net, 32)
+    generator = torch.Generator().manual_seed(0)
+    return (torch.randn(2, 3, size, size, generator=generator), torch.randn(3, 3, size, size, generator=generator))
+
+
+def build_folder(source: ExportSource, folder: Path, request: ExportRequest) -> tuple[list[str], dict[str, Any]]:
+    """Write the published files of `source` into the (empty) `folder`; returns file names and export info."""
+    folder = Path(folder)
+    dataset = request.dataset or source.dataset
+    if source.weights is None:
+        hub.write_genotype_files(source.genotype, folder)
+        facts = CardFacts(
+            genotype=source.genotype, dataset=dataset, repo_id=request.repo_id, revision=request.tag,
+            files=hub.default_files(False), training=dict(source.training),
+        )
+        hub.render_card(facts).save(str(folder / hub.CARD_FILE))
+        return sorted(p.name for p in folder.iterdir()), {}
+    model = GdasNetwork.from_network(load_network(source.weights)).eval()
+    sample, check = _test_batches(model)
+    exports = {fmt: EXPORTERS[fmt](model, folder, sample, check) for fmt in request.formats}
+    files = hub.default_files(True)
+    files.update({info["file"]: _describe_export(fmt, info) for fmt, info in exports.items()})
+    card = {
+        "results": list(source.results), "training": dict(source.training), "dataset": dataset,
+        "repo_id": request.repo_id, "revision": request.tag, "files": files,
+    }
+    model.save_pretrained(folder, model_card_kwargs=card)
+    # what save_pretrained cannot know: the data set (`gdas eval --from-hub` defaults to it), the exports
+    extra = {"dataset": dataset, "exports": exports or None}
+    if any(extra.values()):
+        config_path = folder / hub.CONFIG_FILE
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+        config.update({k: v for k, v in extra.items() if v})
+        hub.write_json(config_path, config)
+    return sorted(p.name for p in folder.iterdir()), exports
+
+
+def _check_output(output: Path, overwrite: bool) -> None:
+    if output.exists() and not output.is_dir():
+        raise GdasError(f"--output {output}: exists and is not a folder")
+    if output.is_dir() and any(output.iterdir()) and not overwrite:
+        raise GdasError(f"--output {output}: folder exists and is not empty; pass --overwrite to replace it")
+    if not output.absolute().parent.is_dir():
+        raise GdasError(f"--output {output}: parent folder {output.absolute().parent} does not exist")
+
+
+def _make_readable(folder: Path) -> None:
+    """Temp files are created private (0600/0700); a published folder gets the usual umask modes."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(folder, 0o777 & ~umask)
+    for path in folder.rglob("*"):
+        os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~umask)
+
+
+def write_folder_atomically(output: Path, build: Callable[[Path], Any]) -> Any:
+    """Run `build(tmp)` on a fresh folder beside `output`, then swap it in; on any failure remove it."""
+    output = Path(output).absolute()
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent))
+    except OSError as err:
+        raise GdasError(f"--output {output}: cannot write in {output.parent} ({err})") from None
+    old = output.parent / f".{output.name}.old-{os.getpid()}"
+    try:
+        value = build(tmp)
+        _make_readable(tmp)
+        if output.exists():
+            os.replace(output, old)
+        try:
+            os.replace(tmp, output)
+        except OSError:
+            if old.exists() and not output.exists():
+                os.replace(old, output)
+            raise
+        return value
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _validate(request: ExportRequest, source: ExportSource) -> None:
+    unknown = [f for f in request.formats if f not in FORMATS]
+    if unknown:
+        raise GdasError(f"--format {unknown[0]!r}: must be one of {', '.join(FORMATS)}")
+    if request.output is None and request.repo_id is None:
+        raise GdasError("give --output DIR, --push-to-hub ORG/NAME, or both")
+    if request.repo_id is None and (request.tag or request.private):
+        raise GdasError("--tag and --private go with --push-to-hub")
+    if request.formats and source.weights is None:
+        raise GdasError(f"{source.path}: --format needs weights; a genotype alone exports genotype.json and a card")
+    for fmt in request.formats:
+        _require_modules(fmt)
+    if request.output is not None:
+        _check_output(Path(request.output), request.overwrite)
+
+
+def export(request: ExportRequest) -> ExportResult:
+    """Check everything, build the folder (and push it as one commit, tagged); see the module docstring."""
+    source = resolve_source(request.source)
+    _validate(request, source)
+    if request.repo_id is not None:
+        hub.check_push(request.repo_id, request.tag)
+
+    if request.output is not None:
+        folder = Path(request.output)
+        files, exports = write_folder_atomically(folder, lambda tmp: build_folder(source, tmp, request))
+        push = _push(folder, source, request) if request.repo_id else None
+        return ExportResult(source, folder, files, exports, push)
+    with tempfile.TemporaryDirectory(prefix="gdas-export-") as tmp:
+        files, exports = build_folder(source, Path(tmp), request)
+        push = _push(Path(tmp), source, request)
+    return ExportResult(source, None, files, exports, push)
+
+
+def _push(folder: Path, source: ExportSource, request: ExportRequest) -> PushResult:
+    assert request.repo_id is not None
+    what = "weights" if source.weights is not None else "genotype"
+    message = f"gdas export of {source.genotype.ref} ({what})" + (f", {request.tag}" if request.tag else "")
+    return hub.push_folder(folder, request.repo_id, tag=request.tag, private=request.private, message=message)

@@ -1,0 +1,324 @@
+"""The named-model registry: `create_model` and `list_models`, like timm's.
+
+Each model is one JSON file in the top-level `zoo/` folder (shipped in the wheel as
+`gdas_cli/zoo`), schema `gdas-zoo-entry` version 1:
+
+    name, description, genotype (a genotype ref, e.g. "gdas_frc@1.0.0"), network (NetworkArgs),
+    dataset, input_size, weights (null, or {repo_id, revision, sha256, file, [tag]}),
+    metrics ({name: {value, source: paper|counted|measured, reference, [unit]}})
+
+An entry whose `weights` is null is genotype-only: `create_model(name)` builds it untrained and
+`pretrained=True` is an error. Weights are downloaded from the Hub at the pinned revision and their
+sha256 is checked before they are loaded (strictly). Folders listed in GDAS_ZOO_PATH
+(os.pathsep-separated) add entries of your own.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from .errors import GdasError
+from .genotype import HUB_PREFIX, Genotype, data_dir, load_genotype
+from .models import NetworkArgs
+
+ZOO_SCHEMA = "gdas-zoo-entry"
+ZOO_SCHEMA_VERSION = 1
+ZOO_PATH_ENV = "GDAS_ZOO_PATH"
+METRIC_NAMES = ("top1_error", "top5_error", "params", "mult_adds")
+METRIC_SOURCES = ("paper", "counted", "measured")
+INPUT_SIZES = {"cifar": 32, "imagenet": 224}
+_NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
+_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+_REPO_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
+_KEYS = {"schema", "schema_version", "name", "description", "genotype", "network", "dataset", "input_size", "weights", "metrics"}
+# Options create_model passes on to NetworkArgs; num_classes has its own argument.
+ARCH_OPTIONS = ("net", "C", "layers", "auxiliary")
+
+
+@dataclass(frozen=True)
+class ZooWeights:
+    """Where an entry's weights live: a Hub repo at a pinned revision, and the file's sha256."""
+
+    repo_id: str
+    revision: str
+    sha256: str
+    file: str = "model.safetensors"
+    tag: str | None = None
+
+
+@dataclass(frozen=True)
+class ZooMetric:
+    value: float
+    source: str  # paper | counted | measured
+    reference: str
+    unit: str | None = None
+
+
+@dataclass(frozen=True)
+class ZooEntry:
+    name: str
+    description: str
+    genotype: str
+    network: NetworkArgs
+    dataset: str
+    input_size: tuple[int, int, int]
+    weights: ZooWeights | None
+    metrics: dict[str, ZooMetric]
+    path: Path
+
+    @property
+    def pretrained(self) -> bool:
+        return self.weights is not None
+
+
+def network_args_from_dict(data: Any, source: str) -> NetworkArgs:
+    """Validate a JSON object of NetworkArgs fields (every field typed, none unknown)."""
+    if not isinstance(data, dict):
+        raise GdasError(f"{source}: network arguments must be a JSON object")
+    types = {f.name: f.type for f in fields(NetworkArgs)}
+    unknown = sorted(set(data) - set(types))
+    if unknown:
+        raise GdasError(f"{source}: unknown network argument(s) {', '.join(unknown)}; known: {', '.join(types)}")
+    missing = [name for name in types if name not in data]
+    if missing:
+        raise GdasError(f"{source}: missing network argument(s) {', '.join(missing)}")
+    expected = {"net": str, "C": int, "layers": int, "num_classes": int, "auxiliary": bool}
+    for key, value in data.items():
+        want = expected.get(key, object)
+        if not isinstance(value, want) or (want is int and isinstance(value, bool)):
+            raise GdasError(f"{source}: network argument {key} must be {want.__name__}, got {value!r}")
+    return NetworkArgs(**data)
+
+
+class _EntryReader:
+    """Validates one zoo file; every problem is a GdasError naming the file and the field."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def fail(self, where: str, problem: str) -> GdasError:
+        return GdasError(f"{self.path}: {where}: {problem}")
+
+    def read(self) -> ZooEntry:
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError) as err:
+            raise GdasError(f"{self.path}: cannot read zoo entry ({err})") from None
+        except json.JSONDecodeError as err:
+            raise GdasError(f"{self.path}: not valid JSON ({err.msg} at line {err.lineno})") from None
+        if not isinstance(data, dict):
+            raise GdasError(f"{self.path}: a zoo entry must be a JSON object")
+        return self.entry(data)
+
+    def entry(self, data: dict[str, Any]) -> ZooEntry:
+        if data.get("schema") != ZOO_SCHEMA:
+            raise self.fail("schema", f"expected {ZOO_SCHEMA!r}, got {data.get('schema')!r}")
+        if data.get("schema_version") != ZOO_SCHEMA_VERSION:
+            raise self.fail("schema_version", f"unsupported {data.get('schema_version')!r} (this gdas reads 1)")
+        unknown = sorted(set(data) - _KEYS)
+        if unknown:
+            raise self.fail(unknown[0], f"unknown field; known: {', '.join(sorted(_KEYS))}")
+        name = self.text(data, "name")
+        if not _NAME_RE.match(name) or name != self.path.stem:
+            raise self.fail("name", f"{name!r} must be lower-case letters, digits and '_', and match the file name")
+        network = network_args_from_dict(data.get("network"), f"{self.path}: network")
+        size = INPUT_SIZES.get(network.net)
+        if size is None:
+            raise self.fail("network.net", f"{network.net!r} must be one of {', '.join(INPUT_SIZES)}")
+        if data.get("input_size") != [3, size, size]:
+            raise self.fail("input_size", f"a {network.net} network takes [3, {size}, {size}], got {data.get('input_size')!r}")
+        weights = self.weights(data.get("weights", "missing"))
+        metrics = self.metrics(data.get("metrics"), weights is not None)
+        return ZooEntry(
+            name, self.text(data, "description"), self.text(data, "genotype"), network, self.text(data, "dataset"),
+            (3, size, size), weights, metrics, self.path,
+        )
+
+    def text(self, data: dict[str, Any], key: str) -> str:
+        value = data.get(key)
+        if not isinstance(value, str) or not value.strip():
+            raise self.fail(key, "missing or not a non-empty string")
+        return value
+
+    def weights(self, data: Any) -> ZooWeights | None:
+        if data is None:
+            return None
+        if not isinstance(data, dict):
+            raise self.fail("weights", "must be null (genotype-only) or {repo_id, revision, sha256, file}")
+        allowed = {f.name for f in dataclasses.fields(ZooWeights)}
+        if set(data) - allowed or not {"repo_id", "revision", "sha256"} <= set(data):
+            raise self.fail("weights", f"needs repo_id, revision and sha256 (optional: file, tag), got {sorted(data)}")
+        if not isinstance(data["repo_id"], str) or not _REPO_RE.match(data["repo_id"]):
+            raise self.fail("weights.repo_id", f"{data['repo_id']!r} is not org/name")
+        if not isinstance(data["sha256"], str) or not _SHA256_RE.match(data["sha256"]):
+            raise self.fail("weights.sha256", "must be 64 lower-case hex digits")
+        if not isinstance(data["revision"], str) or not data["revision"]:
+            raise self.fail("weights.revision", "must be a tag, branch or (best) a commit")
+        if data.get("file", "model.safetensors") != "model.safetensors":
+            raise self.fail("weights.file", "gdas publishes model.safetensors")
+        return ZooWeights(**data)
+
+    def metrics(self, data: Any, has_weights: bool) -> dict[str, ZooMetric]:
+        if not isinstance(data, dict):
+            raise self.fail("metrics", "must be an object of {name: {value, source, reference}}")
+        found = {}
+        for key, item in data.items():
+            where = f"metrics.{key}"
+            if key not in METRIC_NAMES:
+                raise self.fail(where, f"unknown metric; known: {', '.join(METRIC_NAMES)}")
+            if not isinstance(item, dict) or set(item) - {"value", "source", "reference", "unit"}:
+                raise self.fail(where, "must be {value, source, reference[, unit]}")
+            value, source = item.get("value"), item.get("source")
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
+                raise self.fail(f"{where}.value", f"must be a non-negative number, got {value!r}")
+            if source not in METRIC_SOURCES:
+                raise self.fail(f"{where}.source", f"{source!r} must be one of {', '.join(METRIC_SOURCES)}")
+            if source == "measured" and not has_weights:
+                raise self.fail(f"{where}.source", "'measured' needs published weights; use 'paper' for reported numbers")
+            reference = self.text(item, "reference") if "reference" in item else ""
+            if not reference:
+                raise self.fail(f"{where}.reference", "say where the number comes from")
+            found[key] = ZooMetric(float(value), source, reference, item.get("unit"))
+        return found
+
+
+def zoo_dirs() -> list[Path]:
+    """The shipped zoo folder, then the folders in GDAS_ZOO_PATH."""
+    extra = [Path(p) for p in os.environ.get(ZOO_PATH_ENV, "").split(os.pathsep) if p]
+    return [data_dir("zoo"), *extra]
+
+
+def read_entry(path: Path) -> ZooEntry:
+    return _EntryReader(Path(path)).read()
+
+
+def load_zoo() -> dict[str, ZooEntry]:
+    """Every entry by name; a duplicate name across folders is an error naming both files."""
+    entries: dict[str, ZooEntry] = {}
+    for folder in zoo_dirs():
+        if not folder.is_dir():
+            if folder != data_dir("zoo"):
+                raise GdasError(f"{ZOO_PATH_ENV}: {folder} is not a folder")
+            continue
+        for path in sorted(folder.glob("*.json")):
+            entry = read_entry(path)
+            if entry.name in entries:
+                raise GdasError(f"{path}: model {entry.name!r} is already defined by {entries[entry.name].path}")
+            entries[entry.name] = entry
+    return entries
+
+
+def get_entry(name: str) -> ZooEntry:
+    entries = load_zoo()
+    if name in entries:
+        return entries[name]
+    hint = ""
+    try:
+        genotype = load_genotype(name)
+        models = [e.name for e in entries.values() if e.genotype.partition("@")[0] == genotype.name]
+        hint = f"; {name!r} is a genotype: build it with gdas_cli.build_network" + (
+            f", or use a model of it: {', '.join(models)}" if models else ""
+        )
+    except GdasError:
+        pass
+    raise GdasError(f"{name!r}: unknown model{hint}; known: {', '.join(sorted(entries))}")
+
+
+def list_models(pretrained: bool | None = None) -> list[str]:
+    """Model names, sorted. pretrained=True: only those with published weights; False: only genotype-only ones."""
+    entries = load_zoo().values()
+    return sorted(e.name for e in entries if pretrained is None or e.pretrained == pretrained)
+
+
+def _args_with(args: NetworkArgs, num_classes: int | None, overrides: dict[str, Any], what: str) -> NetworkArgs:
+    unknown = sorted(set(overrides) - set(ARCH_OPTIONS))
+    if unknown:
+        raise GdasError(f"{what}: unknown option(s) {', '.join(unknown)}; known: num_classes, {', '.join(ARCH_OPTIONS)}")
+    values = {**args.to_dict(), **{k: v for k, v in overrides.items() if v is not None}}
+    if num_classes is not None:
+        values["num_classes"] = num_classes
+    return network_args_from_dict(values, what)
+
+
+def _new_head(model: nn.Module, num_classes: int) -> nn.Module:
+    """Replace the classifiers (main and auxiliary) with fresh ones for `num_classes` classes, as timm does."""
+    if num_classes == model.args.num_classes:
+        return model
+    model.classifier = nn.Linear(model.classifier.in_features, num_classes)
+    if model.aux_head is not None:
+        last = len(model.aux_head) - 1
+        model.aux_head[last] = nn.Linear(model.aux_head[last].in_features, num_classes)
+    model.args = dataclasses.replace(model.args, num_classes=num_classes)
+    return model
+
+
+def _check_pretrained_overrides(what: str, overrides: dict[str, Any], args: NetworkArgs) -> None:
+    changed = [k for k, v in overrides.items() if v is not None and getattr(args, k, v) != v]
+    if changed:
+        raise GdasError(
+            f"{what}: {', '.join(changed)} cannot change with pretrained weights (they fix the architecture); "
+            "use pretrained=False, or only num_classes for a new head"
+        )
+
+
+def _create_from_hub(ref_text: str, pretrained: bool, num_classes: int | None, overrides: dict[str, Any]) -> nn.Module:
+    from . import hub
+
+    ref = hub.parse_ref(ref_text)
+    if not pretrained:
+        config = hub.load_hub_config(ref)
+        return hub.GdasNetwork(config.genotype, _args_with(config.args, num_classes, overrides, ref.label))
+    _args_with(NetworkArgs(), None, overrides, ref.label)  # unknown option names fail before downloading
+    model, _ = hub.load_hub_model(ref)
+    _check_pretrained_overrides(ref.label, overrides, model.args)
+    return _new_head(model, num_classes) if num_classes else model
+
+
+def _create_from_entry(entry: ZooEntry, pretrained: bool, num_classes: int | None, overrides: dict[str, Any]) -> nn.Module:
+    from . import hub
+
+    genotype: Genotype = load_genotype(entry.genotype)
+    if not pretrained:
+        return hub.GdasNetwork(genotype, _args_with(entry.network, num_classes, overrides, entry.name))
+    if entry.weights is None:
+        raise GdasError(
+            f"{entry.name}: no pretrained weights are published for this model yet (a genotype-only zoo entry); "
+            f"use pretrained=False for random weights, or train it: gdas train {entry.dataset} --genotype {entry.genotype}"
+        )
+    _args_with(entry.network, None, overrides, entry.name)
+    _check_pretrained_overrides(entry.name, overrides, entry.network)
+    ref = hub.HubRef(entry.weights.repo_id, entry.weights.revision)
+    model, _ = hub.load_hub_model(ref, expected_sha256=entry.weights.sha256)
+    if model.genotype != genotype or model.args != entry.network:
+        raise GdasError(
+            f"{entry.name}: {ref.label} holds {model.genotype.ref} with {model.args}, but the zoo entry "
+            f"says {genotype.ref} with {entry.network}"
+        )
+    return _new_head(model, num_classes) if num_classes else model
+
+
+def create_model(name_or_ref: str, pretrained: bool = False, num_classes: int | None = None, **overrides: Any) -> nn.Module:
+    """Build a zoo model by name, or a published one by `hf-hub:org/name[@rev]`, timm-style.
+
+    Args:
+        name_or_ref: a name from `list_models()`, or `hf-hub:org/name@rev`.
+        pretrained: load the published weights (strict; sha256-checked for zoo entries). The model
+            is returned in eval mode; without weights it is freshly initialised, in train mode.
+        num_classes: a new classifier head for this many classes (re-initialised if it differs).
+        **overrides: `net`, `C`, `layers`, `auxiliary` for an untrained model.
+
+    Returns a `gdas_cli.hub.GdasNetwork` (a CellNetwork with `push_to_hub` and `save_pretrained`).
+    """
+    if not isinstance(name_or_ref, str) or not name_or_ref:
+        raise GdasError(f"create_model: expected a model name or hf-hub:org/name@rev, got {name_or_ref!r}")
+    if name_or_ref.startswith(HUB_PREFIX):
+        return _create_from_hub(name_or_ref, pretrained, num_classes, overrides)
+    return _create_from_entry(get_entry(name_or_ref), pretrained, num_classes, overrides)

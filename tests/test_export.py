@@ -1,0 +1,266 @@
+"""`gdas export`: sources (run folder, checkpoint, genotype), the published folder and its model
+card, ONNX and TorchScript files that match PyTorch, and failures that leave nothing behind.
+
+Runs are laid out as gdas_cli/engine.py writes them (config.json, metrics.jsonl with test_top1 and
+test_top5 in percent, checkpoint/{best,last}/model.safetensors) from tiny real networks.
+"""
+
+import importlib.util
+import json
+import stat
+
+import pytest
+import torch
+from huggingface_hub import ModelCard
+from safetensors.torch import save_file
+from typer.testing import CliRunner
+
+from gdas_cli import GdasError, NetworkArgs, build_network, load_genotype
+from gdas_cli import export as export_module
+from gdas_cli.cli import app
+from gdas_cli.export import ExportRequest, export, resolve_source
+from gdas_cli.hub import GdasNetwork, parse_config, sha256_file
+from gdas_cli.metrics import count_parameters
+from gdas_cli.weights import load_network, save_network
+
+runner = CliRunner()
+RECORDS = [  # epoch 2 has the best test top-1: the best checkpoint holds it
+    {"epoch": 1, "step": 10, "train_loss": 2.0, "test_loss": 1.9, "test_top1": 50.0, "test_top5": 90.0},
+    {"epoch": 2, "step": 20, "train_loss": 1.5, "test_loss": 1.2, "test_top1": 70.0, "test_top5": 95.0},
+    {"epoch": 3, "step": 30, "train_loss": 1.1, "test_loss": 1.3, "test_top1": 60.0, "test_top5": 97.0},
+]
+
+
+@pytest.fixture
+def run_dir(tmp_path, tiny_checkpoint):
+    run = tmp_path / "runs" / "train-digits-test"
+    for which, seed in (("best", 0), ("last", 1)):
+        folder = run / "checkpoint" / which
+        folder.mkdir(parents=True)
+        (folder / "model.safetensors").write_bytes(tiny_checkpoint("gdas_frc", seed).read_bytes())
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in RECORDS))
+    config = {
+        "kind": "train", "gdas_version": "0.1.0", "torch_version": torch.__version__, "created": "2025-01-01T12:00:00",
+        "engine": {"epochs": 3, "seed": 7}, "task": {"dataset": "digits", "epochs": 3, "batch_size": 64, "lr": 0.05},
+    }
+    (run / "config.json").write_text(json.dumps(config))
+    return run
+
+
+def logits(model, seed=0):
+    x = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(seed))
+    with torch.no_grad():
+        return model.eval()(x)
+
+
+def test_run_dir_source_prefers_best_and_reads_that_epoch(run_dir):
+    source = resolve_source(run_dir)
+    assert source.kind == "run" and source.weights == run_dir / "checkpoint" / "best" / "model.safetensors"
+    assert source.dataset == "digits" and source.genotype.ref == "gdas_frc@1.0.0"
+    assert {r.metric: r.value for r in source.results} == {"top1_error": 30.0, "top5_error": 5.0}
+    assert all("epoch 2 (best checkpoint)" in r.source for r in source.results)
+    assert source.training["seed"] == 7 and source.training["checkpoint"] == "best (epoch 2)"
+
+
+def test_run_dir_source_falls_back_to_last(run_dir):
+    (run_dir / "checkpoint" / "best" / "model.safetensors").unlink()
+    source = resolve_source(run_dir)
+    assert source.weights == run_dir / "checkpoint" / "last" / "model.safetensors"
+    assert {r.metric: r.value for r in source.results} == {"top1_error": 40.0, "top5_error": 3.0}
+
+
+def test_other_sources(tiny_checkpoint, tmp_path):
+    weights = resolve_source(tiny_checkpoint("gdas", 0))
+    assert weights.kind == "weights" and weights.genotype.ref == "gdas@1.0.0" and not weights.results
+    path = tmp_path / "cell.json"
+    path.write_text(load_genotype("darts_v2").to_json())
+    assert resolve_source(path).kind == "genotype" and resolve_source(path).genotype.name == "darts_v2"
+    named = resolve_source("gdas_frc")
+    assert named.kind == "genotype" and named.weights is None
+
+
+def _bad_sources(tmp_path):
+    search = tmp_path / "search-run"
+    search.mkdir()
+    (search / "genotype.json").write_text(load_genotype("gdas").to_json())
+    foreign = tmp_path / "foreign.safetensors"
+    save_file({"w": torch.zeros(2)}, str(foreign))
+    lm = tmp_path / "lm.safetensors"
+    save_file({"w": torch.zeros(2)}, str(lm), metadata={"format": "gdas-lm-weights-v1"})
+    text = tmp_path / "notes.txt"
+    text.write_text("hello")
+    bad_json = tmp_path / "bad.json"
+    bad_json.write_text('{"schema": "gdas-genotype"')
+    return {
+        "missing": (tmp_path / "nope" / "model.safetensors", "no such run directory"),
+        "search run": (search, "export " + str(search / "genotype.json")),
+        "foreign safetensors": (foreign, "not a gdas weights file"),
+        "language-model weights": (lm, "publishes CNN weights only"),
+        "other file": (text, "expected a training run directory"),
+        "bad genotype json": (bad_json, "not valid JSON"),
+        "unknown name": ("no_such_cell", "unknown genotype name"),
+    }
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["missing", "search run", "foreign safetensors", "language-model weights", "other file", "bad genotype json",
+     "unknown name"],
+)
+def test_bad_sources(tmp_path, case):
+    source, needle = _bad_sources(tmp_path)[case]
+    with pytest.raises(GdasError, match=needle.replace("(", r"\(")):
+        export(ExportRequest(source=str(source), output=tmp_path / "out"))
+    assert not (tmp_path / "out").exists()
+
+
+def test_export_run_writes_the_published_format(run_dir, tmp_path):
+    out = tmp_path / "published"
+    result = export(ExportRequest(source=str(run_dir), output=out))
+    assert result.files == ["README.md", "cell.png", "config.json", "genotype.json", "model.safetensors"]
+    assert sorted(p.name for p in out.iterdir()) == result.files
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp folders left
+
+    config = parse_config((out / "config.json").read_text(), "config.json")
+    best = load_network(run_dir / "checkpoint" / "best" / "model.safetensors")
+    assert config.genotype == best.genotype and config.args == best.args
+    assert config.weights_sha256 == sha256_file(out / "model.safetensors") and config.extra["dataset"] == "digits"
+    assert load_genotype(str(out / "genotype.json")) == best.genotype
+    loaded = GdasNetwork.from_pretrained(str(out))
+    assert torch.equal(logits(loaded), logits(best))
+    assert (out / "cell.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert stat.S_IMODE((out / "model.safetensors").stat().st_mode) & 0o044 == 0o044  # readable, not 0600
+
+    card = ModelCard.load(out / "README.md")
+    assert card.data.library_name == "gdas-cli" and card.data.license == "mit"
+    assert {"gdas", "neural-architecture-search", "model_hub_mixin"} <= set(card.data.tags)
+    assert card.data.metrics == ["top1-error", "top5-error"]
+    assert {(r.metric_type, r.metric_value) for r in card.data.eval_results} == {("top1-error", 30.0), ("top5-error", 5.0)}
+    for text in (
+        "node 3 = skip_connect(c_{k-2}) + sep_conv_3x3(node 2)", "fixed reduction cell", f"{count_parameters(best):,}",
+        "mult-adds", "| digits | test | top-1 error | 30.00% |", "best (epoch 2)", "**seed**: 7",
+        "gdas eval --from-hub <org>/<name>@main", 'create_model("hf-hub:', "![gdas_frc@1.0.0 cells](cell.png)",
+    ):
+        assert text in card.text, text
+
+
+def test_export_genotype_alone(tmp_path):
+    out = tmp_path / "cell"
+    result = export(ExportRequest(source="gdas", output=out))
+    assert result.files == ["README.md", "cell.png", "genotype.json"] and result.source.weights is None
+    assert load_genotype(str(out / "genotype.json")) == load_genotype("gdas")
+    card = ModelCard.load(out / "README.md")
+    assert "genotype-only" in card.data.tags and card.data.library_name == "gdas-cli"
+    assert "![gdas@1.0.0 cells](cell.png)" in card.text and "gdas train cifar10 --genotype hf-hub:" in card.text
+    assert "gdas eval" not in card.text
+
+
+@pytest.mark.filterwarnings("ignore::FutureWarning")  # torch 2.14 marks torch.jit as deprecated
+def test_onnx_and_torchscript_match_pytorch(tmp_path):
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxscript")
+    # the ONNX exporter's time grows with the graph: 3 cells (both reduction cells) and no aux head
+    weights = tmp_path / "small.safetensors"
+    save_network(build_network(load_genotype("gdas"), NetworkArgs(C=8, layers=3, auxiliary=False)), weights)
+    out = tmp_path / "exported"
+    result = export(ExportRequest(source=str(weights), output=out, formats=("onnx", "torchscript")))
+    assert {"model.onnx", "model_torchscript.pt"} <= set(result.files)
+    config = json.loads((out / "config.json").read_text())
+    assert config["exports"]["onnx"]["opset"] == 18 and config["exports"]["onnx"]["file"] == "model.onnx"
+    assert "model.onnx" in (out / "README.md").read_text()
+
+    model = load_network(weights).eval()
+    x = torch.randn(5, 3, 32, 32, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        expected = model(x)
+    scripted = torch.jit.load(str(out / "model_torchscript.pt"))
+    torch.testing.assert_close(scripted(x), expected, atol=1e-4, rtol=1e-3)
+    if importlib.util.find_spec("onnxruntime") is None:
+        assert "onnxruntime is not installed" in config["exports"]["onnx"]["checked"]
+        return
+    import onnxruntime
+
+    assert config["exports"]["onnx"]["checked"].startswith("onnxruntime")
+    session = onnxruntime.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
+    (got,) = session.run(["logits"], {"images": x.numpy()})  # batch 5: the batch axis is dynamic
+    torch.testing.assert_close(torch.from_numpy(got), expected, atol=1e-4, rtol=1e-3)
+
+
+def test_existing_output_needs_overwrite(tiny_checkpoint, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    with pytest.raises(GdasError, match="not empty; pass --overwrite"):
+        export(ExportRequest(source=str(tiny_checkpoint()), output=out))
+    assert (out / "keep.txt").read_text() == "mine"
+    export(ExportRequest(source=str(tiny_checkpoint()), output=out, overwrite=True))
+    assert not (out / "keep.txt").exists() and (out / "model.safetensors").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+@pytest.mark.parametrize("failure", [GdasError("exporter broke"), KeyboardInterrupt()])
+def test_a_failed_export_leaves_nothing(tiny_checkpoint, tmp_path, monkeypatch, failure):
+    def broken(model, folder, sample, check):
+        (folder / "model_torchscript.pt").write_bytes(b"half")
+        raise failure
+
+    monkeypatch.setitem(export_module.EXPORTERS, "torchscript", broken)
+    with pytest.raises(type(failure)):
+        export(ExportRequest(source=str(tiny_checkpoint()), output=tmp_path / "out", formats=("torchscript",)))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_mismatching_export_is_refused(tiny_checkpoint, tmp_path, monkeypatch):
+    monkeypatch.setattr(export_module, "ATOL", -1.0)  # no output can match: the real check must refuse
+    with pytest.raises(GdasError, match="model_torchscript.pt: outputs differ from PyTorch's"):
+        export(ExportRequest(source=str(tiny_checkpoint()), output=tmp_path / "out", formats=("torchscript",)))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_compare_rejects_different_outputs():
+    a = torch.zeros(2, 10)
+    assert export_module._compare(a, a + 1e-6, "x") <= 1e-6
+    with pytest.raises(GdasError, match="outputs differ from PyTorch's by up to 1.00e-02"):
+        export_module._compare(a, a + 1e-2, "model.onnx")
+    with pytest.raises(GdasError, match="output shape"):
+        export_module._compare(a, torch.zeros(3, 10), "model.onnx")
+
+
+@pytest.mark.parametrize(
+    "request_args, needle",
+    [
+        ({"source": "gdas", "formats": ("onnx",)}, "--format needs weights"),
+        ({"formats": ("tflite",)}, "--format 'tflite'"),
+        ({"output": None}, "give --output DIR, --push-to-hub ORG/NAME, or both"),
+        ({"tag": "v1"}, "--tag and --private go with --push-to-hub"),
+        ({"output": "missing-parent/out"}, "parent folder"),
+    ],
+)
+def test_bad_options(tiny_checkpoint, tmp_path, monkeypatch, request_args, needle):
+    monkeypatch.chdir(tmp_path)
+    args = {"source": str(tiny_checkpoint()), "output": tmp_path / "out"} | request_args
+    with pytest.raises(GdasError, match=needle.replace("(", r"\(")):
+        export(ExportRequest(**args))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_onnx_without_its_packages_is_a_clear_error(tiny_checkpoint, tmp_path, monkeypatch):
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnxscript" else real_find_spec(name, *a))
+    with pytest.raises(GdasError, match=r"--format onnx needs onnxscript: pip install 'gdas-cli\[onnx\]'"):
+        export(ExportRequest(source=str(tiny_checkpoint()), output=tmp_path / "out", formats=("onnx",)))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_export_and_one_line_errors(run_dir, tmp_path):
+    result = runner.invoke(app, ["export", str(run_dir), "-o", str(tmp_path / "cli-out"), "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["kind"] == "run" and summary["genotype"] == "gdas_frc@1.0.0" and summary["push"] is None
+    assert "model.safetensors" in summary["files"]
+
+    result = runner.invoke(app, ["export", str(tmp_path / "nothing-here"), "-o", str(tmp_path / "x")])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "nothing-here" in lines[0]
+    assert not (tmp_path / "x").exists()

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 from .errors import GdasError
+from .files import atomic_write_bytes
 from .genotype import FRC, Cell, Genotype
 
 FORMATS = (".png", ".svg", ".pdf")
@@ -35,15 +34,8 @@ def _check_output(path: Path) -> None:
 
 
 def save_figure(fig, path: Path) -> None:
-    """Write through a temp file in the same folder, so a failed save leaves nothing behind."""
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, bbox_inches="tight", dpi=150)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    """Write atomically, so a failed save leaves nothing behind."""
+    atomic_write_bytes(path, lambda tmp: fig.savefig(tmp, format=path.suffix[1:].lower(), bbox_inches="tight", dpi=150))
 
 
 def _layout(cell: Cell, n_inputs: int) -> dict[int, tuple[float, float]]:

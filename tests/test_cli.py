@@ -7,6 +7,7 @@ from typer.testing import CliRunner
 
 from gdas_cli.cli import app
 from gdas_cli.genotype import load_genotype
+from cli_helpers import assert_one_line_error
 
 runner = CliRunner()
 
@@ -15,13 +16,6 @@ def run(*args):
     return runner.invoke(app, list(args))
 
 
-def assert_one_line_error(result, *needles):
-    assert result.exit_code == 2, result.output
-    assert "Traceback" not in result.output
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, result.stderr
-    for needle in needles:
-        assert needle in lines[0]
 
 
 def test_help_lists_examples():

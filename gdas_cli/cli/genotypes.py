@@ -22,7 +22,7 @@ app = make_app(
     "  gdas genotypes plot gdas_frc -o cell.png"
 )
 
-RefArg = Annotated[str, typer.Argument(help="Zoo name, name@version, a genotype JSON path, or hf-hub:org/repo[@rev].")]
+RefArg = Annotated[str, typer.Argument(help="Zoo name, name@version, a genotype JSON path, or hf-hub:org/repo\\[@rev].")]
 
 
 @app.command("list")

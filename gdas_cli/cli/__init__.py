@@ -2,29 +2,33 @@
 
 from __future__ import annotations
 
+from . import lm  # noqa: F401  adds `search rnn` and `train ptb|wt2|demo-text` to the groups below
 from ._app import make_app
-from .genotypes import app as genotypes_app
-from .search import app as search_app
 from .derive import derive
-from .export import export_command
-from .plot import app as plot_app
-from .train import app as train_app
 from .eval import eval_command
+from .export import export_command
+from .genotypes import app as genotypes_app
+from .plot import app as plot_app
+from .search import app as search_app
+from .train import app as train_app
 
 app = make_app(
     "GDAS neural architecture search: search cells, derive genotypes, train, evaluate and publish.\n\n"
     "Examples:\n\n"
-    "  gdas genotypes list\n\n"
+    "  gdas search cnn --frc --dataset digits --epochs 2 --run-dir runs/demo\n\n"
+    "  gdas derive runs/demo -o my_cell.json\n\n"
+    "  gdas train cifar10 --genotype my_cell.json --data-dir ~/data\n\n"
+    "  gdas eval runs/train-cifar10-<time>\n\n"
+    "  gdas export runs/train-cifar10-<time> --push-to-hub org/my-gdas --tag v1\n\n"
     "  gdas genotypes info gdas_frc --net imagenet"
 )
-app.add_typer(genotypes_app, name="genotypes")
 app.add_typer(search_app, name="search")
 app.command("derive")(derive)
-app.command("export")(export_command)
-app.add_typer(plot_app, name="plot")
 app.add_typer(train_app, name="train")
 app.command("eval")(eval_command)
-from . import lm  # noqa: E402,F401  registers search rnn and train ptb|wt2|demo-text
+app.command("export")(export_command)
+app.add_typer(genotypes_app, name="genotypes")
+app.add_typer(plot_app, name="plot")
 
 
 def main() -> None:

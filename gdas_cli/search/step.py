@@ -59,9 +59,10 @@ def search_step(
         arch_loss, arch_correct = _loss(model, valid, rt)
         rt.backward_step(arch_loss, arch_optimizer)
     n_valid = valid[1].numel()
-    # A-step sums are scaled to the train count so the engine's sum(key) / sum(n) is their mean.
+    # A-step sums are scaled to the train count so the engine's sum(key) / sum(n) is their mean;
+    # accuracies are percentages, as in training records.
     return {
-        "loss": loss.detach().float() * n, "top1": correct.float(),
-        "arch_loss": arch_loss.detach().float() * n, "arch_top1": arch_correct.float() * (n / n_valid),
+        "loss": loss.detach().float() * n, "top1": correct.float() * 100.0,
+        "arch_loss": arch_loss.detach().float() * n, "arch_top1": arch_correct.float() * (100.0 * n / n_valid),
         "n": loss.new_full((), float(n), dtype=torch.float32),  # a fill, not a blocking host-to-device copy
     }

@@ -40,6 +40,7 @@ from .models.rnn import DATASET_ARGS, LanguageModelBase, RNNArgs, RNNLanguageMod
 from .sampler import linear_tau
 from .search.history import ALPHAS_FILE, GENOTYPES_FILE, alpha_record
 from .search.rnn import RNN_SAMPLING, RNNSearchNetwork, build_rnn_search_network
+from .search.step import frozen
 from .files import atomic_write_text
 from .weights import load_tensors_into, read_header, save_tensors
 
@@ -338,18 +339,6 @@ class SearchStepResult:
 Stream = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # inputs (L, B), targets (L*B,), hidden (B, H)
 
 
-@contextlib.contextmanager
-def _frozen(params: list[torch.nn.Parameter]) -> Iterator[None]:
-    """No weight gradients inside (the A step only needs the alphas'; this skips half its backward)."""
-    for p in params:
-        p.requires_grad_(False)
-    try:
-        yield
-    finally:
-        for p in params:
-            p.requires_grad_(True)
-
-
 def rnn_search_step(model: RNNSearchNetwork, w_optimizer: torch.optim.Optimizer, a_optimizer: torch.optim.Optimizer,
                     rt: Runtime, train: Stream, valid: Stream, *, grad_clip: float, tar: float) -> SearchStepResult:
     """One GDAS iteration (paper Alg. 1): W step on a train segment, then A step on a valid segment.
@@ -367,7 +356,7 @@ def rnn_search_step(model: RNNSearchNetwork, w_optimizer: torch.optim.Optimizer,
     rt.backward_step(loss, w_optimizer, list(model.weights()), grad_clip)
     inputs, targets, hidden_valid = valid
     a_optimizer.zero_grad(set_to_none=True)
-    with _frozen(list(model.weights())), rt.autocast():
+    with frozen(model.weights()), rt.autocast():
         out_valid = model(inputs, hidden_valid)
         arch_loss = F.cross_entropy(out_valid.logits.float(), targets)
     rt.backward_step(arch_loss, a_optimizer)

@@ -76,6 +76,9 @@ def evaluate_checkpoint(
     run's own.
     """
     weights, config = resolve_weights(Path(path), which)
+    if (config or {}).get("kind") == "search":
+        raise GdasError(f"{path}: a search run has no final network to evaluate; derive its cell with "
+                        f"`gdas derive {path}` and train it with `gdas train`")
     if _header_kind(weights, config) == "rnn":
         return _evaluate_lm(Path(path), dataset, split, data_dir)
     if split not in SPLITS:

@@ -145,6 +145,10 @@ def test_two_epoch_search_ends_with_a_genotype_that_builds(frc_run: Path) -> Non
     assert net(torch.randn(2, 3, 32, 32)).shape == (2, 10)
 
 
+def test_eval_of_a_search_run_points_to_derive(frc_run: Path) -> None:
+    assert_one_line_error(gdas("eval", frc_run), str(frc_run), "gdas derive")
+
+
 def test_run_directory_holds_every_record(frc_run: Path) -> None:
     metrics = read_lines(frc_run / "metrics.jsonl")
     assert [m["epoch"] for m in metrics] == [1, 2]

@@ -50,7 +50,7 @@ import random
 import signal
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterator, Protocol
@@ -471,6 +471,15 @@ def check_run_dir(run_dir: Path, resume: bool) -> None:
     if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
         raise GdasError(f"{run_dir}: run directory is not empty; pass --resume {run_dir} to continue it, "
                         "or choose another --run-dir")
+
+
+def config_from_dict(cls: type, data: dict[str, Any], source: str, what: str = "configuration") -> Any:
+    """Rebuild a task-config dataclass from config.json, ignoring keys it does not know."""
+    known = {f.name for f in fields(cls)}
+    try:
+        return cls(**{k: v for k, v in data.items() if k in known})
+    except TypeError as err:
+        raise GdasError(f"{source}: bad {what} ({err})") from None
 
 
 def read_run_config(run_dir: Path) -> dict[str, Any]:

@@ -32,7 +32,7 @@ from torch.nn import functional as F
 from . import __version__
 from .checkpoint import find_checkpoint, write_jsonl
 from .corpus import CORPORA, DEMO, Corpus, batchify, get_batch, load_corpus
-from .engine import EngineConfig, Runtime, Task, check_run_dir, read_run_config, run_task
+from .engine import EngineConfig, Runtime, Task, check_run_dir, config_from_dict, read_run_config, run_task
 from .errors import GdasError
 from .genotype import Genotype
 from .metrics import count_parameters
@@ -42,7 +42,7 @@ from .search.history import ALPHAS_FILE, GENOTYPES_FILE, alpha_record
 from .search.rnn import RNN_SAMPLING, RNNSearchNetwork, build_rnn_search_network
 from .search.step import frozen
 from .files import atomic_write_text
-from .weights import load_tensors_into, read_header, save_tensors
+from .weights import load_tensors_into, read_model_header, save_tensors
 
 LM_FORMAT = "gdas-lm-weights-v1"
 SEARCH_FORMAT = "gdas-rnn-search-weights-v1"
@@ -55,58 +55,52 @@ MAX_SEQ_LEN_DELTA = 20
 
 
 @dataclass
-class LMSearchConfig:
-    """A recurrent-cell search (defaults: the paper's PTB search, reference 8.3)."""
+class LMConfig:
+    """What recurrent-cell search and language-model training share (the paper's PTB values)."""
 
     dataset: str = "ptb"
     data_dir: str | None = None
-    epochs: int = 200
-    batch_size: int = 128
     eval_batch_size: int = 10
     bptt: int = 35
-    emsize: int = 300
-    steps: int = 8
-    sampling: str = "gdas"
     lr: float = 20.0
-    weight_decay: float = 5e-7
     grad_clip: float = 0.25
-    arch_lr: float = 3e-3
-    arch_weight_decay: float = 1e-3
-    tau_max: float = 10.0
-    tau_min: float = 1.0
     tar: float = 1e-3
     dropout: float = 0.75
     dropouth: float = 0.25
     dropoutx: float = 0.75
     dropouti: float = 0.2
-    dropoute: float = 0.0
     seed: int = 0
 
 
 @dataclass
-class LMTrainConfig:
+class LMSearchConfig(LMConfig):
+    """A recurrent-cell search (defaults: the paper's PTB search, reference 8.3)."""
+
+    epochs: int = 200
+    batch_size: int = 128
+    emsize: int = 300
+    steps: int = 8
+    sampling: str = "gdas"
+    weight_decay: float = 5e-7
+    arch_lr: float = 3e-3
+    arch_weight_decay: float = 1e-3
+    tau_max: float = 10.0
+    tau_min: float = 1.0
+    dropoute: float = 0.0
+
+
+@dataclass
+class LMTrainConfig(LMConfig):
     """Final language-model training (defaults: the paper's PTB setting, reference 8.4)."""
 
-    dataset: str = "ptb"
     genotype: dict[str, Any] = field(default_factory=dict)
-    data_dir: str | None = None
     epochs: int = 2000
     batch_size: int = 64
-    eval_batch_size: int = 10
     test_batch_size: int = 1
-    bptt: int = 35
     emsize: int = 850
-    lr: float = 20.0
     weight_decay: float = 8e-7
-    grad_clip: float = 0.25
-    tar: float = 1e-3
     nonmono: int = 5
-    dropout: float = 0.75
-    dropouth: float = 0.25
-    dropoutx: float = 0.75
-    dropouti: float = 0.2
     dropoute: float = 0.1
-    seed: int = 0
 
 
 # Per dataset: what differs from the dataclass defaults. `demo-text` is sized for a CPU minute.
@@ -158,7 +152,7 @@ def resolve_train_config(dataset: str, genotype: Genotype, overrides: dict[str, 
     return config
 
 
-def _check_common(config: LMSearchConfig | LMTrainConfig) -> None:
+def _check_common(config: LMConfig) -> None:
     rules = [
         (config.epochs >= 1, f"--epochs: {config.epochs} must be >= 1"),
         (config.batch_size >= 1, f"--batch-size: {config.batch_size} must be >= 1"),
@@ -172,14 +166,6 @@ def _check_common(config: LMSearchConfig | LMTrainConfig) -> None:
     for ok, message in rules:
         if not ok:
             raise GdasError(message)
-
-
-def config_from_dict(cls: type, data: dict[str, Any], source: str) -> Any:
-    known = {f.name for f in dataclasses.fields(cls)}
-    try:
-        return cls(**{k: v for k, v in data.items() if k in known})
-    except TypeError as err:
-        raise GdasError(f"{source}: bad configuration ({err})") from None
 
 
 # ----------------------------------------------------------------------------------------- batches
@@ -304,15 +290,7 @@ def lm_metadata(model: RNNLanguageModel) -> dict[str, str]:
 
 def read_lm_metadata(path: Path) -> tuple[Genotype, RNNArgs]:
     """The genotype and model arguments in the header of a language-model weights file."""
-    metadata = read_header(path)
-    if metadata.get("format") != LM_FORMAT:
-        raise GdasError(f"{path}: not a gdas language-model weights file (header format {metadata.get('format')!r})")
-    genotype = Genotype.from_json(metadata["gdas_genotype"], f"{path} (header genotype)")
-    try:
-        args = RNNArgs(**json.loads(metadata["gdas_lm"]))
-    except (KeyError, TypeError, json.JSONDecodeError) as err:
-        raise GdasError(f"{path}: bad model arguments in header ({err})") from None
-    return genotype, args
+    return read_model_header(Path(path), LM_FORMAT, "gdas_lm", RNNArgs, "language-model weights")
 
 
 def load_language_model(path: Path, device: str | torch.device = "cpu") -> RNNLanguageModel:
@@ -369,7 +347,7 @@ def rnn_search_step(model: RNNSearchNetwork, w_optimizer: torch.optim.Optimizer,
 class _LanguageTask(Task):
     """What search and training share: corpus, segments, the carried hidden state, evaluation."""
 
-    config: LMSearchConfig | LMTrainConfig
+    config: LMConfig
     model: LanguageModelBase
     jitter = False
 

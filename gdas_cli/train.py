@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from .data import Augment, ImageData, load_images, make_batches
-from .engine import EngineConfig, Runtime, Task, read_run_config, run_task
+from .engine import EngineConfig, Runtime, Task, config_from_dict, read_run_config, run_task
 from .errors import GdasError
 from .genotype import Genotype, load_genotype
 from .metrics import topk_correct
@@ -108,11 +108,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "config.json") -> "TrainConfig":
-        known = {f.name for f in fields(cls)}
-        try:
-            return cls(**{k: v for k, v in data.items() if k in known})
-        except TypeError as err:
-            raise GdasError(f"{source}: not a training config ({err})") from None
+        return config_from_dict(cls, data, source, "training config")
 
 
 def make_config(dataset: str, genotype: Genotype, overrides: dict[str, Any]) -> TrainConfig:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -68,17 +69,22 @@ def save_network(model: CellNetwork, path: Path) -> None:
     save_tensors(inner, path, network_metadata(inner.genotype, inner.args))
 
 
-def read_metadata(path: Path) -> tuple[Genotype, NetworkArgs]:
-    """The genotype and network arguments stored in a weights file's header."""
+def read_model_header(path: Path, fmt: str, args_key: str, args_type: type, what: str) -> tuple[Genotype, Any]:
+    """The genotype and model arguments in the header of a gdas weights file of format `fmt`."""
     metadata = read_header(path)
-    if metadata.get("format") != FORMAT:
-        raise GdasError(f"{path}: not a gdas weights file (header format {metadata.get('format')!r})")
+    if metadata.get("format") != fmt:
+        raise GdasError(f"{path}: not a gdas {what} file (header format {metadata.get('format')!r})")
     genotype = Genotype.from_json(metadata["gdas_genotype"], f"{path} (header genotype)")
     try:
-        args = NetworkArgs(**json.loads(metadata["gdas_network"]))
+        args = args_type(**json.loads(metadata[args_key]))
     except (KeyError, TypeError, json.JSONDecodeError) as err:
-        raise GdasError(f"{path}: bad network arguments in header ({err})") from None
+        raise GdasError(f"{path}: bad model arguments in header ({err})") from None
     return genotype, args
+
+
+def read_metadata(path: Path) -> tuple[Genotype, NetworkArgs]:
+    """The genotype and network arguments stored in a CNN weights file's header."""
+    return read_model_header(path, FORMAT, "gdas_network", NetworkArgs, "weights")
 
 
 def load_state_strict(model: torch.nn.Module, state: dict[str, torch.Tensor], what: str, source: str) -> None:

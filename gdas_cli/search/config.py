@@ -11,6 +11,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from ..engine import config_from_dict
 from ..errors import GdasError
 
 # What must match for `--resume` to continue a run (everything that changes the result).
@@ -59,11 +60,7 @@ class SearchConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str) -> "SearchConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        try:
-            config = cls(**{k: v for k, v in data.items() if k in known})
-        except TypeError as err:
-            raise GdasError(f"{source}: bad search configuration ({err})") from None
+        config = config_from_dict(cls, data, source, "search configuration")
         config.arch_betas = tuple(config.arch_betas)
         return config
 

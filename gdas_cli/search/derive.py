@@ -25,23 +25,30 @@ from ..genotype import FRC, Cell, Edge, Genotype
 from ..ops import PRIMITIVES
 
 EDGES_PER_NODE = 2
-_CHOICES = [k for k, name in enumerate(PRIMITIVES) if name != "none"]
-
 Rows = Sequence[Sequence[float]]
 
 
-def _best_op(row: Sequence[float]) -> int:
-    best = _CHOICES[0]
-    for k in _CHOICES[1:]:
-        if row[k] > row[best]:  # strictly greater: ties stay with the earlier op
+def non_none(primitives: Sequence[str]) -> list[int]:
+    """Indices of every op but `none`: derive never keeps `none`."""
+    return [k for k, name in enumerate(primitives) if name != "none"]
+
+
+_CHOICES = non_none(PRIMITIVES)
+
+
+def best_op(row: Sequence[float], choices: Sequence[int] = _CHOICES) -> int:
+    """argmax of `row` over `choices`; ties stay with the earlier op (the 2019 code's scan order)."""
+    best = choices[0]
+    for k in choices[1:]:
+        if row[k] > row[best]:
             best = k
     return best
 
 
 def _paper_node(rows: Rows) -> tuple[Edge, ...]:
-    score = [row[_best_op(row)] for row in rows]
+    score = [row[best_op(row)] for row in rows]
     inputs = sorted(range(len(rows)), key=lambda j: -score[j])[:EDGES_PER_NODE]  # stable: ties keep lower j
-    return tuple(Edge(PRIMITIVES[_best_op(rows[j])], j) for j in inputs)
+    return tuple(Edge(PRIMITIVES[best_op(rows[j])], j) for j in inputs)
 
 
 def _pairs_node(rows: Rows) -> tuple[Edge, ...]:

@@ -16,22 +16,15 @@ import torch
 from ..errors import GdasError
 from ..genotype import Cell, Edge, Genotype
 from ..ops import RNN_PRIMITIVES
+from .derive import best_op, non_none
 
 RNN_STEPS = 8
-_CHOICES = [k for k, name in enumerate(RNN_PRIMITIVES) if name != "none"]
+_CHOICES = non_none(RNN_PRIMITIVES)
 
 
 def rnn_edge_count(steps: int) -> int:
     """1 + 2 + ... + steps: node i reads states 0..i."""
     return steps * (steps + 1) // 2
-
-
-def _best_op(row: Sequence[float]) -> int:
-    best = _CHOICES[0]
-    for k in _CHOICES[1:]:
-        if row[k] > row[best]:  # strictly greater: ties stay with the earlier op
-            best = k
-    return best
 
 
 def derive_rnn_edges(probs: torch.Tensor | Sequence[Sequence[float]], steps: int = RNN_STEPS) -> list[tuple[int, int]]:
@@ -44,9 +37,9 @@ def derive_rnn_edges(probs: torch.Tensor | Sequence[Sequence[float]], steps: int
     edges, offset = [], 0
     for i in range(steps):
         node = rows[offset : offset + i + 1]
-        scores = [row[_best_op(row)] for row in node]
+        scores = [row[best_op(row, _CHOICES)] for row in node]
         j = max(range(i + 1), key=lambda n: (scores[n], -n))  # highest score; ties keep the lower input
-        edges.append((j, _best_op(node[j])))
+        edges.append((j, best_op(node[j], _CHOICES)))
         offset += i + 1
     return edges
 

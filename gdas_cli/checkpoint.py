@@ -20,8 +20,6 @@ import torch
 from .errors import GdasError
 from .files import atomic_write_bytes, atomic_write_text, current_umask
 
-STATE_FILE = "state.pt"
-PROGRESS_FILE = "progress.json"
 STATE_FORMAT = "gdas-run-state-v1"
 
 

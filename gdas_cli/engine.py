@@ -61,11 +61,9 @@ import torch.distributed as dist
 from torch import nn
 
 from . import __version__
-from .checkpoint import (
-    PROGRESS_FILE, STATE_FILE, STATE_FORMAT, find_checkpoint, load_state, read_json, save_state, write_checkpoint,
-    write_json, write_jsonl,
-)
+from .checkpoint import STATE_FORMAT, load_state, save_state, write_checkpoint, write_json, write_jsonl
 from .errors import GdasError
+from .rundir import PROGRESS_FILE, STATE_FILE, RunDir
 
 PRECISIONS = ("fp32", "bf16", "fp16", "amp")
 DEVICES = ("auto", "cpu", "cuda")
@@ -462,15 +460,68 @@ def default_run_dir(run_name: str, root: Path = Path("runs")) -> Path:
 def check_run_dir(run_dir: Path, resume: bool) -> None:
     """A new run needs an empty or missing folder; a resumed one needs config.json and a checkpoint."""
     if resume:
-        if not (run_dir / "config.json").is_file():
+        run = RunDir(run_dir)
+        if not run.exists():
             raise GdasError(f"{run_dir}: not a run directory (no config.json)")
-        last = run_dir / "checkpoint" / "last"
-        if not last.is_dir() and not (last.parent / f".{last.name}.old").is_dir():
+        if not run.has_checkpoint("last"):
             raise GdasError(f"{run_dir}: no checkpoint to resume from (checkpoint/last is missing)")
         return
     if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
         raise GdasError(f"{run_dir}: run directory is not empty; pass --resume {run_dir} to continue it, "
                         "or choose another --run-dir")
+
+
+# Settings every resumed run may change: how it is shown and where it runs, never what it computes.
+RESUME_SAFE = frozenset({"quiet", "device", "checkpoint_every", "resume_hint"})
+_ABSENT = object()
+_OPTION_NAMES = {"C": "channels", "arch_betas": "arch-beta1/--arch-beta2"}  # config keys spelt otherwise
+
+
+def _same(given: Any, saved: Any) -> bool:
+    if isinstance(given, (list, tuple)) and isinstance(saved, (list, tuple)):
+        return len(given) == len(saved) and all(_same(a, b) for a, b in zip(given, saved))
+    if isinstance(given, Path) or isinstance(saved, Path):
+        return Path(given).expanduser().resolve() == Path(saved).expanduser().resolve()
+    return bool(given == saved)
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, dict) and {"name", "version"} <= set(value):  # a genotype
+        return f"{value['name']}@{value['version']}"
+    return str(value) if isinstance(value, Path) else repr(value)
+
+
+def resume_settings(
+    run_dir: Path, kind: str, given: dict[str, Any], safe: frozenset[str] = frozenset(), network: str | None = None,
+) -> tuple[dict[str, Any], EngineConfig]:
+    """The saved task config and engine config of a run to resume, with the safe changes applied.
+
+    `given` holds only the options the user typed, keyed by their config names. One that would
+    change a saved setting is refused with one line naming it; `safe` (plus RESUME_SAFE) may change.
+    `network` (cnn or rnn) tells the two kinds of search apart.
+    """
+    run_dir = Path(run_dir)
+    check_run_dir(run_dir, resume=True)
+    config = RunDir(run_dir).read_config()
+    found = (config.get("kind"), config["task"].get("network", "cnn") if network else None)
+    if found != (kind, network):
+        label = " ".join(str(part) for part in reversed(found) if part)
+        raise GdasError(f"--resume {run_dir}: a {label} run, not a {network + ' ' if network else ''}{kind} run")
+    task, engine = dict(config["task"]), dict(config["engine"])
+    allowed = RESUME_SAFE | safe
+    for key, value in given.items():
+        if value is None or key in allowed or key == "run_dir":
+            continue
+        saved = task.get(key, engine.get(key, _ABSENT))
+        if saved is _ABSENT or not _same(value, saved):
+            option = "--" + _OPTION_NAMES.get(key, key.replace("_", "-"))
+            before = "unset" if saved is _ABSENT else _shown(saved)
+            raise GdasError(f"--resume {run_dir}: {option}: {before} -> {_shown(value)} would change the saved "
+                            "config; a resumed run keeps its config (drop the option, or start a new run)")
+    task.update({k: v for k, v in given.items() if k in safe and v is not None and k in task})
+    engine.update({k: v for k, v in given.items() if k in RESUME_SAFE and v is not None})
+    engine["run_dir"] = str(run_dir)
+    return task, EngineConfig.from_dict(engine)
 
 
 def config_from_dict(cls: type, data: dict[str, Any], source: str, what: str = "configuration") -> Any:
@@ -480,14 +531,6 @@ def config_from_dict(cls: type, data: dict[str, Any], source: str, what: str = "
         return cls(**{k: v for k, v in data.items() if k in known})
     except TypeError as err:
         raise GdasError(f"{source}: bad {what} ({err})") from None
-
-
-def read_run_config(run_dir: Path) -> dict[str, Any]:
-    """The config.json a run was started with (for --resume and for eval)."""
-    config = read_json(Path(run_dir) / "config.json")
-    if not isinstance(config, dict) or "engine" not in config or "task" not in config:
-        raise GdasError(f"{run_dir}/config.json: not a gdas run config")
-    return config
 
 
 # --------------------------------------------------------------------------------------------- engine
@@ -511,6 +554,7 @@ class Engine:
 
     def __init__(self, task: Task, cfg: EngineConfig, rt: Runtime, run_dir: Path) -> None:
         self.task, self.cfg, self.rt, self.run_dir = task, cfg, rt, Path(run_dir)
+        self.run = RunDir(self.run_dir)
         self.pos = _Position()
         self.stop: _StopRequest | None = None
 
@@ -530,7 +574,7 @@ class Engine:
     def save(self, which: str = "last") -> Path:
         """Write checkpoint/<which> (rank 0) from the current position; every rank must call it."""
         state = self._state()  # a collective: all ranks take part
-        target = self.run_dir / "checkpoint" / which
+        target = self.run.checkpoint(which)
         if self.stop is not None:
             self.stop.saving = True
         try:
@@ -542,7 +586,7 @@ class Engine:
         return target
 
     def _write(self, which: str, state: dict[str, Any]) -> None:
-        target = self.run_dir / "checkpoint" / which
+        target = self.run.checkpoint(which)
         if self.rt.is_main:
             progress = {"epoch": self.pos.epoch, "step": self.pos.step, "global_step": self.pos.global_step,
                         "epochs": self.cfg.epochs, "finished": self.pos.epoch >= self.cfg.epochs and self.pos.step == 0}
@@ -556,7 +600,7 @@ class Engine:
 
     def restore(self) -> None:
         """Load checkpoint/last: weights, task state, scaler, this rank's RNG and partial sums."""
-        directory = find_checkpoint(self.run_dir / "checkpoint" / "last")
+        directory = self.run.find("last")
         if directory is None:
             raise GdasError(f"{self.run_dir}: no checkpoint to resume from")
         state = load_state(directory / STATE_FILE)
@@ -642,7 +686,7 @@ class Engine:
             self.save("best")
         self.save("last")
         if rt.is_main:
-            write_jsonl(self.run_dir / "metrics.jsonl", pos.history)
+            write_jsonl(self.run.metrics_file, pos.history)
             task.after_epoch(self.run_dir, pos.history)
             self._say(_format_record(record, self.cfg.epochs))
         if self._stop_requested(pos.global_step, force=True) and epoch + 1 < self.cfg.epochs:
@@ -672,7 +716,7 @@ class Engine:
         return False
 
     def _interrupt(self, saved: bool = False) -> None:
-        target = self.run_dir / "checkpoint" / "last"
+        target = self.run.checkpoint("last")
         if not saved:
             self.save("last")
         hint = (self.cfg.resume_hint or "--resume {run_dir}").replace("{run_dir}", str(self.run_dir))
@@ -741,7 +785,7 @@ def run_task(task: Task, cfg: EngineConfig, *, resume: bool = False) -> dict[str
         run_dir = _agree_run_dir(cfg, rt)
         check_run_dir(run_dir, resume)
         if resume and rt.is_main:
-            find_checkpoint(run_dir / "checkpoint" / "last")  # recover from a crash mid-swap
+            RunDir(run_dir).find("last")  # recover from a crash mid-swap
         rt.barrier()  # every rank has checked the folder before rank 0 creates it
         seed_all(cfg.seed)  # the same initial weights on every rank and in a one-process run
         task.setup(rt)
@@ -750,11 +794,11 @@ def run_task(task: Task, cfg: EngineConfig, *, resume: bool = False) -> dict[str
         if resume:
             engine.restore()
             if rt.is_main:
-                write_jsonl(run_dir / "metrics.jsonl", engine.pos.history)
+                write_jsonl(RunDir(run_dir).metrics_file, engine.pos.history)
                 task.after_epoch(run_dir, engine.pos.history)
         elif rt.is_main:
             run_dir.mkdir(parents=True, exist_ok=True)
-            write_json(run_dir / "config.json", run_config(task, cfg, rt, run_dir))
+            write_json(RunDir(run_dir).config_file, run_config(task, cfg, rt, run_dir))
         rt.barrier()
         return engine.run()
     finally:

@@ -1,7 +1,7 @@
-"""`gdas eval`: error, loss, parameters, mult-adds and speed of a trained checkpoint.
+"""`gdas eval`: error, loss, parameters, mult-adds and speed of a trained CNN; perplexity of a language model.
 
-`evaluate_checkpoint` takes a training run folder, a checkpoint folder or a model.safetensors file;
-language-model runs (genotype kind rnn) are handed to `gdas_cli.lm.evaluate_lm_run`.
+`evaluate_checkpoint` takes a training run folder, a checkpoint folder or a weights file and hands
+language-model weights to `evaluate_lm_run`; `evaluate_hub_model` fetches a published model first.
 """
 
 from __future__ import annotations
@@ -13,40 +13,22 @@ from typing import Any
 
 import torch
 
-from .checkpoint import find_checkpoint
+from .corpus import batchify, load_corpus
 from .data import load_images, make_batches
-from .engine import Runtime, pick_device, read_run_config
+from .engine import Runtime, config_from_dict, pick_device
 from .errors import GdasError
-from .genotype import Genotype, load_genotype
+from .genotype import Genotype
+from .hub import load_hub_model, parse_ref
+from .language import perplexity, stream_loss
 from .metrics import count_mult_adds, count_parameters
-from .train import WEIGHTS_FILE, evaluate_batches
-from .weights import load_network, read_header, read_metadata
+from .published import CONFIG_FILE, read_config
+from .refs import load_genotype
+from .rundir import AVERAGED_FILE, CHECKPOINTS, resolve
+from .training.image import evaluate_batches
+from .training.lm import LMTrainConfig, load_language_model
+from .weights import WEIGHTS_FILE, load_network, read_header, read_metadata
 
 SPLITS = ("test", "train")
-CHECKPOINTS = ("last", "best")
-
-
-def resolve_weights(path: Path, which: str = "last") -> tuple[Path, dict[str, Any] | None]:
-    """The weights file behind `path` (run folder, checkpoint folder or file) and the run config if any."""
-    path = Path(path).expanduser()
-    if which not in CHECKPOINTS:
-        raise GdasError(f"--checkpoint: {which!r} must be one of {', '.join(CHECKPOINTS)}")
-    if path.is_file():
-        run_dir = path.resolve().parent.parent.parent  # <run>/checkpoint/<which>/model.safetensors
-        inside = path.resolve().parent.parent.name == "checkpoint" and (run_dir / "config.json").is_file()
-        return path, read_run_config(run_dir) if inside else None
-    if not path.is_dir():
-        raise GdasError(f"{path}: no such run folder or checkpoint file")
-    if (path / "config.json").is_file():
-        folder = find_checkpoint(path / "checkpoint" / which)
-        if folder is None:
-            raise GdasError(f"{path}: the run has no checkpoint/{which} yet")
-        return folder / WEIGHTS_FILE, read_run_config(path)
-    if (path / WEIGHTS_FILE).is_file():
-        run_dir = path.parent.parent
-        config = read_run_config(run_dir) if (run_dir / "config.json").is_file() else None
-        return path / WEIGHTS_FILE, config
-    raise GdasError(f"{path}: neither a run folder (config.json) nor a checkpoint folder ({WEIGHTS_FILE})")
 
 
 def _header_kind(weights: Path, config: dict[str, Any] | None) -> str:
@@ -75,12 +57,16 @@ def evaluate_checkpoint(
     load: weights that do not fit are an error naming both). `dataset` and `data_dir` default to the
     run's own.
     """
-    weights, config = resolve_weights(Path(path), which)
+    if which not in CHECKPOINTS:
+        raise GdasError(f"--checkpoint: {which!r} must be one of {', '.join(CHECKPOINTS)}")
+    found = resolve(Path(path), prefer=(which,))
+    config = found.config()
     if (config or {}).get("kind") == "search":
         raise GdasError(f"{path}: a search run has no final network to evaluate; derive its cell with "
                         f"`gdas derive {path}` and train it with `gdas train`")
+    weights = found.weights
     if _header_kind(weights, config) == "rnn":
-        return _evaluate_lm(Path(path), dataset, split, data_dir)
+        return evaluate_lm_run(Path(path), dataset=dataset, split=split, data_dir=data_dir)
     if split not in SPLITS:
         raise GdasError(f"--split: {split!r} must be one of {', '.join(SPLITS)}")
     if batch_size < 1:
@@ -122,10 +108,62 @@ def evaluate_checkpoint(
     }
 
 
-def _evaluate_lm(path: Path, dataset: str | None, split: str, data_dir: Path | str | None) -> dict[str, Any]:
+def evaluate_hub_model(spec: str, *, dataset: str | None = None, which: str = "last", **options: Any) -> dict[str, Any]:
+    """`gdas eval --from-hub`: fetch (or read from the cache), verify strictly, then `evaluate_checkpoint`.
+
+    `dataset` defaults to the one the published config.json names; `which` (a run's checkpoint
+    choice) does not apply to a published model.
+    """
+    ref = parse_ref(spec)
+    _, snapshot = load_hub_model(ref)
+    weights = snapshot.files[WEIGHTS_FILE]
+    config = read_config(snapshot.files[CONFIG_FILE], f"{ref.label}/{CONFIG_FILE}")
+    dataset = dataset or config.extra.get("dataset")
+    if not dataset:
+        raise GdasError(f"{ref.label}: the model does not name the data set it was trained on; pass --dataset")
+    label = f"{ref.label}/{WEIGHTS_FILE}"
     try:
-        from .lm import evaluate_lm_run
-    except ImportError:
-        raise GdasError(f"{path}: a language-model (rnn) checkpoint; "
-                        "RNN evaluation is unavailable in this install") from None
-    return evaluate_lm_run(path, dataset=dataset, split=split, data_dir=data_dir)
+        result = evaluate_checkpoint(weights, dataset=dataset, **options)
+    except GdasError as err:
+        raise GdasError(str(err).replace(str(weights), label)) from None
+    result.update(checkpoint=label, repo_id=ref.repo_id, revision=ref.revision or "main", commit=snapshot.commit)
+    return result
+
+
+def evaluate_lm_run(path: str | Path, dataset: str | None = None, split: str = "test",
+                    data_dir: str | Path | None = None, device: str = "cpu") -> dict[str, Any]:
+    """Validation and `split` perplexity of a language-model run's best weights (ASGD-averaged if any).
+
+    `dataset`/`data_dir` default to the run's own; the corpus vocabulary must match the model's.
+    Returns valid_loss, valid_ppl, <split>_loss, <split>_ppl, params and where the weights came from.
+    """
+    found = resolve(Path(path), prefer=("best", "last"))
+    averaged = found.weights.parent / AVERAGED_FILE
+    weights = averaged if Path(path).is_dir() and averaged.is_file() else found.weights
+    config = found.config()
+    task_data = config["task"] if config is not None else {}
+    source = str(found.run.config_file) if found.run is not None else str(path)
+    cfg = config_from_dict(LMTrainConfig, task_data, source) if task_data else LMTrainConfig()
+    dataset = dataset or (cfg.dataset if task_data else None)
+    if dataset is None:
+        raise GdasError(f"{path}: no run config next to the weights; pass the dataset")
+    if split not in ("valid", "test"):
+        raise GdasError(f"--split: {split!r} must be valid or test")
+    model = load_language_model(weights, device)
+    corpus = load_corpus(dataset, str(data_dir) if data_dir else (cfg.data_dir if dataset == cfg.dataset else None))
+    if len(corpus.vocab) != model.args.ntoken:
+        raise GdasError(f"{dataset}: vocabulary of {len(corpus.vocab)} words, but {weights} was trained on "
+                        f"{model.args.ntoken}; evaluate on the corpus it was trained on")
+    recorded = task_data.get("corpus", {}).get("sha256")
+    if recorded and dataset == cfg.dataset and recorded != corpus.fingerprint():
+        raise GdasError(f"{dataset}: the corpus differs from the one the run trained on (sha256 mismatch)")
+    valid = stream_loss(model, batchify(corpus.valid, cfg.eval_batch_size).to(device), cfg.bptt)
+    result: dict[str, Any] = {
+        "dataset": dataset, "genotype": model.genotype.ref, "weights": str(weights),
+        "averaged": weights.name == AVERAGED_FILE, "params": count_parameters(model),
+        "valid_loss": valid, "valid_ppl": perplexity(valid),
+    }
+    if split == "test":
+        test = stream_loss(model, batchify(corpus.test, cfg.test_batch_size).to(device), cfg.bptt)
+        result.update({"test_loss": test, "test_ppl": perplexity(test)})
+    return result

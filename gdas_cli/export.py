@@ -27,17 +27,19 @@ from typing import Any, Callable
 
 import torch
 
-from . import hub
 from .errors import GdasError
-from .genotype import HUB_PREFIX, Genotype, load_genotype, read_genotype_file
-from .hub import CardFacts, GdasNetwork, PushResult, Result
-from .weights import load_network, read_header, read_metadata
+from .genotype import HUB_PREFIX, Genotype, read_genotype_file
+from .checkpoint import write_json
+from .hub import CardFacts, HubNetwork, PushResult, Result, check_push, push_folder, render_card
+from .published import CARD_FILE, CONFIG_FILE, INPUT_SIZES, default_files, write_genotype_files
+from .refs import load_genotype
+from .rundir import RunDir, progress_of, resolve
+from .weights import WEIGHTS_FILE, load_network, read_header, read_metadata
 
 FORMATS = ("onnx", "torchscript")
 ONNX_FILE = "model.onnx"
 ONNX_OPSET = 18
 TORCHSCRIPT_FILE = "model_torchscript.pt"
-CHECKPOINTS = ("best", "last")  # preferred first
 # An exported graph must reproduce PyTorch's logits on a test batch within this tolerance.
 ATOL, RTOL = 1e-4, 1e-3
 
@@ -131,22 +133,23 @@ def _header_format(path: Path) -> str | None:
 
 
 def _run_source(run_dir: Path) -> ExportSource:
-    for which in CHECKPOINTS:
-        weights = run_dir / "checkpoint" / which / hub.WEIGHTS_FILE
-        if weights.is_file():
-            break
-    else:
-        hint = f"; it holds a searched genotype: export {run_dir / 'genotype.json'}" if (run_dir / "genotype.json").is_file() else ""
+    run = RunDir(run_dir)
+    try:
+        found = resolve(run_dir, prefer=("best", "last"))
+    except GdasError:
+        hint = f"; it holds a searched genotype: export {run.genotype_file}" if run.genotype_file.is_file() else ""
         raise GdasError(
-            f"{run_dir}: no checkpoint/best/{hub.WEIGHTS_FILE} or checkpoint/last/{hub.WEIGHTS_FILE} "
+            f"{run_dir}: no checkpoint/best/{WEIGHTS_FILE} or checkpoint/last/{WEIGHTS_FILE} "
             f"(not a training run?){hint}"
-        )
+        ) from None
+    which = found.which or "last"
+    weights = found.weights
     genotype = _weights_genotype(weights)
-    config = _read_json_object(run_dir / "config.json")
+    config = _read_json_object(run.config_file)
     task = config.get("task") if isinstance(config.get("task"), dict) else {}
     dataset = task.get("dataset") if isinstance(task.get("dataset"), str) else None
-    records = _read_metrics(run_dir / "metrics.jsonl")
-    record = _record_for(records, which)
+    records = _read_metrics(run.metrics_file)
+    record = _record_for(records, progress_of(weights.parent).get("epoch"))
     training = _training_facts(run_dir, which, config, task, record)
     results = _results(record, dataset or "unknown", which, len(records)) if record else ()
     return ExportSource(str(run_dir), "run", genotype, weights, results, training, dataset)
@@ -185,14 +188,12 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _record_for(records: list[dict[str, Any]], which: str) -> dict[str, Any] | None:
-    """The epoch the checkpoint holds: the best test top-1 for `best` (first on ties), the last for `last`."""
-    evaluated = [r for r in records if _is_number(r.get("test_top1"))]
-    if not evaluated:
-        return None
-    if which == "best":
-        return max(evaluated, key=lambda r: r["test_top1"])
-    return evaluated[-1] if records and records[-1] is evaluated[-1] else None
+def _record_for(records: list[dict[str, Any]], epoch: Any) -> dict[str, Any] | None:
+    """The metrics record of the epoch a checkpoint holds (its progress.json), if it was evaluated."""
+    for record in records:
+        if record.get("epoch") == epoch and _is_number(record.get("test_top1")):
+            return record
+    return None
 
 
 def _results(record: dict[str, Any], dataset: str, which: str, epochs_run: int) -> tuple[Result, ...]:
@@ -311,8 +312,8 @@ def _describe_export(fmt: str, info: dict[str, Any]) -> str:
 # --- building the folder -----------------------------------------------------------------------
 
 
-def _test_batches(model: GdasNetwork) -> tuple[torch.Tensor, torch.Tensor]:
-    size = hub.INPUT_SIZES.get(model.args.net, 32)
+def _test_batches(model: HubNetwork) -> tuple[torch.Tensor, torch.Tensor]:
+    size = INPUT_SIZES.get(model.args.net, 32)
     generator = torch.Generator().manual_seed(0)
     return (torch.randn(2, 3, size, size, generator=generator), torch.randn(3, 3, size, size, generator=generator))
 
@@ -322,17 +323,17 @@ def build_folder(source: ExportSource, folder: Path, request: ExportRequest) -> 
     folder = Path(folder)
     dataset = request.dataset or source.dataset
     if source.weights is None:
-        hub.write_genotype_files(source.genotype, folder)
+        write_genotype_files(source.genotype, folder)
         facts = CardFacts(
             genotype=source.genotype, dataset=dataset, repo_id=request.repo_id, revision=request.tag,
-            files=hub.default_files(False), training=dict(source.training),
+            files=default_files(False), training=dict(source.training),
         )
-        hub.render_card(facts).save(str(folder / hub.CARD_FILE))
+        render_card(facts).save(str(folder / CARD_FILE))
         return sorted(p.name for p in folder.iterdir()), {}
-    model = GdasNetwork.from_network(load_network(source.weights)).eval()
+    model = HubNetwork.from_network(load_network(source.weights)).eval()
     sample, check = _test_batches(model)
     exports = {fmt: EXPORTERS[fmt](model, folder, sample, check) for fmt in request.formats}
-    files = hub.default_files(True)
+    files = default_files(True)
     files.update({info["file"]: _describe_export(fmt, info) for fmt, info in exports.items()})
     card = {
         "results": list(source.results), "training": dict(source.training), "dataset": dataset,
@@ -342,10 +343,10 @@ def build_folder(source: ExportSource, folder: Path, request: ExportRequest) -> 
     # what save_pretrained cannot know: the data set (`gdas eval --from-hub` defaults to it), the exports
     extra = {"dataset": dataset, "exports": exports or None}
     if any(extra.values()):
-        config_path = folder / hub.CONFIG_FILE
+        config_path = folder / CONFIG_FILE
         config = json.loads(config_path.read_text(encoding="utf-8"))
         config.update({k: v for k, v in extra.items() if v})
-        hub.write_json(config_path, config)
+        write_json(config_path, config)
     return sorted(p.name for p in folder.iterdir()), exports
 
 
@@ -413,7 +414,7 @@ def export(request: ExportRequest) -> ExportResult:
     source = resolve_source(request.source)
     _validate(request, source)
     if request.repo_id is not None:
-        hub.check_push(request.repo_id, request.tag)
+        check_push(request.repo_id, request.tag)
 
     if request.output is not None:
         folder = Path(request.output)
@@ -430,4 +431,4 @@ def _push(folder: Path, source: ExportSource, request: ExportRequest) -> PushRes
     assert request.repo_id is not None
     what = "weights" if source.weights is not None else "genotype"
     message = f"gdas export of {source.genotype.ref} ({what})" + (f", {request.tag}" if request.tag else "")
-    return hub.push_folder(folder, request.repo_id, tag=request.tag, private=request.private, message=message)
+    return push_folder(folder, request.repo_id, tag=request.tag, private=request.private, message=message)

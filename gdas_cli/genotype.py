@@ -5,7 +5,8 @@ A genotype file (schema `gdas-genotype`, version 1) holds a name, a semantic ver
 edges), the concat lists, the derive rule and provenance. A CNN genotype's reduce cell may be the
 string `"frc"`: the paper's fixed reduction cell.
 
-References resolve as: a path to a JSON file; `name` (the newest version in the zoo); `name@version`.
+Local references resolve here: a path to a JSON file; `name` (the newest version in the zoo);
+`name@version`. `hf-hub:` references need the Hub client and resolve one layer up, in `refs.py`.
 """
 
 from __future__ import annotations
@@ -274,14 +275,29 @@ def _looks_like_path(ref: str) -> bool:
     return ref.endswith(".json") or "/" in ref or "\\" in ref or Path(ref).exists()
 
 
-def load_genotype(ref: str | Path) -> Genotype:
-    """Resolve a zoo name, `name@version`, or a JSON path to a validated Genotype."""
+def load_local_genotype(ref: str | Path) -> Genotype:
+    """Resolve a zoo name, `name@version`, or a JSON path to a validated Genotype (no Hub)."""
     if isinstance(ref, Path):
         return read_genotype_file(ref)
     if ref.startswith(HUB_PREFIX):
-        from . import hub  # the Hub client is imported only when a hub reference is used
-
-        return hub.load_hub_genotype(ref[len(HUB_PREFIX) :])
+        raise GdasError(f"{ref}: a Hub reference; resolve it with gdas_cli.refs.load_genotype")
     if _looks_like_path(ref):
         return read_genotype_file(Path(ref))
     return _from_zoo(ref)
+
+
+def describe_cell(cell: Cell | str, kind: str) -> list[str]:
+    """Readable lines, `node 2 = sep_conv_3x3(c_{k-1}) + skip_connect(c_{k-2})`, then the output."""
+    if cell == FRC:
+        return ["the fixed reduction cell (FRC, paper Fig. 3): no searched ops"]
+    assert isinstance(cell, Cell)
+    names = ["c_{k-2}", "c_{k-1}"] if kind == "cnn" else ["h_0"]
+
+    def state(i: int) -> str:
+        return names[i] if i < len(names) else f"node {i}"
+
+    lines = [
+        f"node {len(names) + i} = " + " + ".join(f"{e.op}({state(e.input)})" for e in node)
+        for i, node in enumerate(cell.nodes)
+    ]
+    return lines + ["output = concat(" + ", ".join(state(i) for i in cell.concat) + ")"]

@@ -1,20 +1,11 @@
-"""Publish to and fetch from the Hugging Face Hub, with huggingface_hub's own client.
+"""The Hugging Face Hub client: references, download, push, model cards, and the mixin class.
 
-A published model (a Hub repo, or the folder `gdas export` writes) holds:
-
-    config.json        schema `gdas-hub-config` v1: the genotype, the network arguments, the
-                       sha256 of the weights file
-    model.safetensors  the weights.py format: genotype and network arguments in the header too
-    genotype.json      the genotype file, usable anywhere as `hf-hub:org/name@rev`
-    README.md          the model card (YAML metadata, then the cell, counts, results, provenance)
-    cell.png           the cell drawing the card shows
-
-A genotype-only repo holds genotype.json, README.md and cell.png. Versions are Hub revisions
-(tags, branches or commits). Loading is strict and reads only JSON and safetensors: nothing is
-unpickled, and a genotype/weights mismatch is an error naming the repo and revision.
-
-`GdasNetwork` is a CellNetwork with huggingface_hub's ModelHubMixin (`from_pretrained`,
-`save_pretrained`, `push_to_hub`); its loading replaces the mixin's non-strict default.
+Versions are Hub revisions (tags, branches or commits). Downloads go through huggingface_hub's
+cache (`HF_HUB_OFFLINE=1` reads it without the network); every client error becomes one GdasError
+line naming the repo and revision. What the files mean and how they load strictly is
+`published.py`; this module only moves them. `HubNetwork` is a `GdasNetwork` with huggingface_hub's
+ModelHubMixin (`from_pretrained`, `save_pretrained`, `push_to_hub`); its loading replaces the
+mixin's non-strict default.
 """
 
 from __future__ import annotations
@@ -40,36 +31,32 @@ from huggingface_hub.errors import (
 )
 from huggingface_hub.repocard_data import EvalResult
 
+from . import __version__
 from .errors import GdasError
-from .genotype import HUB_PREFIX, FRC, Cell, Genotype
-from .models import CellNetwork, NetworkArgs
-from .checkpoint import write_json
-from .files import atomic_write_text
-from .weights import load_state_strict, read_metadata, read_tensors, save_network
-from .zoo import network_args_from_dict
+from .genotype import HUB_PREFIX, Genotype, describe_cell
+from .models import NetworkArgs
+from .published import (
+    CARD_FILE,
+    CELL_IMAGE,
+    CONFIG_FILE,
+    GENOTYPE_FILE,
+    INPUT_SIZES,
+    LIBRARY_NAME,
+    GdasNetwork,
+    PublishedConfig,
+    default_files,
+    load_published_folder,
+    load_published_model,
+    read_config,
+)
+from .weights import WEIGHTS_FILE
 
-LIBRARY_NAME = "gdas-cli"
-CONFIG_FILE = "config.json"
-WEIGHTS_FILE = "model.safetensors"
-GENOTYPE_FILE = "genotype.json"
-CARD_FILE = "README.md"
-CELL_IMAGE = "cell.png"
-CONFIG_SCHEMA = "gdas-hub-config"
-CONFIG_SCHEMA_VERSION = 1
 PAPER_URL = "https://arxiv.org/abs/1910.04465"
 TAGS = ["gdas", "neural-architecture-search", "image-classification", "pytorch", "safetensors"]
 # Files an export owns: a new version replaces them all, so files dropped since the last one go too.
 MANAGED_PATTERNS = ["*.json", "*.safetensors", "*.onnx", "*.pt", "*.png", CARD_FILE]
-INPUT_SIZES = {"cifar": 32, "imagenet": 224}
 _REPO_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
-_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 _COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
-
-
-def _gdas_version() -> str:
-    from . import __version__  # imported late: gdas_cli/__init__ may still be importing
-
-    return __version__
 
 
 # --- references and errors -------------------------------------------------------------------
@@ -149,122 +136,6 @@ def hub_errors(ref: HubRef, filename: str | None = None) -> Iterator[None]:
         raise
 
 
-# --- config.json -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class PublishedConfig:
-    """The validated content of a published config.json."""
-
-    genotype: Genotype
-    args: NetworkArgs
-    weights_sha256: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-def make_config(genotype: Genotype, args: NetworkArgs, weights_sha256: str | None = None) -> dict[str, Any]:
-    size = INPUT_SIZES.get(args.net)
-    config: dict[str, Any] = {
-        "schema": CONFIG_SCHEMA,
-        "schema_version": CONFIG_SCHEMA_VERSION,
-        "library_name": LIBRARY_NAME,
-        "gdas_version": _gdas_version(),
-        "genotype": genotype.to_dict(),
-        "network": args.to_dict(),
-        "input_size": [3, size, size] if size else None,
-    }
-    if weights_sha256:
-        config["weights"] = {"file": WEIGHTS_FILE, "sha256": weights_sha256}
-    return config
-
-
-def parse_config(text: str, source: str) -> PublishedConfig:
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise GdasError(f"{source}: not valid JSON ({err.msg} at line {err.lineno})") from None
-    if not isinstance(data, dict) or data.get("schema") != CONFIG_SCHEMA:
-        found = data.get("schema") if isinstance(data, dict) else None
-        raise GdasError(f"{source}: not a gdas model config (schema {found!r}, expected {CONFIG_SCHEMA!r})")
-    if data.get("schema_version") != CONFIG_SCHEMA_VERSION:
-        raise GdasError(f"{source}: unsupported schema_version {data.get('schema_version')!r} (this gdas reads 1)")
-    genotype = Genotype.from_dict(data.get("genotype"), f"{source} genotype")
-    args = network_args_from_dict(data.get("network"), f"{source} network")
-    weights = data.get("weights") or {}
-    sha = weights.get("sha256") if isinstance(weights, dict) else None
-    if sha is not None and not (isinstance(sha, str) and _SHA256_RE.match(sha)):
-        raise GdasError(f"{source}: weights.sha256 must be 64 lower-case hex digits")
-    if data.get("dataset") is not None and not isinstance(data["dataset"], str):
-        raise GdasError(f"{source}: dataset must be a string")
-    extra = {k: v for k, v in data.items() if k not in {"genotype", "network", "weights"}}
-    return PublishedConfig(genotype, args, sha, extra)
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-# --- strict loading --------------------------------------------------------------------------
-
-
-def _relabel(err: GdasError, path: Path, label: str) -> GdasError:
-    """weights.py names the cached file; users should see the repo and revision instead."""
-    message = str(err)
-    if message.startswith(str(path)):
-        message = label + message[len(str(path)) :]
-    elif not message.startswith(label):
-        message = f"{label}: {message}"
-    return GdasError(message)
-
-
-def load_published_model(
-    config_path: Path,
-    weights_path: Path,
-    genotype_path: Path | None,
-    label: str,
-    expected_sha256: str | None = None,
-    map_location: str = "cpu",
-) -> "GdasNetwork":
-    """Check config, genotype file, header and hashes against each other; build; load strictly."""
-    config = parse_config(Path(config_path).read_text(encoding="utf-8"), f"{label}/{CONFIG_FILE}")
-    if genotype_path is not None:
-        stored = Genotype.from_json(Path(genotype_path).read_text(encoding="utf-8"), f"{label}/{GENOTYPE_FILE}")
-        if stored != config.genotype:
-            raise GdasError(
-                f"{label}: {GENOTYPE_FILE} ({stored.ref}) and {CONFIG_FILE} ({config.genotype.ref}) describe different cells"
-            )
-    digest = sha256_file(weights_path)
-    for want, where in ((expected_sha256, "the zoo entry"), (config.weights_sha256, CONFIG_FILE)):
-        if want and digest != want:
-            raise GdasError(
-                f"{label}/{WEIGHTS_FILE}: sha256 {digest[:12]}... does not match {where} ({want[:12]}...): "
-                "the file is corrupted or not the published one"
-            )
-    label_file = f"{label}/{WEIGHTS_FILE}"
-    try:
-        header_genotype, header_args = read_metadata(weights_path)
-    except GdasError as err:
-        raise _relabel(err, weights_path, label_file) from None
-    if header_genotype != config.genotype:
-        raise GdasError(
-            f"{label_file}: weights were saved for genotype {header_genotype.ref}, but {CONFIG_FILE} "
-            f"says {config.genotype.ref} (different cells): refusing to load"
-        )
-    if header_args != config.args:
-        raise GdasError(f"{label_file}: weights were saved for network {header_args}, but {CONFIG_FILE} says {config.args}")
-    model = GdasNetwork(config.genotype, config.args)
-    state = read_tensors(weights_path, map_location, label=label_file)
-    try:
-        load_state_strict(model, state, f"genotype {config.genotype.ref}", label_file)
-    except GdasError as err:
-        raise _relabel(err, weights_path, label_file) from None
-    return model.eval()
-
-
 # --- fetching ----------------------------------------------------------------------------------
 
 
@@ -291,7 +162,7 @@ def download(ref: HubRef, filename: str, **options: Any) -> Path:
     with hub_errors(ref, filename):
         path = hf_hub_download(
             ref.repo_id, filename, revision=ref.revision, library_name=LIBRARY_NAME,
-            library_version=_gdas_version(), **options,
+            library_version=__version__, **options,
         )
     return Path(path)
 
@@ -349,35 +220,10 @@ def load_hub_model(
     return model, snapshot
 
 
-def evaluate_hub_model(spec: str, *, dataset: str | None = None, which: str = "last", **options: Any) -> dict[str, Any]:
-    """`gdas eval --from-hub`: fetch (or read from the cache), verify strictly, then `evaluate_checkpoint`.
-
-    `dataset` defaults to the one the published config.json names; `which` (a run's checkpoint
-    choice) does not apply to a published model.
-    """
-    from .evaluate import evaluate_checkpoint
-
-    ref = parse_ref(spec)
-    _, snapshot = load_hub_model(ref)
-    weights = snapshot.files[WEIGHTS_FILE]
-    config = parse_config(snapshot.files[CONFIG_FILE].read_text(encoding="utf-8"), f"{ref.label}/{CONFIG_FILE}")
-    dataset = dataset or config.extra.get("dataset")
-    if not dataset:
-        raise GdasError(f"{ref.label}: the model does not name the data set it was trained on; pass --dataset")
-    label = f"{ref.label}/{WEIGHTS_FILE}"
-    try:
-        result = evaluate_checkpoint(weights, dataset=dataset, **options)
-    except GdasError as err:
-        raise GdasError(str(err).replace(str(weights), label)) from None
-    result.update(checkpoint=label, repo_id=ref.repo_id, revision=ref.revision or "main", commit=snapshot.commit)
-    return result
-
-
 def load_hub_config(spec: str | HubRef, **options: Any) -> PublishedConfig:
     """Only the config.json of a published model: enough to build it untrained."""
     ref = parse_ref(spec) if isinstance(spec, str) else spec
-    path = download(ref, CONFIG_FILE, **options)
-    return parse_config(path.read_text(encoding="utf-8"), f"{ref.label}/{CONFIG_FILE}")
+    return read_config(download(ref, CONFIG_FILE, **options), f"{ref.label}/{CONFIG_FILE}")
 
 
 # --- model cards -------------------------------------------------------------------------------
@@ -460,23 +306,6 @@ class CardFacts:
     revision: str | None = None
     files: dict[str, str] = field(default_factory=dict)
     license: str = "mit"
-
-
-def describe_cell(cell: Cell | str, kind: str) -> list[str]:
-    """`node 2 = sep_conv_3x3(c_{k-1}) + skip_connect(c_{k-2})`, one line per node, then the output."""
-    if cell == FRC:
-        return ["the fixed reduction cell (FRC, paper Fig. 3): no searched ops"]
-    assert isinstance(cell, Cell)
-    names = ["c_{k-2}", "c_{k-1}"] if kind == "cnn" else ["h_0"]
-
-    def state(i: int) -> str:
-        return names[i] if i < len(names) else f"node {i}"
-
-    lines = [
-        f"node {len(names) + i} = " + " + ".join(f"{e.op}({state(e.input)})" for e in node)
-        for i, node in enumerate(cell.nodes)
-    ]
-    return lines + ["output = concat(" + ", ".join(state(i) for i in cell.concat) + ")"]
 
 
 def _network_rows(facts: CardFacts) -> list[tuple[str, str]]:
@@ -587,15 +416,15 @@ def render_card(facts: CardFacts) -> ModelCard:
         no_results="No measured results were recorded with these weights." if facts.args else
         "A genotype has no results of its own; see its provenance for the numbers its paper reports.",
         provenance=_provenance_rows(facts), how_to_load=_how_to_load(facts),
-        files=sorted(facts.files.items()), gdas_version=_gdas_version(), paper_url=PAPER_URL,
+        files=sorted(facts.files.items()), gdas_version=__version__, paper_url=PAPER_URL,
     )
 
 
-# --- the model class ---------------------------------------------------------------------------
+# --- the mixin class ---------------------------------------------------------------------------
 
 
-class GdasNetwork(
-    CellNetwork,
+class HubNetwork(
+    GdasNetwork,
     ModelHubMixin,
     library_name=LIBRARY_NAME,
     license="mit",
@@ -603,29 +432,17 @@ class GdasNetwork(
     tags=TAGS,
     paper_url=PAPER_URL,
 ):
-    """A CellNetwork with `from_pretrained`, `save_pretrained` and `push_to_hub`.
+    """A GdasNetwork with huggingface_hub's `from_pretrained`, `save_pretrained` and `push_to_hub`.
 
-    `from_pretrained("org/name", revision="v1")` is strict (see `load_published_model`), reads the
-    cache when offline, and never unpickles. `save_pretrained(folder)` writes the published format.
+    `from_pretrained("org/name", revision="v1")` is strict (see `published.load_published_model`),
+    reads the cache when offline, and never unpickles. `save_pretrained(folder)` writes the published format.
     """
 
     def __init__(self, genotype: Genotype, args: NetworkArgs) -> None:
         super().__init__(genotype, args)
 
-    @classmethod
-    def from_network(cls, network: CellNetwork) -> "GdasNetwork":
-        """The same weights in a GdasNetwork (strict copy)."""
-        inner = getattr(network, "module", network)
-        model = cls(inner.genotype, inner.args)
-        load_state_strict(model, inner.state_dict(), f"genotype {inner.genotype.ref}", "network")
-        return model
-
     def _save_pretrained(self, save_directory: Path) -> None:
-        folder = Path(save_directory)
-        save_network(self, folder / WEIGHTS_FILE)
-        config = make_config(self.genotype, self.args, sha256_file(folder / WEIGHTS_FILE))
-        write_json(folder / CONFIG_FILE, config)
-        write_genotype_files(self.genotype, folder)
+        self.save_folder(Path(save_directory))
 
     def generate_model_card(self, *args: Any, **facts: Any) -> ModelCard:
         """Card for these weights; keyword arguments fill CardFacts (results, training, repo_id, ...)."""
@@ -635,11 +452,11 @@ class GdasNetwork(
         facts.setdefault("params", count_parameters(self))
         if size and "mult_adds" not in facts:
             facts["mult_adds"] = count_mult_adds(self, (1, 3, size, size))
-        facts.setdefault("files", default_files(self.args is not None))
+        facts.setdefault("files", default_files(True))
         return render_card(CardFacts(genotype=self.genotype, args=self.args, **facts))
 
     @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path: str | Path, **kwargs: Any) -> "GdasNetwork":
+    def from_pretrained(cls, pretrained_model_name_or_path: str | Path, **kwargs: Any) -> HubNetwork:  # type: ignore[override]
         name = str(pretrained_model_name_or_path)
         if Path(name).is_dir():
             return super().from_pretrained(name, **kwargs)
@@ -660,39 +477,15 @@ class GdasNetwork(
         map_location: str = "cpu",
         expected_sha256: str | None = None,
         **config_values: Any,  # the mixin passes config.json's values too; the files are re-read strictly
-    ) -> "GdasNetwork":
+    ) -> HubNetwork:
         folder = Path(model_id)
         if folder.is_dir():
-            genotype_path = folder / GENOTYPE_FILE
-            return load_published_model(
-                folder / CONFIG_FILE, folder / WEIGHTS_FILE, genotype_path if genotype_path.exists() else None,
-                str(folder), expected_sha256, map_location,
-            )
-        options = {"cache_dir": cache_dir, "force_download": force_download, "local_files_only": local_files_only,
-                   "token": token}
-        model, _ = load_hub_model(HubRef(model_id, revision), expected_sha256, map_location, **options)
-        return model
-
-
-def write_genotype_files(genotype: Genotype, folder: Path) -> None:
-    """genotype.json and the cell drawing (cell.png)."""
-    from .plot import plot_genotype
-
-    text = genotype.to_json()
-    atomic_write_text(Path(folder) / GENOTYPE_FILE, text)
-    plot_genotype(genotype, Path(folder) / CELL_IMAGE)
-
-
-def default_files(has_weights: bool) -> dict[str, str]:
-    files = {
-        GENOTYPE_FILE: "the genotype (schema gdas-genotype v1)",
-        CELL_IMAGE: "the cell drawing",
-        CARD_FILE: "this card",
-    }
-    if has_weights:
-        files[CONFIG_FILE] = "genotype and network arguments (schema gdas-hub-config v1), sha256 of the weights"
-        files[WEIGHTS_FILE] = "weights; the safetensors header holds the genotype and network arguments too"
-    return files
+            model = load_published_folder(folder, expected_sha256, map_location)
+        else:
+            options = {"cache_dir": cache_dir, "force_download": force_download,
+                       "local_files_only": local_files_only, "token": token}
+            model, _ = load_hub_model(HubRef(model_id, revision), expected_sha256, map_location, **options)
+        return cls.from_network(model).eval()
 
 
 # --- publishing --------------------------------------------------------------------------------
@@ -710,7 +503,7 @@ _TAG_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")
 
 
 def _api(token: str | None = None) -> HfApi:
-    return HfApi(token=token, library_name=LIBRARY_NAME, library_version=_gdas_version())
+    return HfApi(token=token, library_name=LIBRARY_NAME, library_version=__version__)
 
 
 def check_push(repo_id: str, tag: str | None) -> str:

@@ -20,6 +20,7 @@ from .genotype import Genotype
 from .models import CellNetwork, NetworkArgs, build_network
 
 FORMAT = "gdas-weights-v1"
+WEIGHTS_FILE = "model.safetensors"  # the weights file of a checkpoint folder and of a published model
 
 
 def network_metadata(genotype: Genotype, args: NetworkArgs) -> dict[str, str]:

@@ -25,9 +25,12 @@ from typing import Any
 
 from torch import nn
 
+from . import hub
 from .errors import GdasError
-from .genotype import HUB_PREFIX, Genotype, data_dir, load_genotype
+from .genotype import HUB_PREFIX, Genotype, data_dir
 from .models import NetworkArgs
+from .published import GdasNetwork
+from .refs import load_genotype
 
 ZOO_SCHEMA = "gdas-zoo-entry"
 ZOO_SCHEMA_VERSION = 1
@@ -79,25 +82,6 @@ class ZooEntry:
         return self.weights is not None
 
 
-def network_args_from_dict(data: Any, source: str) -> NetworkArgs:
-    """Validate a JSON object of NetworkArgs fields (every field typed, none unknown)."""
-    if not isinstance(data, dict):
-        raise GdasError(f"{source}: network arguments must be a JSON object")
-    types = {f.name: f.type for f in fields(NetworkArgs)}
-    unknown = sorted(set(data) - set(types))
-    if unknown:
-        raise GdasError(f"{source}: unknown network argument(s) {', '.join(unknown)}; known: {', '.join(types)}")
-    missing = [name for name in types if name not in data]
-    if missing:
-        raise GdasError(f"{source}: missing network argument(s) {', '.join(missing)}")
-    expected = {"net": str, "C": int, "layers": int, "num_classes": int, "auxiliary": bool}
-    for key, value in data.items():
-        want = expected.get(key, object)
-        if not isinstance(value, want) or (want is int and isinstance(value, bool)):
-            raise GdasError(f"{source}: network argument {key} must be {want.__name__}, got {value!r}")
-    return NetworkArgs(**data)
-
-
 class _EntryReader:
     """Validates one zoo file; every problem is a GdasError naming the file and the field."""
 
@@ -129,7 +113,7 @@ class _EntryReader:
         name = self.text(data, "name")
         if not _NAME_RE.match(name) or name != self.path.stem:
             raise self.fail("name", f"{name!r} must be lower-case letters, digits and '_', and match the file name")
-        network = network_args_from_dict(data.get("network"), f"{self.path}: network")
+        network = NetworkArgs.from_dict(data.get("network"), f"{self.path}: network")
         size = INPUT_SIZES.get(network.net)
         if size is None:
             raise self.fail("network.net", f"{network.net!r} must be one of {', '.join(INPUT_SIZES)}")
@@ -245,7 +229,7 @@ def _args_with(args: NetworkArgs, num_classes: int | None, overrides: dict[str, 
     values = {**args.to_dict(), **{k: v for k, v in overrides.items() if v is not None}}
     if num_classes is not None:
         values["num_classes"] = num_classes
-    return network_args_from_dict(values, what)
+    return NetworkArgs.from_dict(values, what)
 
 
 def _new_head(model: nn.Module, num_classes: int) -> nn.Module:
@@ -270,12 +254,10 @@ def _check_pretrained_overrides(what: str, overrides: dict[str, Any], args: Netw
 
 
 def _create_from_hub(ref_text: str, pretrained: bool, num_classes: int | None, overrides: dict[str, Any]) -> nn.Module:
-    from . import hub
-
     ref = hub.parse_ref(ref_text)
     if not pretrained:
         config = hub.load_hub_config(ref)
-        return hub.GdasNetwork(config.genotype, _args_with(config.args, num_classes, overrides, ref.label))
+        return GdasNetwork(config.genotype, _args_with(config.args, num_classes, overrides, ref.label))
     _args_with(NetworkArgs(), None, overrides, ref.label)  # unknown option names fail before downloading
     model, _ = hub.load_hub_model(ref)
     _check_pretrained_overrides(ref.label, overrides, model.args)
@@ -283,11 +265,9 @@ def _create_from_hub(ref_text: str, pretrained: bool, num_classes: int | None, o
 
 
 def _create_from_entry(entry: ZooEntry, pretrained: bool, num_classes: int | None, overrides: dict[str, Any]) -> nn.Module:
-    from . import hub
-
     genotype: Genotype = load_genotype(entry.genotype)
     if not pretrained:
-        return hub.GdasNetwork(genotype, _args_with(entry.network, num_classes, overrides, entry.name))
+        return GdasNetwork(genotype, _args_with(entry.network, num_classes, overrides, entry.name))
     if entry.weights is None:
         raise GdasError(
             f"{entry.name}: no pretrained weights are published for this model yet (a genotype-only zoo entry); "
@@ -315,7 +295,8 @@ def create_model(name_or_ref: str, pretrained: bool = False, num_classes: int | 
         num_classes: a new classifier head for this many classes (re-initialised if it differs).
         **overrides: `net`, `C`, `layers`, `auxiliary` for an untrained model.
 
-    Returns a `gdas_cli.hub.GdasNetwork` (a CellNetwork with `push_to_hub` and `save_pretrained`).
+    Returns a `gdas_cli.published.GdasNetwork` (a CellNetwork that saves the published format;
+    `gdas_cli.hub.HubNetwork.from_network(model)` adds `push_to_hub`).
     """
     if not isinstance(name_or_ref, str) or not name_or_ref:
         raise GdasError(f"create_model: expected a model name or hf-hub:org/name@rev, got {name_or_ref!r}")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from . import lm  # noqa: F401  adds `search rnn` and `train ptb|wt2|demo-text` to the groups below
 from ._app import make_app
 from .derive import derive
 from .eval import eval_command

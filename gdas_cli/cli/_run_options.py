@@ -1,4 +1,4 @@
-"""The options every engine-backed command shares, added by one decorator.
+"""The options every engine-backed command shares, added by one decorator, and what they all do with them.
 
     @app.command("ptb")
     @with_run_options
@@ -6,7 +6,9 @@
         engine = run.engine_config(epochs=epochs, run_name="train-ptb", resume_hint=...)
 
 The command receives the engine options as one `RunOptions` (which also records which options the
-user typed, so a resumed run can refuse changed settings) instead of a dozen parameters.
+user typed, so a resumed run can refuse changed settings) instead of a dozen parameters. Every
+engine command (`search cnn|rnn`, `train ...`) uses it, `run_slug` for its default folder name
+and `run_until_interrupted` for Ctrl-C.
 """
 
 from __future__ import annotations
@@ -15,14 +17,15 @@ import functools
 import inspect
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Callable, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Callable, Optional
 
 import typer
-from typer._click.core import ParameterSource  # typer vendors click; pinned
-from typer._click.globals import get_current_context
 
-from ..engine import EngineConfig
 from ..errors import GdasError
+from ._output import err_console
+
+if TYPE_CHECKING:
+    from ..engine import EngineConfig
 
 _PANEL = "Run, devices and checkpoints"
 
@@ -73,10 +76,21 @@ class RunOptions:
     quiet: bool = False
     explicit: frozenset[str] = field(default_factory=frozenset)
 
+    def typed(self, names: dict[str, str] | None = None, **values: Any) -> dict[str, Any]:
+        """The options the user typed (of `values`, then these run options), keyed by config name.
+
+        `names` maps an option's parameter name to its config key where they differ.
+        """
+        names = names or {}
+        every = {**{name: getattr(self, name) for name in RUN_NAMES}, **values}
+        return {names.get(k, k): v for k, v in every.items() if k in self.explicit and k not in ("resume",)}
+
     def engine_config(self, *, epochs: int, run_name: str, resume_hint: str = "") -> EngineConfig:
-        """An EngineConfig from these options (a new run; for --resume read the saved one)."""
+        """An EngineConfig from these options (a new run; --resume reads the saved one: engine.resume_settings)."""
+        from ..engine import EngineConfig
+
         if self.resume is not None:
-            raise GdasError("--resume: use the run's saved engine config (engine.read_run_config)")
+            raise GdasError("--resume: a resumed run keeps its saved engine config")
         return EngineConfig(
             epochs=epochs, run_dir=str(self.run_dir) if self.run_dir else None, run_name=run_name, seed=self.seed,
             device=self.device, precision=self.precision, channels_last=self.channels_last, compile=self.compile,
@@ -93,13 +107,50 @@ def with_run_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(func)
     def command(**kwargs: Any) -> Any:
-        ctx = get_current_context()
-        typed = {name for name in ctx.params
-                 if ctx.get_parameter_source(name) in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)}
+        ctx: typer.Context = kwargs.pop(_CONTEXT)
+        typed = {name for name in ctx.params if _typed(ctx, name)}
         run = RunOptions(**{name: kwargs.pop(name) for name in RUN_NAMES}, explicit=frozenset(typed))
+        if run.resume is not None and run.run_dir is not None and not _same_path(run.resume, run.run_dir):
+            raise GdasError("--run-dir: give either --run-dir or --resume, not both")
+        if "info_name" in inspect.signature(func).parameters:
+            kwargs["info_name"] = ctx.info_name
         return func(**kwargs, run=run)
 
-    command.__signature__ = signature.replace(parameters=own + RUN_PARAMETERS)  # type: ignore[attr-defined]
-    command.__annotations__ = {p.name: p.annotation for p in own + RUN_PARAMETERS}
+    context = inspect.Parameter(_CONTEXT, inspect.Parameter.KEYWORD_ONLY, annotation=typer.Context)
+    shown = [p for p in own if p.name != "info_name"]
+    command.__signature__ = signature.replace(parameters=[*shown, context, *RUN_PARAMETERS])  # type: ignore[attr-defined]
+    command.__annotations__ = {p.name: p.annotation for p in [*shown, context, *RUN_PARAMETERS]}
     del command.__wrapped__  # typer must see the new signature, not the wrapped function's
     return command
+
+
+_CONTEXT = "_typer_context"
+
+
+def _typed(ctx: typer.Context, name: str) -> bool:
+    """Whether the user gave option `name` (on the command line or through its environment variable)."""
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name in ("COMMANDLINE", "ENVIRONMENT")
+
+
+def _same_path(a: Path, b: Path) -> bool:
+    return Path(a).expanduser().resolve() == Path(b).expanduser().resolve()
+
+
+def run_slug(dataset: str) -> str:
+    """A run-folder-safe name for a dataset spec (folder:PATH -> folder-<last part>)."""
+    if dataset.startswith("folder:"):
+        return "folder-" + "".join(c if c.isalnum() else "-" for c in Path(dataset[len("folder:"):]).name)
+    return dataset
+
+
+def run_until_interrupted(start: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """Run; Ctrl-C (after the engine saved a checkpoint) is one line on stderr (rank 0) and exit code 130."""
+    from ..engine import RunInterrupted
+
+    try:
+        return start()
+    except RunInterrupted as stop:
+        if stop.rank == 0:
+            err_console.print(str(stop), markup=False, highlight=False)
+        raise typer.Exit(130) from None

@@ -39,7 +39,7 @@ def eval_command(
         raise GdasError("gdas eval: give a run folder or checkpoint, or --from-hub org/name[@revision] (one of them)")
     evaluate = evaluate_checkpoint
     if from_hub is not None:  # same options; fetches the repo, verifies it strictly, then evaluate_checkpoint
-        from ..hub import evaluate_hub_model as evaluate
+        from ..evaluate import evaluate_hub_model as evaluate
     result = evaluate(
         from_hub or path, dataset=dataset, split=split, data_dir=data_dir, genotype=genotype, which=checkpoint,
         batch_size=batch_size, device=device, limit_batches=limit_batches,

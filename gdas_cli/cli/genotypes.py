@@ -9,7 +9,8 @@ import typer
 from rich.table import Table
 
 from ..errors import GdasError
-from ..genotype import FRC, Cell, Genotype, load_genotype, zoo_genotypes
+from ..genotype import Genotype, describe_cell, zoo_genotypes
+from ..refs import load_genotype
 from ._app import make_app
 from ._output import console, print_json
 
@@ -62,25 +63,6 @@ def show(ref: RefArg) -> None:
             console.print(f"  {line}", highlight=False, markup=False)
     for key, value in genotype.provenance.items():
         console.print(f"{key}: {value}", highlight=False, markup=False)
-
-
-def describe_cell(cell: Cell | str, kind: str) -> list[str]:
-    """Readable lines: `node 2 = sep_conv_3x3(c_{k-1}) + skip_connect(c_{k-2})`."""
-    if cell == FRC:
-        return ["the fixed reduction cell (FRC, paper Fig. 3)"]
-    assert isinstance(cell, Cell)
-    n_inputs = 2 if kind == "cnn" else 1
-    names = ["c_{k-2}", "c_{k-1}"] if kind == "cnn" else ["h_0"]
-
-    def state(i: int) -> str:
-        return names[i] if i < n_inputs else f"node {i}"
-
-    lines = [
-        f"node {n_inputs + i} = " + " + ".join(f"{e.op}({state(e.input)})" for e in node)
-        for i, node in enumerate(cell.nodes)
-    ]
-    lines.append("output = concat(" + ", ".join(state(i) for i in cell.concat) + ")")
-    return lines
 
 
 @app.command("info")

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from ..errors import GdasError
 from ._app import make_app
+from ._output import console
+from ._run_options import RunOptions, run_slug, run_until_interrupted, with_run_options
 
 app = make_app(
     "Search a cell with GDAS.\n\n"
@@ -14,16 +22,11 @@ app = make_app(
 
 # ------------------------------------------------------------------------------------------ search cnn
 
-import typer  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Annotated, Optional  # noqa: E402
-
 _SEARCH = "Search (paper Alg. 1)"
 _NET = "Supernet"
 _RUN = "Run"
 
 
-@app.command("cnn")
 def cnn(
     dataset: Annotated[Optional[str], typer.Option(help="cifar10, cifar100, digits (built-in demo) or folder:PATH. \\[default: cifar10]", rich_help_panel=_RUN)] = None,
     data_dir: Annotated[Optional[str], typer.Option(help="Where the CIFAR files are. \\[default: data]", rich_help_panel=_RUN)] = None,
@@ -48,17 +51,10 @@ def cnn(
     arch_weight_decay: Annotated[Optional[float], typer.Option(help="\\[default: 1e-3]", rich_help_panel=_SEARCH)] = None,
     tau_max: Annotated[Optional[float], typer.Option(help="Gumbel temperature at the first epoch. \\[default: 10]", rich_help_panel=_SEARCH)] = None,
     tau_min: Annotated[Optional[float], typer.Option(help="... at the last epoch (linear). \\[default: from --recipe]", rich_help_panel=_SEARCH)] = None,
-    seed: Annotated[Optional[int], typer.Option(help="Seed of weights, alphas, sampling and batches. \\[default: 0]", rich_help_panel=_RUN)] = None,
     split_seed: Annotated[Optional[int], typer.Option(help="Seed of the 50/50 train/valid split (saved in split.json). \\[default: --seed]", rich_help_panel=_RUN)] = None,
-    limit_train_batches: Annotated[Optional[int], typer.Option(help="Stop each epoch after this many steps (quick trials).", rich_help_panel=_RUN)] = None,
     workers: Annotated[Optional[int], typer.Option(help="DataLoader workers for folder: datasets. \\[default: 0]", rich_help_panel=_RUN)] = None,
-    run_dir: Annotated[Optional[Path], typer.Option(help="Run directory. \\[default: runs/search-<dataset>-<time>]", rich_help_panel=_RUN)] = None,
-    resume: Annotated[Optional[Path], typer.Option(help="Continue the run in this directory from its last checkpoint.", rich_help_panel=_RUN)] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda.", rich_help_panel=_RUN)] = "auto",
-    precision: Annotated[Optional[str], typer.Option(help="fp32, bf16, fp16 or amp. \\[default: fp32]", rich_help_panel=_RUN)] = None,
-    deterministic: Annotated[bool, typer.Option("--deterministic", help="Deterministic GPU kernels (exact resume on GPU).", rich_help_panel=_RUN)] = False,
-    checkpoint_every: Annotated[int, typer.Option(help="Also checkpoint every N steps (0: at epoch ends).", rich_help_panel=_RUN)] = 0,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or epoch lines.", rich_help_panel=_RUN)] = False,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Also write the final genotype JSON here (atomically).", rich_help_panel=_RUN)] = None,
+    run: RunOptions = RunOptions(),
 ) -> None:
     """Search a CNN cell with GDAS into a run directory.
 
@@ -76,52 +72,112 @@ def cnn(
 
       gdas search cnn --resume runs/search-cifar10-20260101-120000
     """
-    from ..engine import EngineConfig, RunInterrupted
-    from ..errors import GdasError
-    from ..search.config import resolve_config
-    from ..search.task import GENOTYPE_FILE, resume_config, run_search
-    from ._output import console, print_error
+    from ..engine import resume_settings
+    from ..search.cnn_task import SearchTask, run_search
+    from ..search.config import SearchConfig, resolve_config
 
     betas = None
     if arch_beta1 is not None or arch_beta2 is not None:
-        betas = (0.5 if arch_beta1 is None else arch_beta1, 0.999 if arch_beta2 is None else arch_beta2)
+        betas = [0.5 if arch_beta1 is None else arch_beta1, 0.999 if arch_beta2 is None else arch_beta2]
     overrides = {
         "data_dir": data_dir, "frc": frc, "sampling": sampling, "layout": layout, "channels": channels,
         "cells_per_stage": cells_per_stage, "image_size": image_size, "epochs": epochs, "batch_size": batch_size,
         "lr": lr, "lr_min": lr_min, "momentum": momentum, "weight_decay": weight_decay, "nesterov": nesterov,
         "grad_clip": grad_clip, "arch_lr": arch_lr, "arch_betas": betas, "arch_weight_decay": arch_weight_decay,
-        "tau_max": tau_max, "tau_min": tau_min, "seed": seed, "split_seed": split_seed,
-        "limit_train_batches": limit_train_batches, "workers": workers,
+        "tau_max": tau_max, "tau_min": tau_min, "split_seed": split_seed, "workers": workers,
     }
-    if resume is not None:
-        if run_dir is not None and run_dir != resume:
-            raise GdasError("--run-dir: give either --run-dir or --resume, not both")
-        config, engine = resume_config(resume, {**overrides, "dataset": dataset, "recipe": recipe},
-                                       {"precision": precision, "deterministic": deterministic or None})
-        engine.quiet, engine.checkpoint_every = quiet, checkpoint_every or engine.checkpoint_every
-        engine.device = device if device != "auto" else engine.device
-        engine.run_dir = str(resume)
+    if run.resume is not None:
+        given = run.typed(**{k: v for k, v in overrides.items() if k != "arch_betas"}, dataset=dataset, recipe=recipe)
+        if betas is not None:
+            given["arch_betas"] = betas
+        saved, engine = resume_settings(run.resume, SearchTask.kind, given, _SEARCH_RESUME_SAFE, network="cnn")
+        config = SearchConfig.from_dict(saved, str(run.resume / "config.json"))
     else:
+        for key in ("seed", "limit_train_batches"):
+            overrides[key] = getattr(run, key) if key in run.explicit else None
         config = resolve_config(recipe or "paper", dataset or "cifar10", overrides)
-        engine = EngineConfig(
-            epochs=config.epochs, run_dir=str(run_dir) if run_dir else None,
-            run_name=f"search-{_slug(config.dataset)}", seed=config.seed, device=device,
-            precision=precision or "fp32", deterministic=deterministic, checkpoint_every=checkpoint_every,
-            limit_train_batches=config.limit_train_batches or 0, quiet=quiet,
-        )
-    engine.resume_hint = f"gdas search cnn --resume {engine.run_dir}" if engine.run_dir else ""
-    try:
-        result = run_search(config, engine, resume=resume is not None)
-    except RunInterrupted as stop:
-        print_error(str(stop))
-        raise typer.Exit(130) from None
-    genotype_path = Path(result["run_dir"]) / GENOTYPE_FILE
-    if not quiet:
-        console.print(f"search finished: {result['run_dir']}\ngenotype: {genotype_path}", highlight=False)
+        engine = run.engine_config(epochs=config.epochs, run_name=f"search-{run_slug(config.dataset)}",
+                                   resume_hint="gdas search cnn --resume {run_dir}")
+        engine.seed, engine.limit_train_batches = config.seed, config.limit_train_batches or 0
+    result = run_until_interrupted(lambda: run_search(config, engine, resume=run.resume is not None))
+    _finish(result, output, run.quiet)
 
 
-def _slug(dataset: str) -> str:
-    """A run-folder-safe name for a dataset spec (folder:PATH -> folder-<last part>)."""
-    if dataset.startswith("folder:"):
-        return "folder-" + "".join(c if c.isalnum() else "-" for c in Path(dataset[7:]).name)
-    return dataset
+# a resumed search may also change where its data is and how it is read
+_SEARCH_RESUME_SAFE = frozenset({"data_dir", "workers"})
+
+
+def _finish(result: dict[str, Any], output: Path | None, quiet: bool) -> None:
+    """Copy genotype.json to -o (atomically) and say where the result is: one wording for both searches."""
+    from ..refs import load_genotype
+    from ..rundir import RunDir
+    from ..search.source import write_genotype
+
+    genotype_path = RunDir(Path(result["run_dir"])).genotype_file
+    if output is not None:
+        write_genotype(load_genotype(genotype_path), output)
+    if quiet:
+        return
+    best = f"  best {result['best_metric']} {result['best']:.4f}" if result.get("best") is not None else ""
+    console.print(f"search finished: {result['run_dir']}{best}\ngenotype: {output or genotype_path}",
+                  highlight=False, markup=False)
+
+
+app.command("cnn")(with_run_options(cnn))
+
+
+# ------------------------------------------------------------------------------------------ search rnn
+
+_RNN = "Search (paper Sec. 4.2, PTB)"
+
+
+def rnn(
+    dataset: Annotated[Optional[str], typer.Option(help="ptb, wt2 or demo-text (built in, no download). \\[default: ptb]", rich_help_panel=_RUN)] = None,
+    data_dir: Annotated[Optional[Path], typer.Option(help="Folder with the train/valid/test text files (ptb, wt2).", rich_help_panel=_RUN)] = None,
+    epochs: Annotated[Optional[int], typer.Option(help="Epochs. \\[default: 200; 3 for demo-text]", rich_help_panel=_RNN)] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Training batch size (streams). \\[default: 128]", rich_help_panel=_RNN)] = None,
+    eval_batch_size: Annotated[Optional[int], typer.Option(help="Validation batch size. \\[default: 10]", rich_help_panel=_RNN)] = None,
+    bptt: Annotated[Optional[int], typer.Option(help="Base BPTT length. \\[default: 35]", rich_help_panel=_RNN)] = None,
+    emsize: Annotated[Optional[int], typer.Option(help="Embedding = hidden size. \\[default: 300]", rich_help_panel=_RNN)] = None,
+    steps: Annotated[Optional[int], typer.Option(help="Nodes in the recurrent cell. \\[default: 8]", rich_help_panel=_RNN)] = None,
+    sampling: Annotated[Optional[str], typer.Option(help="gdas (hard Gumbel, one path) or darts (softmax, all ops). \\[default: gdas]", rich_help_panel=_RNN)] = None,
+    lr: Annotated[Optional[float], typer.Option(help="SGD learning rate. \\[default: 20]", rich_help_panel=_RNN)] = None,
+    arch_lr: Annotated[Optional[float], typer.Option(help="Adam learning rate of the alphas. \\[default: 3e-3]", rich_help_panel=_RNN)] = None,
+    tau_max: Annotated[Optional[float], typer.Option(help="Gumbel temperature at the first epoch. \\[default: 10]", rich_help_panel=_RNN)] = None,
+    tau_min: Annotated[Optional[float], typer.Option(help="... at the last epoch (linear). \\[default: 1]", rich_help_panel=_RNN)] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Also write the final genotype JSON here (atomically).", rich_help_panel=_RUN)] = None,
+    run: RunOptions = RunOptions(),
+) -> None:
+    """Search a recurrent cell with GDAS (DARTS-RNN space, 8 nodes, T=1 derive).
+
+    Writes config.json, metrics.jsonl, alphas.jsonl, genotypes.jsonl, checkpoint/{last,best} and,
+    at the end, genotype.json (the epoch with the lowest validation loss).
+
+    Examples:
+
+      gdas search rnn --dataset demo-text -o my_rnn.json
+
+      gdas search rnn --dataset ptb --data-dir ~/data/ptb
+
+      gdas search rnn --resume runs/search-rnn-ptb-20260101-120000
+    """
+    from ..engine import resume_settings
+    from ..search.rnn_task import LMSearchConfig, RNNSearchTask, resolve_search_config, run_rnn_search
+
+    values = {"data_dir": str(data_dir) if data_dir else None, "epochs": epochs, "batch_size": batch_size,
+              "eval_batch_size": eval_batch_size, "bptt": bptt, "emsize": emsize, "steps": steps,
+              "sampling": sampling, "lr": lr, "arch_lr": arch_lr, "tau_max": tau_max, "tau_min": tau_min}
+    if run.resume is not None:
+        given = run.typed(dataset=dataset, **values)
+        saved, engine = resume_settings(run.resume, RNNSearchTask.kind, given, frozenset({"data_dir"}), network="rnn")
+        config = LMSearchConfig(**{k: v for k, v in saved.items() if k in LMSearchConfig.__dataclass_fields__})
+    else:
+        seed = run.seed if "seed" in run.explicit else None
+        config = resolve_search_config(dataset or "ptb", {**values, "seed": seed})
+        engine = run.engine_config(epochs=config.epochs, run_name=f"search-rnn-{run_slug(config.dataset)}",
+                                   resume_hint="gdas search rnn --resume {run_dir}")
+    result = run_until_interrupted(lambda: run_rnn_search(config, engine, resume=run.resume is not None))
+    _finish(result, output, run.quiet)
+
+
+app.command("rnn")(with_run_options(rnn))

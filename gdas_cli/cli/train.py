@@ -1,7 +1,7 @@
 """`gdas train DATASET --genotype REF`: train the final network of a genotype.
 
-One subcommand per dataset (cifar10, cifar100, imagenet, digits, `folder PATH` also spelt
-`folder:PATH`); the language-model datasets are added to this group by `cli/lm.py`.
+One subcommand per dataset: images (cifar10, cifar100, imagenet, digits, `folder PATH` also spelt
+`folder:PATH`) and text (ptb, wt2, demo-text). Every one takes the shared run options.
 """
 
 from __future__ import annotations
@@ -11,12 +11,11 @@ from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
-from typer._click.globals import get_current_context
 
 from ..errors import GdasError
 from ._app import GdasGroup
-from ._output import console, err_console
-from ._run_options import RunOptions, with_run_options
+from ._output import console
+from ._run_options import RunOptions, run_slug, run_until_interrupted, with_run_options
 
 
 class TrainGroup(GdasGroup):
@@ -87,10 +86,11 @@ def train_dataset(
     workers: WorkersOpt = None,
     limit_eval_batches: Annotated[Optional[int], _opt("Evaluate on at most N batches (0: all).")] = None,
     json_output: JsonOpt = False,
+    info_name: str = "",
     run: RunOptions = RunOptions(),
 ) -> None:
-    dataset = get_current_context().info_name
-    _train(dataset, locals(), run)
+    options = dict(locals())
+    _train(options.pop("info_name"), options, run)
 
 
 def train_folder(
@@ -130,32 +130,37 @@ for _name, _help in _DATASET_HELP.items():
 app.command("folder")(with_run_options(train_folder))
 
 
+# a resumed image-training run may also change where its data is and how it is read
+_TRAIN_RESUME_SAFE = frozenset({"data_dir", "download", "workers"})
+
+
 def _train(dataset: str, options: dict[str, Any], run: RunOptions) -> None:
     """Resolve the configs (new run or --resume), train, report; Ctrl-C exits 130 with the resume command."""
-    from ..engine import RunInterrupted
-    from ..genotype import load_genotype
-    from ..train import make_config, resume_configs, train
+    from ..engine import resume_settings
+    from ..refs import load_genotype
+    from ..training.image import TrainConfig, TrainTask, make_config, train
 
     options = {k: v for k, v in options.items() if k != "run"}
     as_json = options.pop("json_output")
     if run.resume is not None:
-        ctx_typed = {k: v for k, v in {**options, **vars(run)}.items() if k in run.explicit}
-        task_cfg, engine_cfg = resume_configs(run.resume, dataset, ctx_typed)
+        given = run.typed(**{k: v for k, v in options.items()})
+        if given.get("genotype") is not None:
+            given["genotype"] = load_genotype(given["genotype"]).to_dict()
+        if given.get("data_dir") is not None:
+            given["data_dir"] = str(given["data_dir"])
+        saved, engine_cfg = resume_settings(run.resume, TrainTask.kind, given, _TRAIN_RESUME_SAFE)
+        task_cfg = TrainConfig.from_dict(saved, str(run.resume / "config.json"))
+        if task_cfg.dataset != dataset:
+            raise GdasError(f"--resume {run.resume}: the run trains on {task_cfg.dataset}, not {dataset}")
     else:
         if not options.get("genotype"):
             raise GdasError("--genotype: required for a new run "
                             "(a zoo name such as gdas_frc, name@version or a JSON path)")
         genotype = load_genotype(options["genotype"])
         task_cfg = make_config(dataset, genotype, {**options, "data_dir": _str(options.get("data_dir"))})
-        slug = "folder-" + Path(dataset[len("folder:"):]).name if dataset.startswith("folder:") else dataset
-        engine_cfg = run.engine_config(epochs=task_cfg.epochs, run_name=f"train-{slug}",
+        engine_cfg = run.engine_config(epochs=task_cfg.epochs, run_name=f"train-{run_slug(dataset)}",
                                        resume_hint=f"gdas train {dataset} --resume {{run_dir}}")
-    try:
-        summary = train(task_cfg, engine_cfg, resume=run.resume is not None)
-    except RunInterrupted as stop:
-        if stop.rank == 0:
-            err_console.print(str(stop), markup=False, highlight=False)
-        raise typer.Exit(130)
+    summary = run_until_interrupted(lambda: train(task_cfg, engine_cfg, resume=run.resume is not None))
     if summary.get("rank", 0) == 0:
         _report(summary, as_json)
 
@@ -175,3 +180,97 @@ def _report(summary: dict[str, Any], as_json: bool) -> None:
     if summary.get("best") is not None:
         line += f" (best {100 - summary['best']:.2f}%)"
     console.print(line + f"\nevaluate with: gdas eval {summary['run_dir']}", highlight=False, markup=False)
+
+
+# ------------------------------------------------------------------------------- language models
+
+TextDataDir = Annotated[Optional[Path], typer.Option(help="Folder with the train/valid/test text files (ptb, wt2).")]
+Epochs = Annotated[Optional[int], typer.Option(help="Epochs (default: the paper's; small for demo-text).")]
+BatchSize = Annotated[Optional[int], typer.Option(help="Training batch size (streams).")]
+EvalBatch = Annotated[Optional[int], typer.Option(help="Validation batch size (default 10).")]
+Bptt = Annotated[Optional[int], typer.Option(help="Base BPTT length (default 35).")]
+Emsize = Annotated[Optional[int], typer.Option(help="Embedding = hidden size.")]
+Lr = Annotated[Optional[float], typer.Option(help="SGD learning rate (default 20).")]
+
+# a resumed text run may also change where its corpus is
+_LM_RESUME_SAFE = frozenset({"data_dir"})
+
+
+def train_text(
+    genotype: Annotated[Optional[str], typer.Option(
+        "--genotype", "-g", help="Zoo name, name@version, JSON path or hf-hub: ref of an rnn genotype.")] = None,
+    data_dir: TextDataDir = None,
+    epochs: Epochs = None,
+    batch_size: BatchSize = None,
+    eval_batch_size: EvalBatch = None,
+    test_batch_size: Annotated[Optional[int], typer.Option(help="Test batch size (default 1).")] = None,
+    bptt: Bptt = None,
+    emsize: Emsize = None,
+    lr: Lr = None,
+    weight_decay: Annotated[Optional[float], typer.Option(help="Weight decay (PTB 8e-7, WT2 5e-7).")] = None,
+    nonmono: Annotated[Optional[int], typer.Option(help="ASGD switch window (default 5).")] = None,
+    test: Annotated[bool, typer.Option(help="Evaluate test perplexity of the best weights at the end.")] = True,
+    info_name: str = "",
+    run: RunOptions = RunOptions(),
+) -> None:
+    from ..engine import resume_settings
+    from ..evaluate import evaluate_lm_run
+    from ..refs import load_genotype
+    from ..rundir import RunDir
+    from ..training.lm import LMTrainConfig, LMTrainTask, resolve_train_config, run_lm_training
+
+    dataset = info_name
+    values = {"data_dir": str(data_dir) if data_dir else None, "epochs": epochs, "batch_size": batch_size,
+              "eval_batch_size": eval_batch_size, "test_batch_size": test_batch_size, "bptt": bptt,
+              "emsize": emsize, "lr": lr, "weight_decay": weight_decay, "nonmono": nonmono}
+    if run.resume is not None:
+        given = run.typed(genotype=genotype, **values)
+        if given.get("genotype") is not None:
+            given["genotype"] = load_genotype(given["genotype"]).to_dict()
+        saved, engine = resume_settings(run.resume, LMTrainTask.kind, given, _LM_RESUME_SAFE)
+        config = LMTrainConfig(**{k: v for k, v in saved.items() if k in LMTrainConfig.__dataclass_fields__})
+        if config.dataset != dataset:
+            raise GdasError(f"--resume {run.resume}: the run trains on {config.dataset}, not {dataset}")
+    else:
+        if genotype is None:
+            raise GdasError(f"gdas train {dataset}: --genotype is required (e.g. --genotype gdas_rnn)")
+        seed = run.seed if "seed" in run.explicit else None
+        config = resolve_train_config(dataset, load_genotype(genotype), {**values, "seed": seed})
+        engine = run.engine_config(epochs=config.epochs, run_name=f"lm-{run_slug(dataset)}",
+                                   resume_hint=f"gdas train {dataset} --resume {{run_dir}}")
+    result = run_until_interrupted(lambda: run_lm_training(config, engine, resume=run.resume is not None))
+    line = f"training done: {result['run_dir']}"
+    if result.get("best") is not None:
+        line += f"  best valid_loss {result['best']:.4f}"
+    if test:
+        trained_on = RunDir(Path(result["run_dir"])).read_config().get("device", "cpu")
+        metrics = evaluate_lm_run(result["run_dir"], device=trained_on)
+        line += (f"  valid ppl {metrics['valid_ppl']:.2f}  test ppl {metrics['test_ppl']:.2f}  "
+                 f"params {metrics['params'] / 1e6:.2f}M")
+    console.print(line, highlight=False, markup=False)
+
+
+_TEXT_HELP = {
+    "ptb": """Train the language model of an rnn genotype on Penn Treebank (paper: emb = hid = 850, 23M params).
+
+    Examples:
+
+      gdas train ptb --genotype gdas_rnn --data-dir ~/data/ptb
+
+      gdas train ptb --resume runs/lm-ptb-20260101-120000
+    """,
+    "wt2": """Train the language model of an rnn genotype on WikiText-2 (paper: emb = hid = 700, 33M params).
+
+    Examples:
+
+      gdas train wt2 --genotype gdas_rnn --data-dir ~/data/wikitext-2
+    """,
+    "demo-text": """Train a small language model on the built-in demo-text corpus (Python's own docs; no download).
+
+    Examples:
+
+      gdas train demo-text --genotype gdas_rnn --epochs 2
+    """,
+}
+for _name, _help in _TEXT_HELP.items():
+    app.command(_name, help=_help)(with_run_options(train_text))

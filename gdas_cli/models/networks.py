@@ -6,8 +6,8 @@ head, `forward` returns `(logits, aux_logits)` (as torchvision's Inception does)
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Callable
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -28,8 +28,29 @@ class NetworkArgs:
     num_classes: int = 10
     auxiliary: bool = True
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str) -> "NetworkArgs":
+        """Validate a JSON object of these fields (every field present and typed, none unknown)."""
+        if not isinstance(data, dict):
+            raise GdasError(f"{source}: network arguments must be a JSON object")
+        names = [f.name for f in fields(cls)]
+        unknown = sorted(set(data) - set(names))
+        if unknown:
+            raise GdasError(f"{source}: unknown network argument(s) {', '.join(unknown)}; known: {', '.join(names)}")
+        missing = [name for name in names if name not in data]
+        if missing:
+            raise GdasError(f"{source}: missing network argument(s) {', '.join(missing)}")
+        for key, value in data.items():
+            want = _FIELD_TYPES[key]
+            if not isinstance(value, want) or (want is int and isinstance(value, bool)):
+                raise GdasError(f"{source}: network argument {key} must be {want.__name__}, got {value!r}")
+        return cls(**data)
+
+
+_FIELD_TYPES: dict[str, type] = {"net": str, "C": int, "layers": int, "num_classes": int, "auxiliary": bool}
 
 
 def _cifar_stem(C: int) -> tuple[nn.Module, nn.Module | None, int]:

@@ -14,14 +14,6 @@ from typing import Any
 from ..engine import config_from_dict
 from ..errors import GdasError
 
-# What must match for `--resume` to continue a run (everything that changes the result).
-RESUME_KEYS = (
-    "dataset", "recipe", "epochs", "batch_size", "lr", "lr_min", "momentum", "weight_decay", "nesterov", "grad_clip",
-    "arch_lr", "arch_betas", "arch_weight_decay", "tau_max", "tau_min", "channels", "cells_per_stage", "frc",
-    "sampling", "layout", "seed", "split_seed", "image_size", "limit_train_batches",
-)
-
-
 @dataclass
 class SearchConfig:
     """Everything that fixes a search run (the paper recipe by default)."""
@@ -106,9 +98,3 @@ def check_config(config: SearchConfig) -> None:
     for ok, message in rules:
         if not ok:
             raise GdasError(message)
-
-
-def resume_mismatch(saved: SearchConfig, wanted: SearchConfig) -> list[str]:
-    """The resume-relevant settings that differ, as `key: saved -> wanted`."""
-    old, new = saved.to_dict(), wanted.to_dict()
-    return [f"{k}: {old[k]!r} -> {new[k]!r}" for k in RESUME_KEYS if old[k] != new[k]]

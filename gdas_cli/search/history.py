@@ -17,9 +17,8 @@ import torch
 
 from ..errors import GdasError
 from ..files import atomic_write_text
+from ..rundir import ALPHAS_FILE
 
-ALPHAS_FILE = "alphas.jsonl"
-GENOTYPES_FILE = "genotypes.jsonl"
 
 
 @dataclass(frozen=True)

@@ -7,34 +7,44 @@ from typing import Any
 
 import torch
 
-from ..checkpoint import PROGRESS_FILE, read_json
 from ..errors import GdasError
-from ..genotype import Genotype
 from ..files import atomic_write_text
+from ..genotype import Genotype
+from ..rundir import RunDir, progress_of, resolve
 from ..sampler import linear_tau
+from .cnn_task import SearchTask, provenance, read_search_weights
+from .config import SearchConfig
 from .derive import derive_genotype
 from .history import load_alpha_history, pick_epoch
-from .task import WEIGHTS_FILE, provenance, read_search_weights, saved_search_config
+from .rnn_task import derive_rnn_run, is_rnn_search_run
 
 
-def _from_run_dir(run_dir: Path, epoch: int | None) -> tuple[Any, dict[str, Any], Path]:
-    config, _ = saved_search_config(run_dir)
-    record = pick_epoch(load_alpha_history(run_dir), epoch, str(run_dir))
-    return config, {"epoch": record.epoch, "tau": record.tau, "alphas": record.alphas}, run_dir
+def saved_search_config(run: RunDir) -> SearchConfig:
+    """The config a CNN search run was started with."""
+    config = run.read_config()
+    if config.get("kind") != SearchTask.kind:
+        raise GdasError(f"{run.path}: a {config.get('kind')!r} run, not a search run; "
+                        "derive reads a search run or its checkpoint")
+    return SearchConfig.from_dict(config["task"], str(run.config_file))
 
 
-def _from_checkpoint(path: Path, epoch: int | None) -> tuple[Any, dict[str, Any], Path]:
+def _from_run_dir(run: RunDir, epoch: int | None) -> tuple[SearchConfig, dict[str, Any], Path]:
+    config = saved_search_config(run)
+    record = pick_epoch(load_alpha_history(run.path), epoch, str(run.path))
+    return config, {"epoch": record.epoch, "tau": record.tau, "alphas": record.alphas}, run.path
+
+
+def _from_checkpoint(path: Path, epoch: int | None) -> tuple[SearchConfig, dict[str, Any], Path]:
     if epoch is not None:
         raise GdasError(f"--epoch: {path} is a checkpoint and holds one epoch; pass the run directory instead")
-    weights = path / WEIGHTS_FILE if path.is_dir() else path
-    state, config = read_search_weights(weights)
+    found = resolve(path)
+    state, config = read_search_weights(found.weights)
     alphas = {t: state[f"alphas_{t}"].float() for t in ("normal", "reduce") if f"alphas_{t}" in state}
     if "normal" not in alphas:
-        raise GdasError(f"{weights}: no alphas in this checkpoint")
-    progress_file = weights.parent / PROGRESS_FILE
-    done = int(read_json(progress_file).get("epoch", 0)) if progress_file.is_file() else 0
+        raise GdasError(f"{found.weights}: no alphas in this checkpoint")
+    done = int(progress_of(found.weights.parent).get("epoch", 0))
     tau = linear_tau(max(done - 1, 0), config.epochs, config.tau_max, config.tau_min)
-    run_dir = weights.parent.parent.parent if weights.parent.parent.name == "checkpoint" else weights.parent
+    run_dir = found.run.path if found.run is not None else found.weights.parent
     return config, {"epoch": done, "tau": tau, "alphas": alphas}, run_dir
 
 
@@ -45,14 +55,13 @@ def derive_from_source(
     source = Path(source)
     if not source.exists():
         raise GdasError(f"{source}: no such run directory or checkpoint")
-    is_run = source.is_dir() and (source / "config.json").is_file()
-    from ..lm import derive_rnn_run, is_rnn_search_run  # the LM side imports this package; import lazily
-
+    run = RunDir(source)
+    is_run = source.is_dir() and run.exists()
     if is_run and is_rnn_search_run(source):
         if rule != "paper":
             raise GdasError(f"--rule {rule}: recurrent cells derive one input per node (T=1); omit --rule")
         return derive_rnn_run(source, epoch=epoch, name=name, version=version)
-    config, record, run_dir = (_from_run_dir if is_run else _from_checkpoint)(source, epoch)
+    config, record, run_dir = _from_run_dir(run, epoch) if is_run else _from_checkpoint(source, epoch)
     probs = {t: torch.softmax(a, dim=-1) for t, a in record["alphas"].items()}
     if config.frc != ("reduce" not in probs):
         raise GdasError(f"{source}: alphas do not match the run's configuration (frc={config.frc})")
@@ -65,5 +74,4 @@ def write_genotype(genotype: Genotype, path: Path) -> None:
     path = Path(path)
     if not path.parent.is_dir():
         raise GdasError(f"--output {path}: folder {path.parent} does not exist")
-    text = genotype.to_json()
-    atomic_write_text(path, text)
+    atomic_write_text(path, genotype.to_json())

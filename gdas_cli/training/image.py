@@ -10,15 +10,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from .data import Augment, ImageData, load_images, make_batches
-from .engine import EngineConfig, Runtime, Task, config_from_dict, read_run_config, run_task
-from .errors import GdasError
-from .genotype import Genotype, load_genotype
-from .metrics import topk_correct
-from .models import CellNetwork, NetworkArgs, build_network, default_args
-from .weights import load_tensors_into, save_network
-
-WEIGHTS_FILE = "model.safetensors"
+from ..data import Augment, ImageData, load_images, make_batches
+from ..engine import EngineConfig, Runtime, Task, config_from_dict, run_task
+from ..errors import GdasError
+from ..genotype import Genotype
+from ..metrics import topk_correct
+from ..models import CellNetwork, NetworkArgs, build_network, default_args
+from ..weights import WEIGHTS_FILE, load_tensors_into, save_network
 
 
 @dataclass(frozen=True)
@@ -287,36 +285,3 @@ def train(cfg: TrainConfig, engine: EngineConfig, *, resume: bool = False, data:
     """Run (or resume) final training; returns the engine's summary."""
     engine = replace(engine, epochs=cfg.epochs)
     return run_task(TrainTask(cfg, data), engine, resume=resume)
-
-
-# options a resumed run may change: where the data is and how it is read or shown, never what is computed
-RESUME_MAY_CHANGE = frozenset({"resume", "quiet", "data_dir", "download", "workers", "json_output"})
-
-
-def resume_configs(run_dir: Path, dataset: str, typed: dict[str, Any]) -> tuple[TrainConfig, EngineConfig]:
-    """The configs `run_dir` was started with; `typed` (options the user gave) must agree with them."""
-    config = read_run_config(run_dir)
-    if config.get("kind") != TrainTask.kind:
-        raise GdasError(f"--resume {run_dir}: a {config.get('kind')} run, not a training run")
-    task = TrainConfig.from_dict(config["task"], f"{run_dir}/config.json")
-    engine = EngineConfig.from_dict(config["engine"])
-    if task.dataset != dataset:
-        raise GdasError(f"--resume {run_dir}: the run trains on {task.dataset}, not {dataset}")
-    for name, value in typed.items():
-        if name in RESUME_MAY_CHANGE or value is None:
-            continue
-        if name == "genotype":
-            if load_genotype(value).to_dict() != task.genotype:
-                raise GdasError(f"--genotype {value}: the run trains {task.genotype_ref}; "
-                                "a resumed run keeps its genotype")
-            continue
-        saved = getattr(task, name, getattr(engine, name, None))
-        if name == "run_dir":
-            value, saved = Path(value).resolve(), Path(run_dir).resolve()
-        if value != saved:
-            option = "--" + ("channels" if name == "C" else name.replace("_", "-"))
-            raise GdasError(f"{option}: {value} differs from the run's {saved}; a resumed run keeps its config")
-    task = replace(task, **{k: (str(typed[k]) if k == "data_dir" else typed[k])
-                            for k in ("data_dir", "download", "workers") if typed.get(k) is not None})
-    engine = replace(engine, run_dir=str(run_dir), quiet=bool(typed.get("quiet", False)))
-    return task, engine

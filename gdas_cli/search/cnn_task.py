@@ -20,22 +20,19 @@ from torch.nn import functional as F
 from .. import __version__
 from ..checkpoint import write_json, write_jsonl
 from ..data import DATASETS, FOLDER_PREFIX, PairedBatches, dataset_names, load_images, make_batches, split_indices
-from ..engine import EngineConfig, Runtime, Task, read_run_config, run_task
+from ..engine import EngineConfig, Runtime, Task, run_task
 from ..errors import GdasError
-from ..genotype import Genotype
-from ..sampler import linear_tau
 from ..files import atomic_write_text
-from ..weights import load_state_strict, read_header, read_tensors, save_tensors
-from .config import SearchConfig, check_config, resume_mismatch
+from ..genotype import Genotype
+from ..rundir import RunDir
+from ..sampler import linear_tau
+from ..weights import WEIGHTS_FILE, load_state_strict, read_header, read_tensors, save_tensors
+from .config import SearchConfig, check_config
 from .derive import alphas_sha256, derive_genotype
-from .history import ALPHAS_FILE, GENOTYPES_FILE
 from .step import search_step
 from .supernet import SearchNetwork, check_network_args
 
-WEIGHTS_FILE = "model.safetensors"
 WEIGHTS_FORMAT = "gdas-search-v1"
-SPLIT_FILE = "split.json"
-GENOTYPE_FILE = "genotype.json"
 
 
 class SearchTask(Task):
@@ -148,19 +145,19 @@ class SearchTask(Task):
         return self._genotypes[key]
 
     def after_epoch(self, run_dir: Path, history: list[dict[str, Any]]) -> None:
-        run_dir = Path(run_dir)
-        genotypes = [self.genotype_of(r, run_dir) for r in self.history]
-        write_jsonl(run_dir / ALPHAS_FILE, [
+        run = RunDir(Path(run_dir))
+        genotypes = [self.genotype_of(r, run.path) for r in self.history]
+        write_jsonl(run.alphas_file, [
             {"epoch": r["epoch"], "tau": r["tau"], "alphas": {t: a.tolist() for t, a in r["alphas"].items()}}
             for r in self.history])
-        write_jsonl(run_dir / GENOTYPES_FILE, [
+        write_jsonl(run.genotypes_file, [
             {"epoch": r["epoch"], "genotype": g.to_dict()} for r, g in zip(self.history, genotypes)])
-        if not (run_dir / SPLIT_FILE).is_file():
+        if not run.split_file.is_file():
             seed = self.config.split_seed if self.config.split_seed is not None else self.config.seed
-            write_json(run_dir / SPLIT_FILE, {"seed": seed, "train": self.split[0], "valid": self.split[1]})
+            write_json(run.split_file, {"seed": seed, "train": self.split[0], "valid": self.split[1]})
         if genotypes and self.history[-1]["epoch"] == self.config.epochs:
             text = genotypes[-1].to_json()
-            atomic_write_text(run_dir / GENOTYPE_FILE, text)
+            atomic_write_text(run.genotype_file, text)
 
 
 def provenance(config: SearchConfig, record: dict[str, Any], run_dir: Path | str | None) -> dict[str, Any]:
@@ -204,31 +201,6 @@ def read_search_weights(path: Path) -> tuple[dict[str, torch.Tensor], SearchConf
 def check_dataset(spec: str) -> None:
     if spec not in DATASETS and not spec.startswith(FOLDER_PREFIX):
         raise GdasError(f"--dataset: {spec!r} is not a known dataset; known: {', '.join(dataset_names())}")
-
-
-def saved_search_config(run_dir: Path) -> tuple[SearchConfig, dict[str, Any]]:
-    """The search and engine configs a run directory was started with."""
-    config = read_run_config(run_dir)
-    if config.get("kind") != SearchTask.kind:
-        raise GdasError(f"--resume {run_dir}: a {config.get('kind')!r} run, not a CNN search run")
-    return SearchConfig.from_dict(config["task"], f"{run_dir}/config.json"), config["engine"]
-
-
-def resume_config(
-    run_dir: Path, overrides: dict[str, Any], engine_overrides: dict[str, Any] | None = None,
-) -> tuple[SearchConfig, EngineConfig]:
-    """The saved configs of `run_dir`; options given again must agree with them."""
-    saved, engine = saved_search_config(run_dir)
-    wanted = dataclasses.replace(saved, **{k: v for k, v in overrides.items() if v is not None})
-    if isinstance(wanted.arch_betas, list):
-        wanted.arch_betas = tuple(wanted.arch_betas)
-    differences = resume_mismatch(saved, wanted)
-    differences += [f"{k}: {engine.get(k)!r} -> {v!r}" for k, v in (engine_overrides or {}).items()
-                    if v is not None and engine.get(k) != v]
-    if differences:
-        raise GdasError(f"--resume {run_dir}: the run was started with another configuration "
-                        f"({'; '.join(differences)}); drop those options or start a new run")
-    return wanted, EngineConfig.from_dict(engine)
 
 
 def run_search(config: SearchConfig, engine: EngineConfig, *, resume: bool = False) -> dict[str, Any]:

@@ -1,0 +1,209 @@
+"""The published-model format: the folder `gdas export` writes and a Hub repo holds.
+
+    config.json        schema `gdas-hub-config` v1: the genotype, the network arguments, the
+                       sha256 of the weights file
+    model.safetensors  the weights.py format: genotype and network arguments in the header too
+    genotype.json      the genotype file, usable anywhere as `hf-hub:org/name@rev`
+    README.md          the model card (written by `hub.render_card`)
+    cell.png           the cell drawing the card shows
+
+This layer knows the schema, loads a folder strictly (config, genotype file, header and sha256
+must agree; nothing is unpickled) and defines `GdasNetwork`, the class `create_model` returns.
+Fetching from and pushing to the Hub is `hub.py`'s business, one layer up.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .checkpoint import write_json
+from .errors import GdasError
+from .files import atomic_write_text, sha256_file
+from .genotype import Genotype
+from .models import CellNetwork, NetworkArgs
+from .weights import WEIGHTS_FILE, load_state_strict, read_metadata, read_tensors, save_network
+
+LIBRARY_NAME = "gdas-cli"
+CONFIG_FILE = "config.json"
+GENOTYPE_FILE = "genotype.json"
+CARD_FILE = "README.md"
+CELL_IMAGE = "cell.png"
+CONFIG_SCHEMA = "gdas-hub-config"
+CONFIG_SCHEMA_VERSION = 1
+INPUT_SIZES = {"cifar": 32, "imagenet": 224}
+_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+
+
+@dataclass(frozen=True)
+class PublishedConfig:
+    """The validated content of a published config.json."""
+
+    genotype: Genotype
+    args: NetworkArgs
+    weights_sha256: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def make_config(genotype: Genotype, args: NetworkArgs, weights_sha256: str | None = None) -> dict[str, Any]:
+    size = INPUT_SIZES.get(args.net)
+    config: dict[str, Any] = {
+        "schema": CONFIG_SCHEMA,
+        "schema_version": CONFIG_SCHEMA_VERSION,
+        "library_name": LIBRARY_NAME,
+        "gdas_version": __version__,
+        "genotype": genotype.to_dict(),
+        "network": args.to_dict(),
+        "input_size": [3, size, size] if size else None,
+    }
+    if weights_sha256:
+        config["weights"] = {"file": WEIGHTS_FILE, "sha256": weights_sha256}
+    return config
+
+
+def parse_config(text: str, source: str) -> PublishedConfig:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise GdasError(f"{source}: not valid JSON ({err.msg} at line {err.lineno})") from None
+    if not isinstance(data, dict) or data.get("schema") != CONFIG_SCHEMA:
+        found = data.get("schema") if isinstance(data, dict) else None
+        raise GdasError(f"{source}: not a gdas model config (schema {found!r}, expected {CONFIG_SCHEMA!r})")
+    if data.get("schema_version") != CONFIG_SCHEMA_VERSION:
+        raise GdasError(f"{source}: unsupported schema_version {data.get('schema_version')!r} (this gdas reads 1)")
+    genotype = Genotype.from_dict(data.get("genotype"), f"{source} genotype")
+    args = NetworkArgs.from_dict(data.get("network"), f"{source} network")
+    weights = data.get("weights") or {}
+    sha = weights.get("sha256") if isinstance(weights, dict) else None
+    if sha is not None and not (isinstance(sha, str) and _SHA256_RE.match(sha)):
+        raise GdasError(f"{source}: weights.sha256 must be 64 lower-case hex digits")
+    if data.get("dataset") is not None and not isinstance(data["dataset"], str):
+        raise GdasError(f"{source}: dataset must be a string")
+    extra = {k: v for k, v in data.items() if k not in {"genotype", "network", "weights"}}
+    return PublishedConfig(genotype, args, sha, extra)
+
+
+def read_config(path: Path, label: str) -> PublishedConfig:
+    """parse_config of a config.json file, naming it as `label` in errors."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise GdasError(f"{label}: no such file") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise GdasError(f"{label}: cannot read ({err})") from None
+    return parse_config(text, label)
+
+
+def _relabel(err: GdasError, path: Path, label: str) -> GdasError:
+    """weights.py names the (maybe cached) file; users should see the folder or repo label instead."""
+    message = str(err)
+    if message.startswith(str(path)):
+        message = label + message[len(str(path)) :]
+    elif not message.startswith(label):
+        message = f"{label}: {message}"
+    return GdasError(message)
+
+
+def load_published_model(
+    config_path: Path,
+    weights_path: Path,
+    genotype_path: Path | None,
+    label: str,
+    expected_sha256: str | None = None,
+    map_location: str = "cpu",
+) -> GdasNetwork:
+    """Check config, genotype file, header and hashes against each other; build; load strictly."""
+    config = read_config(config_path, f"{label}/{CONFIG_FILE}")
+    if genotype_path is not None:
+        stored = Genotype.from_json(Path(genotype_path).read_text(encoding="utf-8"), f"{label}/{GENOTYPE_FILE}")
+        if stored != config.genotype:
+            raise GdasError(
+                f"{label}: {GENOTYPE_FILE} ({stored.ref}) and {CONFIG_FILE} ({config.genotype.ref}) describe different cells"
+            )
+    digest = sha256_file(weights_path)
+    for want, where in ((expected_sha256, "the zoo entry"), (config.weights_sha256, CONFIG_FILE)):
+        if want and digest != want:
+            raise GdasError(
+                f"{label}/{WEIGHTS_FILE}: sha256 {digest[:12]}... does not match {where} ({want[:12]}...): "
+                "the file is corrupted or not the published one"
+            )
+    label_file = f"{label}/{WEIGHTS_FILE}"
+    try:
+        header_genotype, header_args = read_metadata(weights_path)
+    except GdasError as err:
+        raise _relabel(err, weights_path, label_file) from None
+    if header_genotype != config.genotype:
+        raise GdasError(
+            f"{label_file}: weights were saved for genotype {header_genotype.ref}, but {CONFIG_FILE} "
+            f"says {config.genotype.ref} (different cells): refusing to load"
+        )
+    if header_args != config.args:
+        raise GdasError(f"{label_file}: weights were saved for network {header_args}, but {CONFIG_FILE} says {config.args}")
+    model = GdasNetwork(config.genotype, config.args)
+    state = read_tensors(weights_path, map_location, label=label_file)
+    try:
+        load_state_strict(model, state, f"genotype {config.genotype.ref}", label_file)
+    except GdasError as err:
+        raise _relabel(err, weights_path, label_file) from None
+    return model.eval()
+
+
+def load_published_folder(folder: Path, expected_sha256: str | None = None, map_location: str = "cpu") -> GdasNetwork:
+    """A published folder (what `gdas export` writes), loaded strictly, in eval mode."""
+    folder = Path(folder)
+    genotype_path = folder / GENOTYPE_FILE
+    return load_published_model(
+        folder / CONFIG_FILE, folder / WEIGHTS_FILE, genotype_path if genotype_path.exists() else None,
+        str(folder), expected_sha256, map_location,
+    )
+
+
+def write_genotype_files(genotype: Genotype, folder: Path) -> None:
+    """genotype.json and the cell drawing (cell.png)."""
+    from .plot import plot_genotype  # matplotlib is imported only when a drawing is made
+
+    atomic_write_text(Path(folder) / GENOTYPE_FILE, genotype.to_json())
+    plot_genotype(genotype, Path(folder) / CELL_IMAGE)
+
+
+def default_files(has_weights: bool) -> dict[str, str]:
+    """The files of a published folder, with what each holds (the model card lists them)."""
+    files = {
+        GENOTYPE_FILE: "the genotype (schema gdas-genotype v1)",
+        CELL_IMAGE: "the cell drawing",
+        CARD_FILE: "this card",
+    }
+    if has_weights:
+        files[CONFIG_FILE] = "genotype and network arguments (schema gdas-hub-config v1), sha256 of the weights"
+        files[WEIGHTS_FILE] = "weights; the safetensors header holds the genotype and network arguments too"
+    return files
+
+
+class GdasNetwork(CellNetwork):
+    """A CellNetwork that knows the published format: `save_folder`, `from_folder`, `from_network`.
+
+    `hub.HubNetwork` adds huggingface_hub's `from_pretrained` / `push_to_hub` on top.
+    """
+
+    @classmethod
+    def from_network(cls, network: CellNetwork) -> GdasNetwork:
+        """The same weights in this class (a strict copy)."""
+        inner = getattr(network, "module", network)
+        model = cls(inner.genotype, inner.args)
+        load_state_strict(model, inner.state_dict(), f"genotype {inner.genotype.ref}", "network")
+        return model
+
+    @classmethod
+    def from_folder(cls, folder: Path, map_location: str = "cpu") -> GdasNetwork:
+        return cls.from_network(load_published_folder(folder, map_location=map_location)).eval()
+
+    def save_folder(self, folder: Path) -> None:
+        """model.safetensors, config.json (with the weights' sha256), genotype.json and cell.png."""
+        folder = Path(folder)
+        save_network(self, folder / WEIGHTS_FILE)
+        write_json(folder / CONFIG_FILE, make_config(self.genotype, self.args, sha256_file(folder / WEIGHTS_FILE)))
+        write_genotype_files(self.genotype, folder)

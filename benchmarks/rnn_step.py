@@ -1,4 +1,4 @@
-"""Time one recurrent search step (W step + A step, exactly `gdas_cli.lm.rnn_search_step`) in `gdas`
+"""Time one recurrent search step (W step + A step, exactly `gdas_cli.search.rnn_task.rnn_search_step`) in `gdas`
 (hard Gumbel, one op per edge) and `darts` (softmax, every op) mode; print JSON.
 
 Tokens/s counts the train tokens of a step (batch x bptt); each step also runs an A step on as many
@@ -21,7 +21,7 @@ import time
 import torch
 
 from gdas_cli.engine import Runtime
-from gdas_cli.lm import rnn_search_step
+from gdas_cli.search.rnn_task import rnn_search_step
 from gdas_cli.search.rnn import RNN_SAMPLING, build_rnn_search_network
 
 

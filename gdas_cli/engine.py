@@ -554,7 +554,7 @@ class Engine:
 
     def __init__(self, task: Task, cfg: EngineConfig, rt: Runtime, run_dir: Path) -> None:
         self.task, self.cfg, self.rt, self.run_dir = task, cfg, rt, Path(run_dir)
-        self.run = RunDir(self.run_dir)
+        self.run_files = RunDir(self.run_dir)
         self.pos = _Position()
         self.stop: _StopRequest | None = None
 
@@ -574,7 +574,7 @@ class Engine:
     def save(self, which: str = "last") -> Path:
         """Write checkpoint/<which> (rank 0) from the current position; every rank must call it."""
         state = self._state()  # a collective: all ranks take part
-        target = self.run.checkpoint(which)
+        target = self.run_files.checkpoint(which)
         if self.stop is not None:
             self.stop.saving = True
         try:
@@ -586,7 +586,7 @@ class Engine:
         return target
 
     def _write(self, which: str, state: dict[str, Any]) -> None:
-        target = self.run.checkpoint(which)
+        target = self.run_files.checkpoint(which)
         if self.rt.is_main:
             progress = {"epoch": self.pos.epoch, "step": self.pos.step, "global_step": self.pos.global_step,
                         "epochs": self.cfg.epochs, "finished": self.pos.epoch >= self.cfg.epochs and self.pos.step == 0}
@@ -600,7 +600,7 @@ class Engine:
 
     def restore(self) -> None:
         """Load checkpoint/last: weights, task state, scaler, this rank's RNG and partial sums."""
-        directory = self.run.find("last")
+        directory = self.run_files.find("last")
         if directory is None:
             raise GdasError(f"{self.run_dir}: no checkpoint to resume from")
         state = load_state(directory / STATE_FILE)
@@ -686,7 +686,7 @@ class Engine:
             self.save("best")
         self.save("last")
         if rt.is_main:
-            write_jsonl(self.run.metrics_file, pos.history)
+            write_jsonl(self.run_files.metrics_file, pos.history)
             task.after_epoch(self.run_dir, pos.history)
             self._say(_format_record(record, self.cfg.epochs))
         if self._stop_requested(pos.global_step, force=True) and epoch + 1 < self.cfg.epochs:
@@ -716,7 +716,7 @@ class Engine:
         return False
 
     def _interrupt(self, saved: bool = False) -> None:
-        target = self.run.checkpoint("last")
+        target = self.run_files.checkpoint("last")
         if not saved:
             self.save("last")
         hint = (self.cfg.resume_hint or "--resume {run_dir}").replace("{run_dir}", str(self.run_dir))

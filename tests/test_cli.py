@@ -6,7 +6,7 @@ import pytest
 from typer.testing import CliRunner
 
 from gdas_cli.cli import app
-from gdas_cli.genotype import load_genotype
+from gdas_cli.genotype import load_local_genotype as load_genotype
 from cli_helpers import assert_one_line_error
 
 runner = CliRunner()

@@ -19,7 +19,9 @@ from gdas_cli import GdasError, NetworkArgs, build_network, load_genotype
 from gdas_cli import export as export_module
 from gdas_cli.cli import app
 from gdas_cli.export import ExportRequest, export, resolve_source
-from gdas_cli.hub import GdasNetwork, parse_config, sha256_file
+from gdas_cli.files import sha256_file
+from gdas_cli.hub import HubNetwork as GdasNetwork
+from gdas_cli.published import parse_config
 from gdas_cli.metrics import count_parameters
 from gdas_cli.weights import load_network, save_network
 
@@ -34,10 +36,11 @@ RECORDS = [  # epoch 2 has the best test top-1: the best checkpoint holds it
 @pytest.fixture
 def run_dir(tmp_path, tiny_checkpoint):
     run = tmp_path / "runs" / "train-digits-test"
-    for which, seed in (("best", 0), ("last", 1)):
+    for which, seed, epoch in (("best", 0, 2), ("last", 1, 3)):
         folder = run / "checkpoint" / which
         folder.mkdir(parents=True)
         (folder / "model.safetensors").write_bytes(tiny_checkpoint("gdas_frc", seed).read_bytes())
+        (folder / "progress.json").write_text(json.dumps({"epoch": epoch, "step": 0}))  # as the engine writes it
     (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in RECORDS))
     config = {
         "kind": "train", "gdas_version": "0.1.0", "torch_version": torch.__version__, "created": "2025-01-01T12:00:00",

@@ -26,7 +26,9 @@ from typer.testing import CliRunner
 
 from gdas_cli import GdasError, create_model, list_models, load_genotype
 from gdas_cli.cli import app
-from gdas_cli.hub import GdasNetwork, sha256_file
+from gdas_cli.files import sha256_file
+from gdas_cli.hub import HubNetwork
+from gdas_cli.published import GdasNetwork
 from gdas_cli.weights import load_network
 from cli_helpers import assert_one_line_error
 
@@ -113,7 +115,7 @@ def test_create_model_and_genotype_from_each_tag(published, fresh_cache):
 
 
 def test_mixin_from_pretrained_and_push_to_hub(published, fresh_cache, token):
-    via_mixin = GdasNetwork.from_pretrained(REPO, revision="v1")
+    via_mixin = HubNetwork.from_pretrained(REPO, revision="v1")
     assert torch.equal(logits(via_mixin), logits(load_network(published["weights"]["v1"])))
     via_mixin.push_to_hub("test-org/mixin-push")  # the mixin's own upload path writes our format
     again = create_model("hf-hub:test-org/mixin-push", pretrained=True)
@@ -246,7 +248,7 @@ def test_pickle_weights_are_never_loaded(loopback_hub, fresh_cache, good_files, 
     with pytest.raises(GdasError, match=f"hf-hub:{ref}.*has no model.safetensors"):
         create_model(f"hf-hub:{ref}", pretrained=True)
     with pytest.raises(GdasError, match="has no model.safetensors"):
-        GdasNetwork.from_pretrained(ref.split("@")[0], revision="v1")  # the mixin would fall back to the pickle
+        HubNetwork.from_pretrained(ref.split("@")[0], revision="v1")  # the mixin would fall back to the pickle
 
 
 def _without_sha(config_bytes):

@@ -12,18 +12,40 @@ import torch
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
-import gdas_cli.cli.lm  # noqa: F401  (registers `search rnn` and `train ptb|wt2|demo-text`)
-from gdas_cli import lm
+from gdas_cli import language
 from gdas_cli.cli.search import app as search_app
 from gdas_cli.cli.train import app as train_app
-from gdas_cli.engine import RunInterrupted, Runtime
-from gdas_cli.genotype import load_genotype
+from gdas_cli.engine import EngineConfig, RunInterrupted, Runtime, config_from_dict, resume_settings
+from gdas_cli.evaluate import evaluate_lm_run
+from gdas_cli.search import rnn_task
+from gdas_cli.training import lm as lm_training
+from gdas_cli.genotype import load_local_genotype as load_genotype
 from cli_helpers import assert_one_line_error
 
 TINY_TRAIN = {"batch_size": 8, "emsize": 16, "bptt": 8, "eval_batch_size": 10, "test_batch_size": 10}
 TINY_SEARCH = {"batch_size": 8, "emsize": 16, "bptt": 8}
 ENGINE = {"device": "cpu", "quiet": True}
 runner = CliRunner()
+
+
+def run_lm_training(config: lm_training.LMTrainConfig, engine: dict) -> dict:
+    return lm_training.run_lm_training(config, EngineConfig(epochs=config.epochs, **engine))
+
+
+def run_rnn_search(config: rnn_task.LMSearchConfig, engine: dict) -> dict:
+    return rnn_task.run_rnn_search(config, EngineConfig(epochs=config.epochs, **engine))
+
+
+def resume_run(run_dir: Path) -> tuple[str, dict]:
+    """What `--resume RUN` does with no other option: the saved configs, run on."""
+    kind = json.loads((run_dir / "config.json").read_text())["kind"]
+    if kind == "lm":
+        task, engine = resume_settings(run_dir, "lm", {})
+        config = config_from_dict(lm_training.LMTrainConfig, task, "config.json")
+        return kind, lm_training.run_lm_training(config, engine, resume=True)
+    task, engine = resume_settings(run_dir, "search", {}, network="rnn")
+    config = config_from_dict(rnn_task.LMSearchConfig, task, "config.json")
+    return kind, rnn_task.run_rnn_search(config, engine, resume=True)
 
 
 # ------------------------------------------------------------------------------------------ ASGD rule
@@ -41,16 +63,16 @@ runner = CliRunner()
     ],
 )
 def test_asgd_switch_rule(history: list[float], loss: float, nonmono: int, switch: bool) -> None:
-    assert lm.should_switch_to_asgd(history, loss, nonmono) is switch
+    assert lm_training.should_switch_to_asgd(history, loss, nonmono) is switch
 
 
 def test_asgd_switch_rule_is_strict_at_equality() -> None:
-    assert not lm.should_switch_to_asgd([1.0] * 6, 1.0, 5)
+    assert not lm_training.should_switch_to_asgd([1.0] * 6, 1.0, 5)
 
 
 def test_segment_schedule_is_seeded_variable_and_covers_the_data() -> None:
     def schedule(seed: int, jitter: bool) -> list[tuple[int, int]]:
-        return lm.segment_schedule(1000, 35, torch.Generator().manual_seed(seed), jitter)
+        return language.segment_schedule(1000, 35, torch.Generator().manual_seed(seed), jitter)
 
     train = schedule(0, jitter=True)
     assert train == schedule(0, jitter=True) and train != schedule(1, jitter=True)
@@ -65,25 +87,25 @@ def test_segment_schedule_is_seeded_variable_and_covers_the_data() -> None:
 # ------------------------------------------------------------------------------------------ training
 
 
-def train_config(**overrides) -> lm.LMTrainConfig:
-    return lm.resolve_train_config("demo-text", load_genotype("gdas_rnn"), {**TINY_TRAIN, **overrides})
+def train_config(**overrides) -> lm_training.LMTrainConfig:
+    return lm_training.resolve_train_config("demo-text", load_genotype("gdas_rnn"), {**TINY_TRAIN, **overrides})
 
 
 def test_a_few_training_steps_lower_the_validation_loss() -> None:
     torch.manual_seed(0)
-    task = lm.LMTrainTask(train_config())
+    task = lm_training.LMTrainTask(train_config())
     task.setup(Runtime(device=torch.device("cpu")))
-    before = lm.stream_loss(task.model, task.valid_eval, 8)
+    before = language.stream_loss(task.model, task.valid_eval, 8)
     for segment in list(task.train_batches().batches(0))[:12]:
         out = task.train_step(segment, task.rt)
         assert set(out) == {"loss", "n"} and out["n"].item() == segment.targets.numel()
-    after = lm.stream_loss(task.model, task.valid_eval, 8)
+    after = language.stream_loss(task.model, task.valid_eval, 8)
     assert after < before - 0.5, (before, after)
 
 
 def test_training_run_evaluates_perplexity_and_writes_safetensors(tmp_path: Path) -> None:
     run_dir = tmp_path / "lm"
-    result = lm.run_lm_training(train_config(epochs=2), {**ENGINE, "run_dir": str(run_dir), "limit_train_batches": 5})
+    result = run_lm_training(train_config(epochs=2), {**ENGINE, "run_dir": str(run_dir), "limit_train_batches": 5})
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in records] == [1, 2] and all(r["optimizer"] == "sgd" for r in records)
     assert records[1]["valid_ppl"] == pytest.approx(torch.tensor(records[1]["valid_loss"]).exp().item(), rel=1e-6)
@@ -91,17 +113,17 @@ def test_training_run_evaluates_perplexity_and_writes_safetensors(tmp_path: Path
     config = json.loads((run_dir / "config.json").read_text())
     assert config["kind"] == "lm" and config["task"]["genotype"]["name"] == "gdas_rnn"
     assert config["task"]["corpus"]["vocab"] == 2002
-    metrics = lm.evaluate_lm_run(run_dir)
+    metrics = evaluate_lm_run(run_dir)
     assert metrics["valid_loss"] == pytest.approx(result["best"], rel=1e-6)
     assert metrics["test_ppl"] > 1 and metrics["averaged"] is False
     assert metrics["params"] == 2002 * 16 + 32 * 32 + 8 * 16 * 32 + 2002
-    assert lm.evaluate_lm_run(run_dir, split="valid").keys() == metrics.keys() - {"test_loss", "test_ppl"}
+    assert evaluate_lm_run(run_dir, split="valid").keys() == metrics.keys() - {"test_loss", "test_ppl"}
 
 
 def test_switch_to_asgd_then_evaluate_and_save_averaged_weights(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr(lm, "should_switch_to_asgd", lambda history, loss, nonmono: True)
+    monkeypatch.setattr(lm_training, "should_switch_to_asgd", lambda history, loss, nonmono: True)
     run_dir = tmp_path / "asgd"
-    lm.run_lm_training(train_config(epochs=3), {**ENGINE, "run_dir": str(run_dir), "limit_train_batches": 4})
+    run_lm_training(train_config(epochs=3), {**ENGINE, "run_dir": str(run_dir), "limit_train_batches": 4})
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [r["optimizer"] for r in records] == ["asgd", "asgd", "asgd"]  # switched after epoch 1's evaluation
     state = torch.load(run_dir / "checkpoint" / "last" / "state.pt", weights_only=True)
@@ -110,7 +132,7 @@ def test_switch_to_asgd_then_evaluate_and_save_averaged_weights(tmp_path: Path, 
     raw, averaged = load_file(str(last / "model.safetensors")), load_file(str(last / "averaged.safetensors"))
     assert raw.keys() == averaged.keys() and any(not torch.equal(raw[k], averaged[k]) for k in raw)
     # the recorded validation loss of epoch 3 is that of the averaged weights
-    metrics = lm.evaluate_lm_run(last, split="valid")
+    metrics = evaluate_lm_run(last, split="valid")
     assert metrics["averaged"] is True
     assert metrics["valid_loss"] == pytest.approx(records[-1]["valid_loss"], rel=1e-6)
 
@@ -136,14 +158,14 @@ def same_weights(a: Path, b: Path) -> bool:
 
 def test_killed_training_resumes_to_the_same_weights(tmp_path: Path, monkeypatch) -> None:
     # switch to ASGD after epoch 1, so the kill lands mid-epoch with ASGD state and a carried hidden state
-    monkeypatch.setattr(lm, "should_switch_to_asgd", lambda history, loss, nonmono: len(history) == 0)
+    monkeypatch.setattr(lm_training, "should_switch_to_asgd", lambda history, loss, nonmono: len(history) == 0)
     engine = {**ENGINE, "limit_train_batches": 5}
-    lm.run_lm_training(train_config(epochs=3), {**engine, "run_dir": str(tmp_path / "straight")})
+    run_lm_training(train_config(epochs=3), {**engine, "run_dir": str(tmp_path / "straight")})
     with monkeypatch.context() as patch:
-        interrupt_at(patch, lm.LMTrainTask, 8)
+        interrupt_at(patch, lm_training.LMTrainTask, 8)
         with pytest.raises(RunInterrupted, match="epoch 2 step 3"):
-            lm.run_lm_training(train_config(epochs=3), {**engine, "run_dir": str(tmp_path / "killed")})
-    kind, result = lm.resume_run(tmp_path / "killed")
+            run_lm_training(train_config(epochs=3), {**engine, "run_dir": str(tmp_path / "killed")})
+    kind, result = resume_run(tmp_path / "killed")
     assert kind == "lm" and result["last"]["epoch"] == 3
     for name in ("model.safetensors", "averaged.safetensors"):
         assert same_weights(tmp_path / "straight/checkpoint/last" / name, tmp_path / "killed/checkpoint/last" / name)
@@ -154,17 +176,17 @@ def test_killed_training_resumes_to_the_same_weights(tmp_path: Path, monkeypatch
 
 
 def test_killed_search_resumes_to_the_same_alphas_and_genotype(tmp_path: Path, monkeypatch) -> None:
-    def config() -> lm.LMSearchConfig:
-        return lm.resolve_search_config("demo-text", {**TINY_SEARCH, "epochs": 2})
+    def config() -> rnn_task.LMSearchConfig:
+        return rnn_task.resolve_search_config("demo-text", {**TINY_SEARCH, "epochs": 2})
 
     engine = {**ENGINE, "limit_train_batches": 4}
-    lm.run_rnn_search(config(), {**engine, "run_dir": str(tmp_path / "straight")})
+    run_rnn_search(config(), {**engine, "run_dir": str(tmp_path / "straight")})
     with monkeypatch.context() as patch:
-        interrupt_at(patch, lm.RNNSearchTask, 6)
+        interrupt_at(patch, rnn_task.RNNSearchTask, 6)
         with pytest.raises(RunInterrupted):
-            lm.run_rnn_search(config(), {**engine, "run_dir": str(tmp_path / "killed")})
+            run_rnn_search(config(), {**engine, "run_dir": str(tmp_path / "killed")})
     assert not (tmp_path / "killed/genotype.json").exists()
-    kind, _ = lm.resume_run(tmp_path / "killed")
+    kind, _ = resume_run(tmp_path / "killed")
     assert kind == "search"
     assert same_weights(tmp_path / "straight/checkpoint/last/model.safetensors",
                         tmp_path / "killed/checkpoint/last/model.safetensors")
@@ -175,7 +197,7 @@ def test_killed_search_resumes_to_the_same_alphas_and_genotype(tmp_path: Path, m
 
 def test_search_a_step_zeroes_alpha_gradients_and_computes_no_weight_gradients() -> None:
     torch.manual_seed(0)
-    task = lm.RNNSearchTask(lm.resolve_search_config("demo-text", TINY_SEARCH))
+    task = rnn_task.RNNSearchTask(rnn_task.resolve_search_config("demo-text", TINY_SEARCH))
     task.setup(Runtime(device=torch.device("cpu")))
     seen = []
     original_step = task.a_optimizer.step
@@ -218,7 +240,7 @@ def test_cli_search_then_train_then_evaluate_on_demo_text(tmp_path: Path) -> Non
     ])
     assert trained.exit_code == 0, trained.output
     assert "test ppl" in trained.stdout and "valid ppl" in trained.stdout
-    metrics = lm.evaluate_lm_run(tmp_path / "lm")
+    metrics = evaluate_lm_run(tmp_path / "lm")
     assert metrics["genotype"] == genotype.ref and metrics["test_ppl"] > 1
 
 
@@ -259,16 +281,16 @@ def test_cli_bad_input_is_one_line_and_exit_code_2(tmp_path: Path) -> None:
 def test_evaluate_lm_run_rejects_other_runs_and_other_corpora(tmp_path: Path) -> None:
     from gdas_cli import GdasError
 
-    with pytest.raises(GdasError, match="not a language-model run directory"):
-        lm.evaluate_lm_run(tmp_path)
+    with pytest.raises(GdasError, match="neither a run folder"):
+        evaluate_lm_run(tmp_path)
     run_dir = tmp_path / "lm"
-    lm.run_lm_training(train_config(epochs=1), {**ENGINE, "run_dir": str(run_dir), "limit_train_batches": 2})
+    run_lm_training(train_config(epochs=1), {**ENGINE, "run_dir": str(run_dir), "limit_train_batches": 2})
     other = tmp_path / "other"
     other.mkdir()
     for split in ("train", "valid", "test"):
         (other / f"{split}.txt").write_text("a b c d\n" * 50, encoding="utf-8")
     with pytest.raises(GdasError, match="vocabulary of 5 words, but .* was trained on 2002"):
-        lm.evaluate_lm_run(run_dir, dataset="ptb", data_dir=str(other))
+        evaluate_lm_run(run_dir, dataset="ptb", data_dir=str(other))
 
 
 def test_root_app_exposes_the_commands_and_gdas_eval_reports_perplexity(tmp_path: Path) -> None:
@@ -278,11 +300,11 @@ def test_root_app_exposes_the_commands_and_gdas_eval_reports_perplexity(tmp_path
     listed = runner.invoke(app, ["train", "--help"]).stdout
     assert all(name in listed for name in ("ptb", "wt2", "demo-text"))
     run_dir = tmp_path / "lm"
-    lm.run_lm_training(train_config(epochs=1), {**ENGINE, "run_dir": str(run_dir), "limit_train_batches": 2})
+    run_lm_training(train_config(epochs=1), {**ENGINE, "run_dir": str(run_dir), "limit_train_batches": 2})
     result = runner.invoke(app, ["eval", str(run_dir), "--json"])
     assert result.exit_code == 0, result.output
     metrics = json.loads(result.stdout)
-    assert metrics == lm.evaluate_lm_run(run_dir)
+    assert metrics == evaluate_lm_run(run_dir)
     assert metrics["test_ppl"] > 1 and metrics["params"] > 0
 
 

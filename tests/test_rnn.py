@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from gdas_cli import GdasError
-from gdas_cli.genotype import Genotype, iter_zoo, load_genotype
+from gdas_cli.genotype import Genotype, iter_zoo, load_local_genotype as load_genotype
 from gdas_cli.metrics import count_parameters
 from gdas_cli.models import rnn as rnn_models
 from gdas_cli.models.rnn import DATASET_ARGS, RNNArgs, RNNLanguageModel, lm_loss
@@ -231,12 +231,13 @@ def test_fixed_plan_of_a_zoo_genotype_reproduces_its_edges() -> None:
 
 
 def test_one_epoch_search_on_demo_text_gives_a_valid_rnn_genotype(tmp_path: Path) -> None:
-    from gdas_cli.lm import resolve_search_config, run_rnn_search
+    from gdas_cli.engine import EngineConfig
+    from gdas_cli.search.rnn_task import resolve_search_config, run_rnn_search
 
     config = resolve_search_config("demo-text", {"epochs": 1, "batch_size": 8, "emsize": 16, "bptt": 10})
     run_dir = tmp_path / "search"
-    result = run_rnn_search(config, {"run_dir": str(run_dir), "device": "cpu", "limit_train_batches": 4,
-                                     "quiet": True})
+    engine = EngineConfig(epochs=1, run_dir=str(run_dir), device="cpu", limit_train_batches=4, quiet=True)
+    result = run_rnn_search(config, engine)
     assert result["epochs"] == 1 and result["last"]["step"] == 4
     genotype = load_genotype(str(run_dir / "genotype.json"))
     assert genotype.kind == "rnn" and genotype.recurrent.steps == 8 and genotype.derive_rule == "rnn"
@@ -252,7 +253,7 @@ def test_one_epoch_search_on_demo_text_gives_a_valid_rnn_genotype(tmp_path: Path
     record = json.loads((run_dir / "metrics.jsonl").read_text())
     assert record["tau"] == 10.0 and record["valid_ppl"] > 1 and "arch_loss" in " ".join(record)
     # `derive` of the run's last epoch (the only one, so also the best) gives the same cell
-    from gdas_cli.lm import derive_rnn_run, is_rnn_search_run
+    from gdas_cli.search.rnn_task import derive_rnn_run, is_rnn_search_run
 
     assert is_rnn_search_run(run_dir) and not is_rnn_search_run(tmp_path)
     assert derive_rnn_run(run_dir, epoch=1).recurrent == genotype.recurrent

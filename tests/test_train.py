@@ -10,9 +10,9 @@ import torch
 from typer.testing import CliRunner
 
 from gdas_cli.cli import app
-from gdas_cli.genotype import load_genotype
+from gdas_cli.genotype import load_local_genotype as load_genotype
 from gdas_cli.metrics import count_mult_adds, count_parameters
-from gdas_cli.train import RECIPES, make_config, make_scheduler
+from gdas_cli.training.image import RECIPES, make_config, make_scheduler
 from gdas_cli.weights import load_network, read_metadata
 from cli_helpers import assert_one_line_error
 
@@ -243,10 +243,11 @@ def test_mixed_precision_and_channels_last_on_cpu(tmp_path):
 
 
 def test_eval_hands_language_model_runs_to_lm(tmp_path, monkeypatch):
-    import gdas_cli.lm
+    import gdas_cli.evaluate
 
     run_dir = tmp_path / "lm-run"
     (run_dir / "checkpoint" / "last").mkdir(parents=True)
+    (run_dir / "checkpoint" / "last" / "model.safetensors").write_bytes(b"")  # never read: config.json says lm
     config = {"kind": "lm", "engine": {}, "task": {"genotype": {"kind": "rnn"}}}
     (run_dir / "config.json").write_text(json.dumps(config))
     calls = []
@@ -254,7 +255,7 @@ def test_eval_hands_language_model_runs_to_lm(tmp_path, monkeypatch):
         calls.append((path, split))
         return {"ppl": 1.0}
 
-    monkeypatch.setattr(gdas_cli.lm, "evaluate_lm_run", fake)
+    monkeypatch.setattr(gdas_cli.evaluate, "evaluate_lm_run", fake)
     result = run("eval", run_dir, "--json", "--split", "valid")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout) == {"ppl": 1.0} and calls == [(run_dir, "valid")]

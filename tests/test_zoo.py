@@ -17,7 +17,7 @@ import torch
 
 import gdas_cli
 from gdas_cli import GdasError, create_model, list_models
-from gdas_cli.genotype import data_dir, load_genotype
+from gdas_cli.genotype import data_dir, load_local_genotype as load_genotype
 from gdas_cli.metrics import count_mult_adds, count_parameters
 from gdas_cli.zoo import ZOO_PATH_ENV, load_zoo, read_entry
 
@@ -90,7 +90,7 @@ def test_pretrained_without_published_weights_is_a_clear_error():
 
 def test_create_model_options():
     model = create_model("gdas_frc_cifar10", num_classes=3, C=8, layers=5, auxiliary=False)
-    assert isinstance(model, gdas_cli.hub.GdasNetwork) and model.aux_head is None
+    assert isinstance(model, gdas_cli.published.GdasNetwork) and model.aux_head is None
     assert model.args.num_classes == 3 and model.args.C == 8 and model.args.layers == 5
     assert model.eval()(torch.randn(2, 3, 32, 32)).shape == (2, 3)
 
@@ -175,7 +175,7 @@ def test_torch_hub_load_local():
     assert public == set(list_models())  # what torch.hub.list shows: one entry point per zoo model
     assert "GDAS (FRC)" in hubconf.gdas_frc_cifar10.__doc__
     model = torch.hub.load(str(ROOT), "gdas_frc_cifar10", source="local", C=8, layers=5, num_classes=4)
-    assert isinstance(model, gdas_cli.hub.GdasNetwork) and model.args.num_classes == 4
+    assert isinstance(model, gdas_cli.published.GdasNetwork) and model.args.num_classes == 4
     assert model.eval()(torch.randn(1, 3, 32, 32)).shape == (1, 4)
     with pytest.raises(GdasError, match="no pretrained weights"):
         torch.hub.load(str(ROOT), "gdas_frc_imagenet", source="local", pretrained=True)

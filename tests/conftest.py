@@ -67,7 +67,7 @@ def tiny_checkpoint(tmp_path_factory):
             optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
             for _ in range(3):
                 images, labels = torch.randn(8, 3, 32, 32), torch.randint(0, 10, (8,))
-                logits, aux = model(images)
+                logits, aux = model.forward_train(images)
                 loss = torch.nn.functional.cross_entropy(logits, labels) + 0.4 * torch.nn.functional.cross_entropy(aux, labels)
                 optimizer.zero_grad()
                 loss.backward()

@@ -29,3 +29,8 @@ class AuxiliaryHead(nn.Sequential):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return super().forward(x)
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """A fresh final linear layer for `num_classes`, on the same device and dtype; the rest is kept."""
+        old = self[-1]
+        self[-1] = nn.Linear(old.in_features, num_classes, device=old.weight.device, dtype=old.weight.dtype)

@@ -15,7 +15,7 @@ from ..engine import EngineConfig, Runtime, Task, config_from_dict, run_task
 from ..errors import GdasError
 from ..genotype import Genotype
 from ..metrics import topk_correct
-from ..models import CellNetwork, NetworkArgs, build_network, default_args
+from ..models import CellNetwork, NetworkArgs, TrainForward, build_network, default_args
 from ..weights import WEIGHTS_FILE, load_tensors_into, save_network
 
 
@@ -195,7 +195,7 @@ class TrainTask(Task):
         cfg = self.cfg
         args = NetworkArgs(net=cfg.net, C=cfg.C, layers=cfg.layers, num_classes=num_classes, auxiliary=cfg.auxiliary)
         self.model: CellNetwork = build_network(self.genotype, args)
-        self.module = rt.prepare_model(self.model)
+        self.module = rt.prepare_model(TrainForward(self.model))  # DDP/compile run forward: here forward_train
         if rt.compile and cfg.drop_path > 0 and rt.is_main:
             # ops.drop_path draws its mask with a Python-float probability, which torch.compile bakes in
             print("warning: --compile with --drop-path > 0 recompiles the network every epoch (the probability "
@@ -223,8 +223,7 @@ class TrainTask(Task):
         images, labels = batch
         self.module.train()
         with rt.autocast():
-            out = self.module(images)
-            logits, aux = out if isinstance(out, tuple) else (out, None)
+            logits, aux = self.module(images)
             loss = self.criterion(logits, labels)
             total = loss + self.cfg.aux_weight * self.criterion(aux, labels) if aux is not None else loss
         rt.backward_step(total, self.optimizer, self.model.parameters(), self.cfg.grad_clip)

@@ -189,7 +189,7 @@ class SearchOps:
 SEARCH_OPS: dict[str, SearchOps] = {
     # The 2019 code: its op table, affine-free search layers without biases, an affine FRC.
     "paper": SearchOps(OPS, PRIMITIVES, bias=False, frc_affine=True),
-    # xautodl 1.0.0 (NASNetworkGDAS, NASNetworkGDAS_FRC): affine=False everywhere, so biases throughout.
+    # xautodl 1.0.0 (NASNetworkGDAS, NASNetworkGDAS_FRC): affine=False throughout, so conv biases too.
     "xautodl": SearchOps(XAUTODL_OPS, tuple(XAUTODL_OPS), bias=True, frc_affine=False),
 }
 

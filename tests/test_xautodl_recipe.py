@@ -29,7 +29,8 @@ def test_recipes_pick_op_set_sampling_and_clip() -> None:
 
 
 def test_a_config_saved_before_op_sets_reads_as_the_2019_code() -> None:
-    old = {k: v for k, v in SearchConfig(recipe="xautodl").to_dict().items() if k not in ("ops", "grad_clip_with_alphas")}
+    new_keys = ("ops", "grad_clip_with_alphas")
+    old = {k: v for k, v in SearchConfig(recipe="xautodl").to_dict().items() if k not in new_keys}
     config = SearchConfig.from_dict(old, "old config.json")
     assert (config.ops, config.grad_clip_with_alphas) == ("paper", False)
 

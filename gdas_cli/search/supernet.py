@@ -137,7 +137,7 @@ class SearchNetwork(nn.Module):
         n_edges, op_set = edge_count(steps), SEARCH_OPS[ops]
         for cell_type in self.searched_types:
             alphas = ALPHA_STD * torch.randn(n_edges, len(PRIMITIVES))
-            if op_set.order != PRIMITIVES:  # drawn in build order, as the code of that op set does; stored by PRIMITIVES
+            if op_set.order != PRIMITIVES:  # drawn in build order, as that op set's code does; kept by PRIMITIVES
                 alphas = alphas[:, list(op_set.columns)]
             self.register_parameter(f"alphas_{cell_type}", nn.Parameter(alphas))
 

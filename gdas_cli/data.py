@@ -29,8 +29,13 @@ from torch.utils.data import DataLoader, Dataset
 
 from .errors import GdasError
 
+# Per-channel mean and std of each CIFAR training set, in 0..255 units over 255, as the GDAS code
+# normalises (xautodl 1.0.0 datasets/get_dataset_with_transform.py). CIFAR_* are CIFAR-10's.
 CIFAR_MEAN = (125.3 / 255, 123.0 / 255, 113.9 / 255)
 CIFAR_STD = (63.0 / 255, 62.1 / 255, 66.7 / 255)
+CIFAR100_MEAN = (129.3 / 255, 124.1 / 255, 112.4 / 255)
+CIFAR100_STD = (68.2 / 255, 65.4 / 255, 70.4 / 255)
+CIFAR_STATS = {10: (CIFAR_MEAN, CIFAR_STD), 100: (CIFAR100_MEAN, CIFAR100_STD)}
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 DIGITS_TEST_SIZE = 297  # fixed split of sklearn's 1797 digits: 1500 train, 297 test
@@ -146,8 +151,8 @@ def _load_cifar(classes: int) -> Callable[[Path, bool, str | None], ImageData]:
                 raise GdasError(f"--download: could not fetch CIFAR-{classes} into {data_dir} ({err})") from None
             images = torch.from_numpy(np.ascontiguousarray(split.data)).permute(0, 3, 1, 2).contiguous()
             splits.append(TensorImages(images, torch.tensor(split.targets, dtype=torch.long)))
-        return ImageData(name, classes, 32, "cifar", CIFAR_MEAN, CIFAR_STD, splits[0], splits[1],
-                         augment=Augment(4, True, 16))
+        mean, std = CIFAR_STATS[classes]
+        return ImageData(name, classes, 32, "cifar", mean, std, splits[0], splits[1], augment=Augment(4, True, 16))
 
     return load
 

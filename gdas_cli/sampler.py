@@ -4,15 +4,28 @@ Forward: h = one_hot(argmax(log_softmax(A) + g)); backward: d softmax((log_softm
 `draw` samples every row of the given alphas at once and reads the chosen indices back to the host
 in ONE transfer, so a supernet that draws once per forward pays one host sync per step.
 
-`sample_cells` turns a network's alphas into one `CellSample` per searched cell at a granularity
-from `SAMPLING_MODES` (`cell`, `batch`, `sample`, or the all-ops softmax `darts`), with one `draw`
-call per forward. `CellSample.apply` runs an edge: only the chosen op, times its hard weight.
+`sample_cells` turns a network's alphas into one `CellSample` per searched cell, with at most one
+`draw` call per forward, in one of the `SAMPLING_MODES`:
+
+- `cell`: a draw per cell (every edge of it) per forward, shared by the batch (the 2019 code).
+- `batch`: a draw per cell type per forward, shared by every cell of that type and the batch (xautodl).
+- `sample`: a draw per cell type per example: each example gets its own architecture, one normal
+  and one reduction cell, used by every cell of that type (the paper's text, Sec. 3.2).
+- `sample_cell`: a draw per cell per example.
+- `darts`: no sampling; every op weighted by softmax(alpha) (the DARTS baseline).
+- `gdas_all_ops`: the draws of `cell`, but every op runs and is weighted by the hard one-hot (the
+  paper's ablation without the acceleration step: the same forward, 8x the cost, and a gradient to
+  the alphas from every op).
+
+`CellSample.apply` runs an edge: in the accelerated hard modes only the chosen op, times its hard
+weight (exactly 1 in value, the soft gradient behind it).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Callable, Mapping, Protocol, Sequence
+from typing import Protocol
 
 import torch
 from torch import nn
@@ -96,7 +109,7 @@ class ExampleCellSample:
     hard: torch.Tensor
     index: torch.Tensor
 
-    def select(self, rows: slice) -> "ExampleCellSample":
+    def select(self, rows: slice) -> ExampleCellSample:
         """The sample restricted to some examples (a per-example loop uses this)."""
         return ExampleCellSample(self.hard[rows], self.index[rows])
 
@@ -131,6 +144,20 @@ class _Permute(torch.autograd.Function):
 
 
 @dataclass
+class AllOpsCellSample:
+    """Hard one-hot weights as `HardCellSample`, but every op runs: sum_k hard[k] * op_k(x).
+
+    The forward value equals the chosen op's output; backward reaches every alpha through every
+    op's output (and gives the unchosen ops' weights an exact-zero gradient)."""
+
+    hard: torch.Tensor
+
+    def apply(self, edge: int, ops: Sequence[nn.Module], x: torch.Tensor) -> torch.Tensor:
+        w = self.hard[edge]
+        return sum(w[k] * op(x) for k, op in enumerate(ops))
+
+
+@dataclass
 class SoftCellSample:
     """DARTS mode: every op runs, weighted by softmax(alpha); `weights` is (E, K)."""
 
@@ -162,9 +189,18 @@ def _per_cell_type(alphas: Mapping[str, torch.Tensor], cell_types: Sequence[str]
     return [shared[t] for t in cell_types]
 
 
-def _per_example(alphas: Mapping[str, torch.Tensor], cell_types: Sequence[str], tau: float, batch_size: int,
-                 generator: torch.Generator | None) -> list[CellSample]:
-    """A draw per cell per example (the paper's text)."""
+def _per_example_cell_type(alphas: Mapping[str, torch.Tensor], cell_types: Sequence[str], tau: float,
+                           batch_size: int, generator: torch.Generator | None) -> list[CellSample]:
+    """One draw per cell type per example, shared by every cell of that type (the paper's text)."""
+    types = list(dict.fromkeys(cell_types))
+    result = draw(torch.stack([alphas[t] for t in types]), tau, (batch_size,), generator)
+    shared = {t: ExampleCellSample(result.hard[:, i], result.index[:, i]) for i, t in enumerate(types)}
+    return [shared[t] for t in cell_types]
+
+
+def _per_example_cell(alphas: Mapping[str, torch.Tensor], cell_types: Sequence[str], tau: float, batch_size: int,
+                      generator: torch.Generator | None) -> list[CellSample]:
+    """A draw per cell per example."""
     result = draw(torch.stack([alphas[t] for t in cell_types]), tau, (batch_size,), generator)
     return [ExampleCellSample(result.hard[:, i], result.index[:, i]) for i in range(len(cell_types))]
 
@@ -176,11 +212,20 @@ def _softmax(alphas: Mapping[str, torch.Tensor], cell_types: Sequence[str], tau:
     return [SoftCellSample(weights[t]) for t in cell_types]
 
 
+def _per_cell_all_ops(alphas: Mapping[str, torch.Tensor], cell_types: Sequence[str], tau: float, batch_size: int,
+                      generator: torch.Generator | None) -> list[CellSample]:
+    """The draws of `cell`, every op evaluated (the ablation without the acceleration step)."""
+    result = draw(torch.stack([alphas[t] for t in cell_types]), tau, generator=generator)
+    return [AllOpsCellSample(result.hard[i]) for i in range(len(cell_types))]
+
+
 SAMPLING_MODES: dict[str, SampleFn] = {
     "cell": _per_cell,
     "batch": _per_cell_type,
-    "sample": _per_example,
+    "sample": _per_example_cell_type,
+    "sample_cell": _per_example_cell,
     "darts": _softmax,
+    "gdas_all_ops": _per_cell_all_ops,
 }
 
 

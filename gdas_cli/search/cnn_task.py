@@ -67,7 +67,7 @@ class SearchTask(Task):
         if len(self.batches) == 0:
             raise GdasError(f"--dataset {cfg.dataset}: too few images for one batch of {cfg.batch_size} per half")
         self.net = SearchNetwork(cfg.channels, cfg.cells_per_stage, data.num_classes, frc=cfg.frc,
-                                 sampling=cfg.sampling, layout=cfg.layout)
+                                 sampling=cfg.sampling, layout=cfg.layout, ops=cfg.ops)
         self.model = rt.prepare_model(self.net, find_unused_parameters=True, compile=False)
         # one generator, seeded alike on every rank: all DDP ranks sample the same architecture
         self.generator = torch.Generator(device=rt.device).manual_seed(cfg.seed)
@@ -102,7 +102,8 @@ class SearchTask(Task):
     def train_step(self, batch: Any, rt: Runtime) -> dict[str, torch.Tensor]:
         train, valid = batch
         return search_step(self.model, self.net, self.weight_optimizer, self.arch_optimizer, self._resize(train),
-                           self._resize(valid), rt, self.config.grad_clip)
+                           self._resize(valid), rt, self.config.grad_clip,
+                           grad_clip_with_alphas=self.config.grad_clip_with_alphas)
 
     def end_epoch(self, epoch: int) -> dict[str, Any]:
         alphas = {t: a.detach().float().cpu().clone() for t, a in self.net.arch_parameters().items()}
@@ -166,7 +167,7 @@ def provenance(config: SearchConfig, record: dict[str, Any], run_dir: Path | str
         "source": "gdas search cnn", "run": str(run_dir) if run_dir else None, "dataset": config.dataset,
         "seed": config.seed, "split_seed": config.split_seed if config.split_seed is not None else config.seed,
         "epoch": record["epoch"], "epochs": config.epochs, "recipe": config.recipe, "sampling": config.sampling,
-        "layout": config.layout, "frc": config.frc, "tau": record["tau"],
+        "layout": config.layout, "ops": config.ops, "frc": config.frc, "tau": record["tau"],
         "alphas_sha256": alphas_sha256(record["alphas"]), "gdas_version": __version__,
     }
 
@@ -207,6 +208,7 @@ def run_search(config: SearchConfig, engine: EngineConfig, *, resume: bool = Fal
     """Check everything that can be checked without data, then run the search on the engine."""
     check_dataset(config.dataset)
     check_config(config)
-    check_network_args(config.channels, config.cells_per_stage, 1, config.frc, config.sampling, config.layout)
+    check_network_args(config.channels, config.cells_per_stage, 1, config.frc, config.sampling, config.layout,
+                       config.ops)
     task = SearchTask(config)
     return run_task(task, engine, resume=resume)

@@ -29,6 +29,7 @@ class SearchConfig:
     weight_decay: float = 3e-4
     nesterov: bool = False
     grad_clip: float = 5.0
+    grad_clip_with_alphas: bool = False  # xautodl: the W step's clip norm counts the alphas' gradients too
     arch_lr: float = 3e-4
     arch_betas: tuple[float, float] = (0.5, 0.999)
     arch_weight_decay: float = 1e-3
@@ -39,6 +40,7 @@ class SearchConfig:
     frc: bool = False
     sampling: str = "cell"
     layout: str = "paper"
+    ops: str = "paper"  # the supernet's op set (ops.SEARCH_OPS): the 2019 code's or xautodl's
     seed: int = 0
     split_seed: int | None = None
     image_size: int | None = None
@@ -51,19 +53,20 @@ class SearchConfig:
         return data
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], source: str) -> "SearchConfig":
+    def from_dict(cls, data: dict[str, Any], source: str) -> SearchConfig:
         config = config_from_dict(cls, data, source, "search configuration")
         config.arch_betas = tuple(config.arch_betas)
         return config
 
 
 RECIPES: dict[str, dict[str, Any]] = {
-    # The paper (Sec. 4.1) plus the 2019 code's Adam betas.
+    # The paper (Sec. 4.1) plus the 2019 code's Adam betas, ops, sampling and weights-only clip.
     "paper": {"epochs": 240, "batch_size": 128, "weight_decay": 3e-4, "nesterov": False, "tau_min": 1.0,
-              "layout": "paper"},
-    # The released xautodl scripts: 250 epochs, batch 256, wd 5e-4, nesterov, tau to 0.1, 6-cell layout.
+              "layout": "paper", "ops": "paper", "sampling": "cell", "grad_clip_with_alphas": False},
+    # xautodl 1.0.0 as its scripts run it: 250 epochs, batch 256, wd 5e-4, nesterov, tau to 0.1, the
+    # 6-cell layout with a BN-ReLU head, its ops, one draw per cell type, and a clip over all parameters.
     "xautodl": {"epochs": 250, "batch_size": 256, "weight_decay": 5e-4, "nesterov": True, "tau_min": 0.1,
-                "layout": "xautodl", "sampling": "batch"},
+                "layout": "xautodl", "ops": "xautodl", "sampling": "batch", "grad_clip_with_alphas": True},
 }
 
 # A small supernet for the built-in demo set, so the README's first command runs in minutes on 2 cores.

@@ -4,20 +4,31 @@ Layout `paper` (the 2019 code): stem, N normal, reduction, N normal, reduction, 
 global pool and linear; C=16, N=2 gives the paper's 8 cells. Layout `xautodl` (the 2020 code):
 N normal, reduction, N-1 normal, reduction, N-1 normal, with BN-ReLU before the pool. With `frc`
 the reduction cells are the fixed reduction cell and only the normal alphas exist.
+
+Op set `paper` (the 2019 code's ops) or `xautodl` (xautodl 1.0.0's: no BN after pools, conv biases,
+an affine-free FRC, its op order); see `ops.SEARCH_OPS`. Whatever the op set, the alphas' columns
+follow PRIMITIVES, so every file a search writes reads the same way.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 import torch
 from torch import nn
 
 from ..errors import GdasError
 from ..genotype import Genotype
-from ..models.cells import FixedReductionInferCell
-from ..ops import PRIMITIVES, FactorizedReduce, ReLUConvBN, build_op
+from ..ops import (
+    PRIMITIVES,
+    SEARCH_OPS,
+    FactorizedReduce,
+    FixedReductionCell,
+    ReLUConvBN,
+    SearchOps,
+)
 from ..sampler import SAMPLING_MODES, CellSample, sample_cells
 
 ALPHA_STD = 1e-3
@@ -29,44 +40,65 @@ def edge_count(steps: int) -> int:
     return sum(2 + i for i in range(steps))
 
 
+def _preprocess(
+    C_prev_prev: int, C_prev: int, C: int, reduction_prev: bool, affine: bool, bias: bool,
+) -> tuple[nn.Module, nn.Module]:
+    """A cell's two input layers: s0 halved by FactorizedReduce after a reduction, else 1x1 ReLU-conv-BN."""
+    s0 = (FactorizedReduce(C_prev_prev, C, affine, bias=bias) if reduction_prev
+          else ReLUConvBN(C_prev_prev, C, 1, 1, 0, affine, bias=bias))
+    return s0, ReLUConvBN(C_prev, C, 1, 1, 0, affine, bias=bias)
+
+
 class SearchCell(nn.Module):
-    """A cell whose 14 edges each hold every op of PRIMITIVES, all with affine-free BN."""
+    """A cell whose 14 edges each hold every candidate op of `ops`, all with affine-free BN."""
 
     def __init__(
-        self, C_prev_prev: int, C_prev: int, C: int, reduction: bool, reduction_prev: bool, steps: int, multiplier: int
+        self, C_prev_prev: int, C_prev: int, C: int, reduction: bool, reduction_prev: bool, steps: int, multiplier: int,
+        ops: SearchOps = SEARCH_OPS["paper"],
     ) -> None:
         super().__init__()
         self.reduction, self.steps, self.multiplier = reduction, steps, multiplier
-        self.preprocess0 = (
-            FactorizedReduce(C_prev_prev, C, affine=False)
-            if reduction_prev
-            else ReLUConvBN(C_prev_prev, C, 1, 1, 0, affine=False)
-        )
-        self.preprocess1 = ReLUConvBN(C_prev, C, 1, 1, 0, affine=False)
+        self.preprocess0, self.preprocess1 = _preprocess(C_prev_prev, C_prev, C, reduction_prev, False, ops.bias)
         self.edges = nn.ModuleList()
         for node in range(steps):
             for j in range(2 + node):
                 stride = 2 if reduction and j < 2 else 1
-                self.edges.append(nn.ModuleList(build_op(name, C, stride, False) for name in PRIMITIVES))
+                self.edges.append(nn.ModuleList(ops.build(name, C, stride) for name in ops.order))
+        # An edge holds its ops in build order; samples index them by alpha column (PRIMITIVES order).
+        self.columns = None if ops.order == PRIMITIVES else ops.columns
+
+    def edge_ops(self, edge: int) -> Sequence[nn.Module]:
+        """The candidate ops of `edge`, indexed like the alphas' columns."""
+        ops = self.edges[edge]
+        return ops if self.columns is None else [ops[k] for k in self.columns]
 
     def forward(self, s0: torch.Tensor, s1: torch.Tensor, sample: CellSample) -> torch.Tensor:
         states = [self.preprocess0(s0), self.preprocess1(s1)]
         offset = 0
         for _ in range(self.steps):
-            node = sum(sample.apply(offset + j, self.edges[offset + j], h) for j, h in enumerate(states))
+            node = sum(sample.apply(offset + j, self.edge_ops(offset + j), h) for j, h in enumerate(states))
             offset += len(states)
             states.append(node)
         return torch.cat(states[-self.multiplier :], dim=1)
 
 
-class FixedReductionSearchCell(FixedReductionInferCell):
-    """The FRC in a supernet: affine BN as the original code hard-codes it; it takes no sample."""
+class FixedReductionSearchCell(nn.Module):
+    """The FRC in a supernet; it takes no sample. The 2019 code hard-codes affine BN here, even in
+    search; xautodl builds it affine-free, with conv biases."""
 
-    def __init__(self, C_prev_prev: int, C_prev: int, C: int, reduction_prev: bool) -> None:
-        super().__init__(C_prev_prev, C_prev, C, reduction_prev, affine=True)
+    multiplier = FixedReductionCell.multiplier
+    reduction = True
+
+    def __init__(
+        self, C_prev_prev: int, C_prev: int, C: int, reduction_prev: bool, ops: SearchOps = SEARCH_OPS["paper"],
+    ) -> None:
+        super().__init__()
+        bias = ops.bias and not ops.frc_affine
+        self.preprocess0, self.preprocess1 = _preprocess(C_prev_prev, C_prev, C, reduction_prev, ops.frc_affine, bias)
+        self.body = FixedReductionCell(C, ops.frc_affine, bias=bias)
 
     def forward(self, s0: torch.Tensor, s1: torch.Tensor, sample: CellSample | None = None) -> torch.Tensor:
-        return super().forward(s0, s1)
+        return self.body(self.preprocess0(s0), self.preprocess1(s1))
 
 
 @dataclass(frozen=True)
@@ -88,11 +120,11 @@ class SearchNetwork(nn.Module):
 
     def __init__(
         self, C: int = 16, N: int = 2, num_classes: int = 10, *, frc: bool = False, sampling: str = "cell",
-        layout: str = "paper", steps: int = 4, multiplier: int = 4, stem_multiplier: int = 3,
+        layout: str = "paper", ops: str = "paper", steps: int = 4, multiplier: int = 4, stem_multiplier: int = 3,
     ) -> None:
         super().__init__()
-        check_network_args(C, N, num_classes, frc, sampling, layout)
-        self.sampling, self.steps, self.multiplier, self.frc = sampling, steps, multiplier, frc
+        check_network_args(C, N, num_classes, frc, sampling, layout, ops)
+        self.sampling, self.steps, self.multiplier, self.frc, self.ops = sampling, steps, multiplier, frc, ops
         self.tau = 10.0
         self.generator: torch.Generator | None = None
         stem_channels = stem_multiplier * C
@@ -102,20 +134,24 @@ class SearchNetwork(nn.Module):
         self.last_act = nn.Sequential(*head)
         self.global_pool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(C_prev, num_classes)
-        n_edges = edge_count(steps)
+        n_edges, op_set = edge_count(steps), SEARCH_OPS[ops]
         for cell_type in self.searched_types:
-            self.register_parameter(f"alphas_{cell_type}", nn.Parameter(ALPHA_STD * torch.randn(n_edges, len(PRIMITIVES))))
+            alphas = ALPHA_STD * torch.randn(n_edges, len(PRIMITIVES))
+            if op_set.order != PRIMITIVES:  # drawn in build order, as that op set's code does; kept by PRIMITIVES
+                alphas = alphas[:, list(op_set.columns)]
+            self.register_parameter(f"alphas_{cell_type}", nn.Parameter(alphas))
 
     def _build_cells(self, stem_channels: int, C: int, reductions: list[bool]) -> tuple[nn.ModuleList, list, int]:
-        cells, types = nn.ModuleList(), []
+        cells, types, ops = nn.ModuleList(), [], SEARCH_OPS[self.ops]
         C_prev_prev, C_prev, C_curr, reduction_prev = stem_channels, stem_channels, C, False
         for reduction in reductions:
             C_curr = C_curr * 2 if reduction else C_curr
             if reduction and self.frc:
-                cells.append(FixedReductionSearchCell(C_prev_prev, C_prev, C_curr, reduction_prev))
+                cells.append(FixedReductionSearchCell(C_prev_prev, C_prev, C_curr, reduction_prev, ops))
                 types.append(None)
             else:
-                cells.append(SearchCell(C_prev_prev, C_prev, C_curr, reduction, reduction_prev, self.steps, self.multiplier))
+                cells.append(SearchCell(C_prev_prev, C_prev, C_curr, reduction, reduction_prev, self.steps,
+                                        self.multiplier, ops))
                 types.append("reduce" if reduction else "normal")
             C_prev_prev, C_prev, reduction_prev = C_prev, cells[-1].multiplier * C_curr, reduction
         return cells, types, C_prev
@@ -166,9 +202,13 @@ class SearchNetwork(nn.Module):
         return self.forward_sampled(x, self.sample(x.size(0)))
 
 
-def check_network_args(C: int, N: int, num_classes: int, frc: bool, sampling: str, layout: str) -> None:
+def check_network_args(
+    C: int, N: int, num_classes: int, frc: bool, sampling: str, layout: str, ops: str = "paper",
+) -> None:
     if layout not in LAYOUTS:
         raise GdasError(f"--layout: {layout!r} must be one of {', '.join(LAYOUTS)}")
+    if ops not in SEARCH_OPS:
+        raise GdasError(f"ops: {ops!r} (set by --recipe) must be one of {', '.join(SEARCH_OPS)}")
     if sampling not in SAMPLING_MODES:
         raise GdasError(f"--sampling: {sampling!r} must be one of {', '.join(SAMPLING_MODES)}")
     if C < 2 or C % 2:
@@ -183,6 +223,7 @@ def check_network_args(C: int, N: int, num_classes: int, frc: bool, sampling: st
 
 def build_search_network(
     C: int = 16, N: int = 2, num_classes: int = 10, frc: bool = False, sampling: str = "cell", layout: str = "paper",
+    ops: str = "paper",
 ) -> SearchNetwork:
     """The GDAS supernet with the paper's cell (steps 4, multiplier 4, stem 3C)."""
-    return SearchNetwork(C, N, num_classes, frc=frc, sampling=sampling, layout=layout)
+    return SearchNetwork(C, N, num_classes, frc=frc, sampling=sampling, layout=layout, ops=ops)

@@ -35,7 +35,7 @@ def test_imagenet_network_trains(genotype):
     _forward_backward(model, torch.randn(2, 3, 224, 224))
 
 
-# Paper Tables 1, 2 and 5 (M = 1e6), with the exact counts the 2019 code gives (reference 9.3).
+# Paper Tables 1, 2 and 5 (M = 1e6), with the exact counts the 2019 code gives (docs/sources.md, "Counting").
 PAPER = [
     ("gdas", "cifar", 3.4, 3.369, None),
     ("gdas_frc", "cifar", 2.5, 2.543, None),

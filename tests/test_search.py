@@ -27,7 +27,7 @@ def test_xautodl_layout_is_six_cells_with_bn_relu_head() -> None:
 
 
 def test_parameter_counts_match_the_2019_code() -> None:
-    # reference 2.1 [measured]: NetworkACC2(16, 10, 8) 1.9306M, NetworkFACC1 1.3419M weight parameters
+    # the 2019 code, measured (docs/sources.md, "Search network"): NetworkACC2(16, 10, 8) 1.9306M, NetworkFACC1 1.3419M weight parameters
     assert round(sum(p.numel() for p in build_search_network(16, 2, 10).weights()) / 1e6, 4) == 1.9306
     assert round(sum(p.numel() for p in build_search_network(16, 2, 10, frc=True).weights()) / 1e6, 4) == 1.3419
 

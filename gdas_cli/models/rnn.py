@@ -206,7 +206,7 @@ def lm_loss(output: LMOutput, targets: torch.Tensor, tar: float = 0.0) -> tuple[
     return loss, nll
 
 
-# Paper Tables 3-4: emb = hid = 850 on PTB and 700 on WT2; dropouts of reference 8.4.
+# Paper Tables 3-4: emb = hid = 850 on PTB and 700 on WT2; dropouts of the 2019 code (docs/sources.md, "RNN").
 DATASET_ARGS: dict[str, dict] = {
     "ptb": {"ninp": 850, "dropout": 0.75, "dropouth": 0.25, "dropoutx": 0.75, "dropouti": 0.2, "dropoute": 0.1},
     "wt2": {"ninp": 700, "dropout": 0.75, "dropouth": 0.15, "dropoutx": 0.75, "dropouti": 0.2, "dropoute": 0.1},

@@ -1,4 +1,4 @@
-"""The recurrent search network (DARTS-RNN style supernet, reference 8.1-8.2) with GDAS sampling.
+"""The recurrent search network (DARTS-RNN style supernet; docs/sources.md, "RNN") with GDAS sampling.
 
 The search cell has `steps` nodes (8); node i reads every earlier state s_0..s_i, edge (i, j)
 chooses one of none/tanh/relu/sigmoid/identity, alphas are (36, 5) ~ N(0, 1e-3). For every edge

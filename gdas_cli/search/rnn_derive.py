@@ -1,4 +1,4 @@
-"""Recurrent alphas -> a discrete `rnn` genotype (derive rule `rnn`, paper T=1, reference 6.3).
+"""Recurrent alphas -> a discrete `rnn` genotype (derive rule `rnn`, paper T=1; docs/sources.md, "Derive").
 
 Edges are in the flat order node0 {s0}, node1 {s0, s1}, node2 {s0, s1, s2}, ... (36 rows for 8
 steps). Over P = softmax(alpha), each node keeps the ONE input j whose best non-`none` probability

@@ -19,9 +19,10 @@ from __future__ import annotations
 import importlib.util
 import math
 import signal
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -61,7 +62,7 @@ class TensorImages:
     def __len__(self) -> int:
         return int(self.labels.numel())
 
-    def subset(self, indices: Sequence[int] | torch.Tensor) -> "TensorImages":
+    def subset(self, indices: Sequence[int] | torch.Tensor) -> TensorImages:
         idx = torch.as_tensor(indices, dtype=torch.long)
         return TensorImages(self.images[idx], self.labels[idx])
 
@@ -426,7 +427,7 @@ class PairedBatches:
         return min(len(self.first), len(self.second))
 
     def batches(self, epoch: int, start: int = 0) -> Iterator[tuple[Any, Any]]:
-        return zip(self.first.batches(epoch, start), self.second.batches(epoch, start))
+        return zip(self.first.batches(epoch, start), self.second.batches(epoch, start), strict=False)
 
 
 class Cutout:

@@ -50,10 +50,11 @@ import random
 import signal
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterator, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -96,7 +97,7 @@ class EngineConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "EngineConfig":
+    def from_dict(cls, data: dict[str, Any]) -> EngineConfig:
         known = set(cls.__dataclass_fields__)
         return cls(**{k: v for k, v in data.items() if k in known})
 
@@ -425,7 +426,7 @@ class _StopRequest:
         self._first = 0.0
         self._previous: dict[int, Any] = {}
 
-    def __enter__(self) -> "_StopRequest":
+    def __enter__(self) -> _StopRequest:
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
                 self._previous[sig] = signal.signal(sig, self._handle)
@@ -479,7 +480,7 @@ _OPTION_NAMES = {"C": "channels", "arch_betas": "arch-beta1/--arch-beta2"}  # co
 
 def _same(given: Any, saved: Any) -> bool:
     if isinstance(given, (list, tuple)) and isinstance(saved, (list, tuple)):
-        return len(given) == len(saved) and all(_same(a, b) for a, b in zip(given, saved))
+        return len(given) == len(saved) and all(_same(a, b) for a, b in zip(given, saved, strict=True))
     if isinstance(given, Path) or isinstance(saved, Path):
         return Path(given).expanduser().resolve() == Path(saved).expanduser().resolve()
     return bool(given == saved)

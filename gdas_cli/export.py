@@ -21,15 +21,16 @@ import os
 import shutil
 import tempfile
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
+from .checkpoint import write_json
 from .errors import GdasError
 from .genotype import HUB_PREFIX, Genotype, read_genotype_file
-from .checkpoint import write_json
 from .hub import CardFacts, HubNetwork, PushResult, Result, check_push, push_folder, render_card
 from .published import CARD_FILE, CONFIG_FILE, INPUT_SIZES, default_files, write_genotype_files
 from .refs import load_genotype

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from .errors import GdasError
 from .ops import OPS, RNN_PRIMITIVES
@@ -113,12 +114,12 @@ class Genotype:
         return _INT_LIST_RE.sub(lambda m: "[" + ", ".join(re.findall(r"\d+", m.group(0))) + "]", text) + "\n"
 
     @classmethod
-    def from_dict(cls, data: Any, source: str = "<genotype>") -> "Genotype":
+    def from_dict(cls, data: Any, source: str = "<genotype>") -> Genotype:
         """Validate `data` completely; every problem is a GdasError naming `source`."""
         return _Validator(source).genotype(data)
 
     @classmethod
-    def from_json(cls, text: str, source: str = "<genotype>") -> "Genotype":
+    def from_json(cls, text: str, source: str = "<genotype>") -> Genotype:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as err:

@@ -11,19 +11,19 @@ mixin's non-strict default.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from huggingface_hub import HfApi, ModelCard, ModelCardData, ModelHubMixin, constants, get_token, hf_hub_download
 from huggingface_hub.errors import (
     EntryNotFoundError,
     GatedRepoError,
-    HFValidationError,
     HfHubHTTPError,
+    HFValidationError,
     LocalEntryNotFoundError,
     OfflineModeIsEnabled,
     RepositoryNotFoundError,
@@ -73,7 +73,7 @@ class HubRef:
     def label(self) -> str:
         return f"{HUB_PREFIX}{self.repo_id}@{self.revision or 'main'}"
 
-    def at(self, revision: str) -> "HubRef":
+    def at(self, revision: str) -> HubRef:
         return HubRef(self.repo_id, revision)
 
 
@@ -209,7 +209,7 @@ def load_hub_genotype(spec: str) -> Genotype:
 
 def load_hub_model(
     spec: str | HubRef, expected_sha256: str | None = None, map_location: str = "cpu", **options: Any
-) -> tuple["GdasNetwork", HubSnapshot]:
+) -> tuple[GdasNetwork, HubSnapshot]:
     """Download (or read from the cache) a published model and load it strictly, in eval mode."""
     ref = parse_ref(spec) if isinstance(spec, str) else spec
     snapshot = fetch_model_files(ref, **options)
@@ -314,7 +314,7 @@ def _network_rows(facts: CardFacts) -> list[tuple[str, str]]:
         return []
     size = INPUT_SIZES.get(args.net)
     rows = [
-        ("network", f"{args.net} ({'3x%dx%d input' % (size, size) if size else 'input size not fixed'})"),
+        ("network", f"{args.net} ({f'3x{size}x{size} input' if size else 'input size not fixed'})"),
         ("initial channels C", str(args.C)),
         ("cells", f"{args.layers} (reductions at cells {args.layers // 3} and {2 * args.layers // 3})"),
         ("classes", str(args.num_classes)),

@@ -367,7 +367,7 @@ def _draw_nodes(ax, panel: _Panel) -> dict[NodeKey, object]:
 def _draw_arcs(ax, panel: _Panel, patches: dict[NodeKey, object]) -> None:
     from matplotlib.patches import FancyArrowPatch
 
-    for arc, label in zip(panel.arcs, panel.labels):
+    for arc, label in zip(panel.arcs, panel.labels, strict=True):
         colour = _OP_COLOURS.get(arc.op, "black")
         ax.add_patch(FancyArrowPatch(arc.start, arc.end, connectionstyle=f"arc3,rad={-arc.rad}", arrowstyle="-|>",
                                      mutation_scale=11, lw=1.6, color=colour, zorder=2, shrinkA=0, shrinkB=0))

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import sys
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import typer
 from typer._click.exceptions import ClickException, NoArgsIsHelpError  # typer vendors click; pinned

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import functools
 import inspect
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Callable, Optional
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -38,8 +39,8 @@ def _option(annotation: Any, default: Any, *decls: str, help: str) -> inspect.Pa
 
 
 RUN_PARAMETERS = [
-    _option(Optional[Path], None, "--run-dir", help="Run folder to create (default runs/<kind>-<dataset>-<time>)."),
-    _option(Optional[Path], None, "--resume", help="Continue the run in this folder from its last checkpoint; "
+    _option(Path | None, None, "--run-dir", help="Run folder to create (default runs/<kind>-<dataset>-<time>)."),
+    _option(Path | None, None, "--resume", help="Continue the run in this folder from its last checkpoint; "
             "its config.json is kept and changed settings are refused."),
     _option(int, 0, "--seed", help="Seed of weights, data order, augmentation and drop-path."),
     _option(str, "auto", "--device", help="auto (cuda if available), cpu or cuda."),

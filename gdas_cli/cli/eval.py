@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -11,20 +11,20 @@ from ._output import console, print_json
 
 
 def eval_command(
-    path: Annotated[Optional[Path], typer.Argument(
+    path: Annotated[Path | None, typer.Argument(
         help="A training run folder, a checkpoint folder or a model.safetensors file.")] = None,
-    dataset: Annotated[Optional[str], typer.Option(help="Dataset to evaluate on (default: the run's own).")] = None,
+    dataset: Annotated[str | None, typer.Option(help="Dataset to evaluate on (default: the run's own).")] = None,
     split: Annotated[str, typer.Option(
         help="test or train (train without augmentation); LM runs: valid or test.")] = "test",
-    data_dir: Annotated[Optional[Path], typer.Option(help="Where the data is (default: the run's --data-dir).")] = None,
-    genotype: Annotated[Optional[str], typer.Option(
+    data_dir: Annotated[Path | None, typer.Option(help="Where the data is (default: the run's --data-dir).")] = None,
+    genotype: Annotated[str | None, typer.Option(
         "--genotype", "-g", help="Evaluate the weights as this genotype (strict: they must fit it).")] = None,
     checkpoint: Annotated[str, typer.Option(help="For a run folder: last or best (best test top-1 so far).")] = "last",
     batch_size: Annotated[int, typer.Option(help="Evaluation batch size.")] = 256,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     limit_batches: Annotated[int, typer.Option(help="At most N batches (0: all; for quick checks).")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
-    from_hub: Annotated[Optional[str], typer.Option("--from-hub", help=(
+    from_hub: Annotated[str | None, typer.Option("--from-hub", help=(
         "Evaluate a published model instead: org/name or org/name@revision (a tag, branch or commit), "
         "downloaded to the Hub cache or read from it when offline."))] = None,
 ) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -27,15 +27,15 @@ Examples:
 
 def export_command(
     source: Annotated[str, typer.Argument(help="Run directory, .safetensors checkpoint, or genotype reference.")],
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Folder to write (created).")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Folder to write (created).")] = None,
     formats: Annotated[
-        Optional[list[str]], typer.Option("--format", help="Also write onnx or torchscript (repeatable).")
+        list[str] | None, typer.Option("--format", help="Also write onnx or torchscript (repeatable).")
     ] = None,
-    push_to_hub: Annotated[Optional[str], typer.Option("--push-to-hub", help="Upload to this Hub repo, org/name.")] = None,
-    tag: Annotated[Optional[str], typer.Option(help="Tag the uploaded commit (the version users pin).")] = None,
+    push_to_hub: Annotated[str | None, typer.Option("--push-to-hub", help="Upload to this Hub repo, org/name.")] = None,
+    tag: Annotated[str | None, typer.Option(help="Tag the uploaded commit (the version users pin).")] = None,
     private: Annotated[bool, typer.Option("--private", help="Create the Hub repo as private.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a non-empty --output folder.")] = False,
-    dataset: Annotated[Optional[str], typer.Option(help="Data set named in the card, if the source does not say.")] = None,
+    dataset: Annotated[str | None, typer.Option(help="Data set named in the card, if the source does not say.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     from ..export import ExportRequest, export

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.table import Table
@@ -28,7 +28,7 @@ RefArg = Annotated[str, typer.Argument(help="Zoo name, name@version, a genotype 
 
 @app.command("list")
 def list_genotypes(
-    kind: Annotated[Optional[str], typer.Option(help="Only cnn or rnn genotypes.")] = None,
+    kind: Annotated[str | None, typer.Option(help="Only cnn or rnn genotypes.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list instead of a table.")] = False,
 ) -> None:
     """List the genotypes shipped with gdas (newest version last)."""
@@ -69,8 +69,8 @@ def show(ref: RefArg) -> None:
 def info(
     ref: RefArg,
     net: Annotated[str, typer.Option(help="cifar10, cifar100 or imagenet.")] = "cifar10",
-    channels: Annotated[Optional[int], typer.Option("--channels", "-C", min=2, help="Initial channels C.")] = None,
-    layers: Annotated[Optional[int], typer.Option(min=3, help="Number of cells.")] = None,
+    channels: Annotated[int | None, typer.Option("--channels", "-C", min=2, help="Initial channels C.")] = None,
+    layers: Annotated[int | None, typer.Option(min=3, help="Number of cells.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Parameters and mult-adds of the network a CNN genotype builds, counted as the paper counts them.
@@ -78,8 +78,8 @@ def info(
     Defaults are the paper's widths: CIFAR C=36 with 20 cells; ImageNet 14 cells with C=50 (52 when
     the genotype uses the fixed reduction cell).
     """
-    from ..models import build_network, default_args
     from ..metrics import count_mult_adds, count_parameters
+    from ..models import build_network, default_args
 
     nets = {"cifar10": ("cifar", 10, 32), "cifar100": ("cifar", 100, 32), "imagenet": ("imagenet", 1000, 224)}
     if net not in nets:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
@@ -50,13 +50,13 @@ def _opt(help: str, *decls: str) -> Any:
     return typer.Option(*decls, help=help, rich_help_panel=_RECIPE)
 
 
-GenotypeOpt = Annotated[Optional[str], typer.Option(
+GenotypeOpt = Annotated[str | None, typer.Option(
     "--genotype", "-g",
     help="Zoo name, name@version, genotype JSON path or hf-hub:org/repo\\[@rev] (not needed with --resume).")]
-DataDirOpt = Annotated[Optional[Path], typer.Option(
+DataDirOpt = Annotated[Path | None, typer.Option(
     help="Where the data is (or goes, with --download). Default: data.")]
-DownloadOpt = Annotated[Optional[bool], typer.Option("--download/--no-download", help="Fetch CIFAR if missing.")]
-WorkersOpt = Annotated[Optional[int], typer.Option(help="DataLoader workers for image folders (default 4).")]
+DownloadOpt = Annotated[bool | None, typer.Option("--download/--no-download", help="Fetch CIFAR if missing.")]
+WorkersOpt = Annotated[int | None, typer.Option(help="DataLoader workers for image folders (default 4).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the final summary as JSON.")]
 
 
@@ -64,27 +64,27 @@ def train_dataset(
     genotype: GenotypeOpt = None,
     data_dir: DataDirOpt = None,
     download: DownloadOpt = None,
-    epochs: Annotated[Optional[int], _opt("Epochs.")] = None,
-    batch_size: Annotated[Optional[int], _opt("Global batch size (split over DDP processes).")] = None,
-    lr: Annotated[Optional[float], _opt("Initial learning rate.")] = None,
-    lr_min: Annotated[Optional[float], _opt("Final learning rate of the cosine schedule.")] = None,
-    schedule: Annotated[Optional[str], _opt("cosine (to --lr-min) or exponential (x --lr-gamma per epoch).")] = None,
-    lr_gamma: Annotated[Optional[float], _opt("Per-epoch factor of the exponential schedule.")] = None,
-    momentum: Annotated[Optional[float], _opt("SGD momentum.")] = None,
-    nesterov: Annotated[Optional[bool], _opt("Nesterov momentum.", "--nesterov/--no-nesterov")] = None,
-    weight_decay: Annotated[Optional[float], _opt("Weight decay.")] = None,
-    grad_clip: Annotated[Optional[float], _opt("Gradient norm clip (0: none).")] = None,
-    auxiliary: Annotated[Optional[bool], _opt("Auxiliary head at the second reduction.", "--aux/--no-aux")] = None,
-    aux_weight: Annotated[Optional[float], _opt("Weight of the auxiliary loss.")] = None,
-    drop_path: Annotated[Optional[float], _opt("Final drop-path probability (ramped per epoch from 0).")] = None,
-    label_smoothing: Annotated[Optional[float], _opt("Label smoothing of the training loss.")] = None,
-    cutout: Annotated[Optional[int], _opt("Cutout square side in pixels (0: off).")] = None,
-    augment: Annotated[Optional[bool], _opt("Training augmentation (crop, flip, cutout).",
+    epochs: Annotated[int | None, _opt("Epochs.")] = None,
+    batch_size: Annotated[int | None, _opt("Global batch size (split over DDP processes).")] = None,
+    lr: Annotated[float | None, _opt("Initial learning rate.")] = None,
+    lr_min: Annotated[float | None, _opt("Final learning rate of the cosine schedule.")] = None,
+    schedule: Annotated[str | None, _opt("cosine (to --lr-min) or exponential (x --lr-gamma per epoch).")] = None,
+    lr_gamma: Annotated[float | None, _opt("Per-epoch factor of the exponential schedule.")] = None,
+    momentum: Annotated[float | None, _opt("SGD momentum.")] = None,
+    nesterov: Annotated[bool | None, _opt("Nesterov momentum.", "--nesterov/--no-nesterov")] = None,
+    weight_decay: Annotated[float | None, _opt("Weight decay.")] = None,
+    grad_clip: Annotated[float | None, _opt("Gradient norm clip (0: none).")] = None,
+    auxiliary: Annotated[bool | None, _opt("Auxiliary head at the second reduction.", "--aux/--no-aux")] = None,
+    aux_weight: Annotated[float | None, _opt("Weight of the auxiliary loss.")] = None,
+    drop_path: Annotated[float | None, _opt("Final drop-path probability (ramped per epoch from 0).")] = None,
+    label_smoothing: Annotated[float | None, _opt("Label smoothing of the training loss.")] = None,
+    cutout: Annotated[int | None, _opt("Cutout square side in pixels (0: off).")] = None,
+    augment: Annotated[bool | None, _opt("Training augmentation (crop, flip, cutout).",
                                             "--augment/--no-augment")] = None,
-    C: Annotated[Optional[int], _opt("Initial channels C.", "--channels", "-C")] = None,
-    layers: Annotated[Optional[int], _opt("Number of cells.")] = None,
+    C: Annotated[int | None, _opt("Initial channels C.", "--channels", "-C")] = None,
+    layers: Annotated[int | None, _opt("Number of cells.")] = None,
     workers: WorkersOpt = None,
-    limit_eval_batches: Annotated[Optional[int], _opt("Evaluate on at most N batches (0: all).")] = None,
+    limit_eval_batches: Annotated[int | None, _opt("Evaluate on at most N batches (0: all).")] = None,
     json_output: JsonOpt = False,
     info_name: str = "",
     run: RunOptions = RunOptions(),
@@ -95,17 +95,17 @@ def train_dataset(
 
 def train_folder(
     path: Annotated[Path, typer.Argument(help="Folder with train/ and val/ (or test/), one subfolder per class.")],
-    net: Annotated[Optional[str], _opt("cifar (32x32, CIFAR recipe) or imagenet (224, ImageNet recipe).")] = None,
+    net: Annotated[str | None, _opt("cifar (32x32, CIFAR recipe) or imagenet (224, ImageNet recipe).")] = None,
     genotype: GenotypeOpt = None,
-    epochs: Annotated[Optional[int], _opt("Epochs.")] = None,
-    batch_size: Annotated[Optional[int], _opt("Global batch size (split over DDP processes).")] = None,
-    lr: Annotated[Optional[float], _opt("Initial learning rate.")] = None,
-    weight_decay: Annotated[Optional[float], _opt("Weight decay.")] = None,
-    drop_path: Annotated[Optional[float], _opt("Final drop-path probability (ramped per epoch from 0).")] = None,
-    auxiliary: Annotated[Optional[bool], _opt("Auxiliary head at the second reduction.", "--aux/--no-aux")] = None,
-    augment: Annotated[Optional[bool], _opt("Training augmentation.", "--augment/--no-augment")] = None,
-    C: Annotated[Optional[int], _opt("Initial channels C.", "--channels", "-C")] = None,
-    layers: Annotated[Optional[int], _opt("Number of cells.")] = None,
+    epochs: Annotated[int | None, _opt("Epochs.")] = None,
+    batch_size: Annotated[int | None, _opt("Global batch size (split over DDP processes).")] = None,
+    lr: Annotated[float | None, _opt("Initial learning rate.")] = None,
+    weight_decay: Annotated[float | None, _opt("Weight decay.")] = None,
+    drop_path: Annotated[float | None, _opt("Final drop-path probability (ramped per epoch from 0).")] = None,
+    auxiliary: Annotated[bool | None, _opt("Auxiliary head at the second reduction.", "--aux/--no-aux")] = None,
+    augment: Annotated[bool | None, _opt("Training augmentation.", "--augment/--no-augment")] = None,
+    C: Annotated[int | None, _opt("Initial channels C.", "--channels", "-C")] = None,
+    layers: Annotated[int | None, _opt("Number of cells.")] = None,
     workers: WorkersOpt = None,
     json_output: JsonOpt = False,
     run: RunOptions = RunOptions(),
@@ -184,31 +184,31 @@ def _report(summary: dict[str, Any], as_json: bool) -> None:
 
 # ------------------------------------------------------------------------------- language models
 
-TextDataDir = Annotated[Optional[Path], typer.Option(help="Folder with the train/valid/test text files (ptb, wt2).")]
-Epochs = Annotated[Optional[int], typer.Option(help="Epochs (default: the paper's; small for demo-text).")]
-BatchSize = Annotated[Optional[int], typer.Option(help="Training batch size (streams).")]
-EvalBatch = Annotated[Optional[int], typer.Option(help="Validation batch size (default 10).")]
-Bptt = Annotated[Optional[int], typer.Option(help="Base BPTT length (default 35).")]
-Emsize = Annotated[Optional[int], typer.Option(help="Embedding = hidden size.")]
-Lr = Annotated[Optional[float], typer.Option(help="SGD learning rate (default 20).")]
+TextDataDir = Annotated[Path | None, typer.Option(help="Folder with the train/valid/test text files (ptb, wt2).")]
+Epochs = Annotated[int | None, typer.Option(help="Epochs (default: the paper's; small for demo-text).")]
+BatchSize = Annotated[int | None, typer.Option(help="Training batch size (streams).")]
+EvalBatch = Annotated[int | None, typer.Option(help="Validation batch size (default 10).")]
+Bptt = Annotated[int | None, typer.Option(help="Base BPTT length (default 35).")]
+Emsize = Annotated[int | None, typer.Option(help="Embedding = hidden size.")]
+Lr = Annotated[float | None, typer.Option(help="SGD learning rate (default 20).")]
 
 # a resumed text run may also change where its corpus is
 _LM_RESUME_SAFE = frozenset({"data_dir"})
 
 
 def train_text(
-    genotype: Annotated[Optional[str], typer.Option(
+    genotype: Annotated[str | None, typer.Option(
         "--genotype", "-g", help="Zoo name, name@version, JSON path or hf-hub: ref of an rnn genotype.")] = None,
     data_dir: TextDataDir = None,
     epochs: Epochs = None,
     batch_size: BatchSize = None,
     eval_batch_size: EvalBatch = None,
-    test_batch_size: Annotated[Optional[int], typer.Option(help="Test batch size (default 1).")] = None,
+    test_batch_size: Annotated[int | None, typer.Option(help="Test batch size (default 1).")] = None,
     bptt: Bptt = None,
     emsize: Emsize = None,
     lr: Lr = None,
-    weight_decay: Annotated[Optional[float], typer.Option(help="Weight decay (PTB 8e-7, WT2 5e-7).")] = None,
-    nonmono: Annotated[Optional[int], typer.Option(help="ASGD switch window (default 5).")] = None,
+    weight_decay: Annotated[float | None, typer.Option(help="Weight decay (PTB 8e-7, WT2 5e-7).")] = None,
+    nonmono: Annotated[int | None, typer.Option(help="ASGD switch window (default 5).")] = None,
     test: Annotated[bool, typer.Option(help="Evaluate test perplexity of the best weights at the end.")] = True,
     info_name: str = "",
     run: RunOptions = RunOptions(),

@@ -38,9 +38,9 @@ class InferCell(nn.Module):
 
     def forward(self, s0: torch.Tensor, s1: torch.Tensor, drop_prob: float = 0.0) -> torch.Tensor:
         states = [self.preprocess0(s0), self.preprocess1(s1)]
-        for inputs, ops in zip(self.inputs, self.ops):
+        for inputs, ops in zip(self.inputs, self.ops, strict=True):
             total = 0
-            for index, op in zip(inputs, ops):
+            for index, op in zip(inputs, ops, strict=True):
                 out = op(states[index])
                 if self.training and drop_prob > 0 and not isinstance(op, Identity):
                     out = drop_path(out, drop_prob)

@@ -38,7 +38,7 @@ class NetworkArgs:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: Any, source: str) -> "NetworkArgs":
+    def from_dict(cls, data: Any, source: str) -> NetworkArgs:
         """Validate a JSON object of these fields (every field present and typed, none unknown)."""
         if not isinstance(data, dict):
             raise GdasError(f"{source}: network arguments must be a JSON object")

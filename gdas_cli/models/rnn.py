@@ -13,8 +13,8 @@ decoder tied to the embedding. Init: uniform(-0.04, 0.04), decoder bias 0.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Callable
 
 import torch
 from torch import nn

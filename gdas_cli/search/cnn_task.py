@@ -152,7 +152,7 @@ class SearchTask(Task):
             {"epoch": r["epoch"], "tau": r["tau"], "alphas": {t: a.tolist() for t, a in r["alphas"].items()}}
             for r in self.history])
         write_jsonl(run.genotypes_file, [
-            {"epoch": r["epoch"], "genotype": g.to_dict()} for r, g in zip(self.history, genotypes)])
+            {"epoch": r["epoch"], "genotype": g.to_dict()} for r, g in zip(self.history, genotypes, strict=True)])
         if not run.split_file.is_file():
             seed = self.config.split_seed if self.config.split_seed is not None else self.config.seed
             write_json(run.split_file, {"seed": seed, "train": self.split[0], "valid": self.split[1]})

@@ -14,6 +14,7 @@ from typing import Any
 from ..engine import config_from_dict
 from ..errors import GdasError
 
+
 @dataclass
 class SearchConfig:
     """Everything that fixes a search run (the paper recipe by default)."""

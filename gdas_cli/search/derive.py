@@ -16,7 +16,7 @@ Within a node the kept edges are listed best first, as the original genotypes ar
 from __future__ import annotations
 
 import hashlib
-from typing import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 

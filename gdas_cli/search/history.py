@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import torch
 
 from ..errors import GdasError
 from ..files import atomic_write_text
 from ..rundir import ALPHAS_FILE
-
 
 
 @dataclass(frozen=True)

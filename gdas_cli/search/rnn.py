@@ -20,8 +20,8 @@ network evaluates with its softmax weights.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Iterator, Sequence
 
 import torch
 from torch import nn
@@ -126,7 +126,7 @@ class RNNSearchCell(RecurrentCellBase):
                 f = ACTIVATIONS[node.groups[0][0]](g)
             else:
                 parts = g.split([count for _, count in node.groups])
-                f = torch.cat([ACTIVATIONS[name](part) for (name, _), part in zip(node.groups, parts)])
+                f = torch.cat([ACTIVATIONS[name](part) for (name, _), part in zip(node.groups, parts, strict=True)])
             terms = prev + c.sigmoid() * (f - prev)
             if node.weights is not None:
                 terms = terms * node.weights.view(-1, 1, 1).to(terms.dtype)

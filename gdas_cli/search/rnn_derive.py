@@ -9,7 +9,7 @@ concat is every node, 1..steps.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 

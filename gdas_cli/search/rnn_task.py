@@ -20,7 +20,7 @@ from torch.nn import functional as F
 
 from .. import __version__
 from ..checkpoint import write_jsonl
-from ..corpus import DEMO, get_batch, batchify
+from ..corpus import DEMO, batchify, get_batch
 from ..engine import EngineConfig, Runtime, config_from_dict, run_task
 from ..errors import GdasError
 from ..files import atomic_write_text

@@ -194,7 +194,7 @@ class SearchNetwork(nn.Module):
 
     def forward_sampled(self, x: torch.Tensor, samples: Sequence[CellSample | None]) -> torch.Tensor:
         s0 = s1 = self.stem(x)
-        for cell, sample in zip(self.cells, samples):
+        for cell, sample in zip(self.cells, samples, strict=True):
             s0, s1 = s1, cell(s0, s1, sample)
         return self.classifier(torch.flatten(self.global_pool(self.last_act(s1)), 1))
 

@@ -105,7 +105,7 @@ class TrainConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], source: str = "config.json") -> "TrainConfig":
+    def from_dict(cls, data: dict[str, Any], source: str = "config.json") -> TrainConfig:
         return config_from_dict(cls, data, source, "training config")
 
 

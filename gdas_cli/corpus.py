@@ -77,8 +77,13 @@ class Corpus:
         return digest.hexdigest()
 
     def summary(self) -> dict[str, object]:
-        return {"corpus": self.name, "source": self.source, "vocab": len(self.vocab),
-                **{f"{s}_tokens": int(self.split(s).numel()) for s in SPLITS}, "sha256": self.fingerprint()}
+        return {
+            "corpus": self.name,
+            "source": self.source,
+            "vocab": len(self.vocab),
+            **{f"{s}_tokens": int(self.split(s).numel()) for s in SPLITS},
+            "sha256": self.fingerprint(),
+        }
 
 
 def line_words(line: str) -> list[str]:
@@ -110,7 +115,9 @@ def encode(lines: list[str], vocab: Vocabulary, where: str) -> tuple[torch.Tenso
     return torch.tensor(ids, dtype=torch.long), vocab
 
 
-def corpus_from_lines(name: str, lines: dict[str, list[str]], source: str, where: dict[str, str] | None = None) -> Corpus:
+def corpus_from_lines(
+    name: str, lines: dict[str, list[str]], source: str, where: dict[str, str] | None = None
+) -> Corpus:
     """Tokenise three splits of text lines; each empty split is an error naming its file."""
     where = where or {s: f"{source} {s} split" for s in SPLITS}
     for split in SPLITS:
@@ -208,8 +215,10 @@ def demo_lines(vocab_size: int = DEMO_VOCAB) -> dict[str, list[str]]:
         splits["valid" if block == 8 else "test" if block == 9 else "train"].append(sentence)
     counts = Counter(word for sentence in splits["train"] for word in sentence)
     kept = {word for word, _ in sorted(counts.items(), key=lambda item: (-item[1], item[0]))[:vocab_size]}
-    return {split: [" ".join(w if w in kept else UNK for w in s) for s in sentences_]
-            for split, sentences_ in splits.items()}
+    return {
+        split: [" ".join(w if w in kept else UNK for w in s) for s in sentences_]
+        for split, sentences_ in splits.items()
+    }
 
 
 def write_demo_corpus(folder: Path) -> dict[str, Path]:

@@ -174,8 +174,14 @@ def _folder_transforms(net: str, mean: tuple[float, ...], std: tuple[float, ...]
 
     normalize = [T.ToTensor(), T.Normalize(mean, std)]
     if net == "imagenet":
-        train = T.Compose([T.RandomResizedCrop(224), T.RandomHorizontalFlip(),
-                           T.ColorJitter(brightness=0.4, contrast=0.4, saturation=0.4, hue=0.2), *normalize])
+        train = T.Compose(
+            [
+                T.RandomResizedCrop(224),
+                T.RandomHorizontalFlip(),
+                T.ColorJitter(brightness=0.4, contrast=0.4, saturation=0.4, hue=0.2),
+                *normalize,
+            ]
+        )
         test = T.Compose([T.Resize(256), T.CenterCrop(224), *normalize])
         return train, test, 224
     train = T.Compose([T.Resize((32, 32)), T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(), *normalize])
@@ -185,25 +191,41 @@ def _folder_transforms(net: str, mean: tuple[float, ...], std: tuple[float, ...]
 
 def _folder_data(name: str, root: Path, test_dirs: tuple[str, ...], net: str) -> ImageData:
     if not root.is_dir():
-        raise GdasError(f"{root}: no such folder (expected {root}/train and {root}/{test_dirs[0]} "
-                        "in ImageFolder layout)")
+        raise GdasError(
+            f"{root}: no such folder (expected {root}/train and {root}/{test_dirs[0]} in ImageFolder layout)"
+        )
     train = _image_folder(root / "train", f"{name} training")
     test_path = next((root / d for d in test_dirs if (root / d).is_dir()), root / test_dirs[0])
     test = _image_folder(test_path, f"{name} test")
     if train.classes != test.classes:
-        raise GdasError(f"{test_path}: classes differ from {root / 'train'} "
-                        f"({len(test.classes)} vs {len(train.classes)} class folders)")
+        raise GdasError(
+            f"{test_path}: classes differ from {root / 'train'} "
+            f"({len(test.classes)} vs {len(train.classes)} class folders)"
+        )
     train_tf, test_tf, size = _folder_transforms(net, IMAGENET_MEAN, IMAGENET_STD)
-    return ImageData(name, len(train.classes), size, net, IMAGENET_MEAN, IMAGENET_STD, train, test,
-                     train_transform=train_tf, test_transform=test_tf, extra={"classes": train.classes})
+    return ImageData(
+        name,
+        len(train.classes),
+        size,
+        net,
+        IMAGENET_MEAN,
+        IMAGENET_STD,
+        train,
+        test,
+        train_transform=train_tf,
+        test_transform=test_tf,
+        extra={"classes": train.classes},
+    )
 
 
 def _load_imagenet(data_dir: Path, download: bool, net: str | None) -> ImageData:
     if download:
         raise GdasError("--download: ImageNet cannot be downloaded automatically; put train/ and val/ under --data-dir")
     if not (data_dir / "train").is_dir():
-        raise GdasError(f"--data-dir {data_dir}: no ImageNet folder {data_dir / 'train'} "
-                        "(expected train/ and val/ with one subfolder per class)")
+        raise GdasError(
+            f"--data-dir {data_dir}: no ImageNet folder {data_dir / 'train'} "
+            "(expected train/ and val/ with one subfolder per class)"
+        )
     return _folder_data("imagenet", data_dir, ("val",), net or "imagenet")
 
 
@@ -221,7 +243,11 @@ def dataset_names() -> list[str]:
 
 
 def load_images(
-    spec: str, data_dir: Path | str = "data", *, download: bool = False, net: str | None = None,
+    spec: str,
+    data_dir: Path | str = "data",
+    *,
+    download: bool = False,
+    net: str | None = None,
 ) -> ImageData:
     """The dataset named by `spec`: a DATASETS name or `folder:PATH` (PATH/train and PATH/val or PATH/test).
 
@@ -230,7 +256,7 @@ def load_images(
     if net not in (None, "cifar", "imagenet"):
         raise GdasError(f"--net: {net!r} must be cifar or imagenet")
     if spec.startswith(FOLDER_PREFIX):
-        path = Path(spec[len(FOLDER_PREFIX):]).expanduser()
+        path = Path(spec[len(FOLDER_PREFIX) :]).expanduser()
         if not str(path):
             raise GdasError(f"{spec}: give the folder, e.g. folder:~/data/flowers")
         return _folder_data(f"folder:{path}", path, ("val", "test"), net or "cifar")
@@ -302,9 +328,19 @@ class TensorBatches:
     """Batches of an in-memory set held on `device`; augmentation as batched tensor ops."""
 
     def __init__(
-        self, data: TensorImages, *, batch_size: int, device: torch.device, mean: Sequence[float],
-        std: Sequence[float], seed: int = 0, shuffle: bool = True, augment: Augment | None = None, rank: int = 0,
-        world_size: int = 1, memory_format: torch.memory_format = torch.contiguous_format,
+        self,
+        data: TensorImages,
+        *,
+        batch_size: int,
+        device: torch.device,
+        mean: Sequence[float],
+        std: Sequence[float],
+        seed: int = 0,
+        shuffle: bool = True,
+        augment: Augment | None = None,
+        rank: int = 0,
+        world_size: int = 1,
+        memory_format: torch.memory_format = torch.contiguous_format,
     ) -> None:
         self.images = data.images.to(device)
         self.labels = data.labels.to(device)
@@ -312,17 +348,24 @@ class TensorBatches:
         self.augment, self.rank, self.world_size, self.memory_format = augment, rank, world_size, memory_format
         self.mean = torch.tensor(mean, device=device).view(1, -1, 1, 1)
         self.std = torch.tensor(std, device=device).view(1, -1, 1, 1)
-        self._per_rank = len(epoch_order(len(data), seed=seed, epoch=0, shuffle=shuffle, rank=rank,
-                                         world_size=world_size))
+        self._per_rank = len(
+            epoch_order(len(data), seed=seed, epoch=0, shuffle=shuffle, rank=rank, world_size=world_size)
+        )
 
     def __len__(self) -> int:
         return math.ceil(self._per_rank / self.batch_size)
 
     def batches(self, epoch: int, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        order = epoch_order(len(self.labels), seed=self.seed, epoch=epoch, shuffle=self.shuffle, rank=self.rank,
-                            world_size=self.world_size).to(self.device)
+        order = epoch_order(
+            len(self.labels),
+            seed=self.seed,
+            epoch=epoch,
+            shuffle=self.shuffle,
+            rank=self.rank,
+            world_size=self.world_size,
+        ).to(self.device)
         for i in range(start, len(self)):
-            index = order[i * self.batch_size:(i + 1) * self.batch_size]
+            index = order[i * self.batch_size : (i + 1) * self.batch_size]
             yield self.make_batch(index, epoch), self.labels[index]
 
     def make_batch(self, index: torch.Tensor, epoch: int) -> torch.Tensor:
@@ -391,27 +434,49 @@ class LoaderBatches:
     """Batches of an indexable (image, label) dataset through a DataLoader, moved to `device`."""
 
     def __init__(
-        self, dataset: Any, transform: Callable | None, *, batch_size: int, device: torch.device, seed: int = 0,
-        shuffle: bool = True, rank: int = 0, world_size: int = 1, num_workers: int = 0,
+        self,
+        dataset: Any,
+        transform: Callable | None,
+        *,
+        batch_size: int,
+        device: torch.device,
+        seed: int = 0,
+        shuffle: bool = True,
+        rank: int = 0,
+        world_size: int = 1,
+        num_workers: int = 0,
         memory_format: torch.memory_format = torch.contiguous_format,
     ) -> None:
         self.dataset = _KeyedDataset(dataset, transform, seed)
         self.batch_size, self.device, self.seed, self.shuffle = batch_size, device, seed, shuffle
         self.rank, self.world_size, self.num_workers, self.memory_format = rank, world_size, num_workers, memory_format
-        self._per_rank = len(epoch_order(len(dataset), seed=seed, epoch=0, shuffle=shuffle, rank=rank,
-                                         world_size=world_size))
+        self._per_rank = len(
+            epoch_order(len(dataset), seed=seed, epoch=0, shuffle=shuffle, rank=rank, world_size=world_size)
+        )
 
     def __len__(self) -> int:
         return math.ceil(self._per_rank / self.batch_size)
 
     def batches(self, epoch: int, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        order = epoch_order(len(self.dataset), seed=self.seed, epoch=epoch, shuffle=self.shuffle, rank=self.rank,
-                            world_size=self.world_size)[start * self.batch_size:]
+        order = epoch_order(
+            len(self.dataset),
+            seed=self.seed,
+            epoch=epoch,
+            shuffle=self.shuffle,
+            rank=self.rank,
+            world_size=self.world_size,
+        )[start * self.batch_size :]
         keys = [(epoch, i) for i in order.tolist()]
         pin = self.device.type == "cuda"
-        loader = DataLoader(self.dataset, batch_size=self.batch_size, sampler=keys, num_workers=self.num_workers,
-                            pin_memory=pin, drop_last=False,
-                            worker_init_fn=_ignore_sigint if self.num_workers else None)
+        loader = DataLoader(
+            self.dataset,
+            batch_size=self.batch_size,
+            sampler=keys,
+            num_workers=self.num_workers,
+            pin_memory=pin,
+            drop_last=False,
+            worker_init_fn=_ignore_sigint if self.num_workers else None,
+        )
         for images, labels in loader:
             images = images.to(self.device, non_blocking=pin, memory_format=self.memory_format)
             yield images, labels.to(self.device, non_blocking=pin)
@@ -441,14 +506,25 @@ class Cutout:
         cy, cx = int(torch.randint(h, ())), int(torch.randint(w, ()))
         half = self.length // 2
         image = image.clone()
-        image[:, max(cy - half, 0):cy + half, max(cx - half, 0):cx + half] = 0
+        image[:, max(cy - half, 0) : cy + half, max(cx - half, 0) : cx + half] = 0
         return image
 
 
 def make_batches(
-    data: ImageData, split: str, *, batch_size: int, device: torch.device, train: bool, seed: int = 0,
-    rank: int = 0, world_size: int = 1, indices: Sequence[int] | None = None, augment: Augment | None = None,
-    augmented: bool | None = None, num_workers: int = 0, memory_format: torch.memory_format = torch.contiguous_format,
+    data: ImageData,
+    split: str,
+    *,
+    batch_size: int,
+    device: torch.device,
+    train: bool,
+    seed: int = 0,
+    rank: int = 0,
+    world_size: int = 1,
+    indices: Sequence[int] | None = None,
+    augment: Augment | None = None,
+    augmented: bool | None = None,
+    num_workers: int = 0,
+    memory_format: torch.memory_format = torch.contiguous_format,
 ) -> TensorBatches | LoaderBatches:
     """The batch source for `split` ("train" or "test") of `data`, optionally restricted to `indices`.
 
@@ -459,8 +535,15 @@ def make_batches(
     """
     per_rank = per_rank_batch(batch_size, world_size)
     source = data.train if split == "train" else data.test
-    common = dict(batch_size=per_rank, device=device, seed=seed, shuffle=train, rank=rank, world_size=world_size,
-                  memory_format=memory_format)
+    common = dict(
+        batch_size=per_rank,
+        device=device,
+        seed=seed,
+        shuffle=train,
+        rank=rank,
+        world_size=world_size,
+        memory_format=memory_format,
+    )
     augmented = train if augmented is None else augmented and train
     if isinstance(source, TensorImages):
         if indices is not None:

@@ -156,7 +156,12 @@ class Runtime:
         return torch.autocast(self.device.type, dtype=dtype)
 
     def prepare_model(
-        self, model: nn.Module, *, ddp: bool = True, compile: bool | None = None, find_unused_parameters: bool = False,
+        self,
+        model: nn.Module,
+        *,
+        ddp: bool = True,
+        compile: bool | None = None,
+        find_unused_parameters: bool = False,
     ) -> nn.Module:
         """Move to the device (channels_last if asked), convert BN to SyncBN, wrap in DDP, compile.
 
@@ -169,14 +174,19 @@ class Runtime:
         wrapped: nn.Module = model
         if ddp and self.distributed:
             ids = [self.device.index] if self.device.type == "cuda" else None
-            wrapped = nn.parallel.DistributedDataParallel(model, device_ids=ids,
-                                                          find_unused_parameters=find_unused_parameters)
+            wrapped = nn.parallel.DistributedDataParallel(
+                model, device_ids=ids, find_unused_parameters=find_unused_parameters
+            )
         if self.compile if compile is None else compile:
             wrapped = torch.compile(wrapped)
         return wrapped
 
     def backward_step(
-        self, loss: torch.Tensor, optimizer: torch.optim.Optimizer, parameters: Any = None, max_norm: float = 0.0,
+        self,
+        loss: torch.Tensor,
+        optimizer: torch.optim.Optimizer,
+        parameters: Any = None,
+        max_norm: float = 0.0,
     ) -> None:
         """Backward (scaled in fp16), optional gradient clipping, optimizer step, then zero its gradients."""
         if self.scaler is not None:
@@ -299,8 +309,16 @@ def setup_runtime(cfg: EngineConfig) -> Runtime:
     _set_determinism(cfg.deterministic, device)
     scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
     return Runtime(
-        device=device, rank=rank, world_size=world, local_rank=local_rank, precision=precision,
-        channels_last=cfg.channels_last, compile=cfg.compile, sync_bn=cfg.sync_bn, seed=cfg.seed, scaler=scaler,
+        device=device,
+        rank=rank,
+        world_size=world,
+        local_rank=local_rank,
+        precision=precision,
+        channels_last=cfg.channels_last,
+        compile=cfg.compile,
+        sync_bn=cfg.sync_bn,
+        seed=cfg.seed,
+        scaler=scaler,
         owns_process_group=owns,
     )
 
@@ -468,8 +486,10 @@ def check_run_dir(run_dir: Path, resume: bool) -> None:
             raise GdasError(f"{run_dir}: no checkpoint to resume from (checkpoint/last is missing)")
         return
     if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
-        raise GdasError(f"{run_dir}: run directory is not empty; pass --resume {run_dir} to continue it, "
-                        "or choose another --run-dir")
+        raise GdasError(
+            f"{run_dir}: run directory is not empty; pass --resume {run_dir} to continue it, "
+            "or choose another --run-dir"
+        )
 
 
 # Settings every resumed run may change: how it is shown and where it runs, never what it computes.
@@ -493,7 +513,11 @@ def _shown(value: Any) -> str:
 
 
 def resume_settings(
-    run_dir: Path, kind: str, given: dict[str, Any], safe: frozenset[str] = frozenset(), network: str | None = None,
+    run_dir: Path,
+    kind: str,
+    given: dict[str, Any],
+    safe: frozenset[str] = frozenset(),
+    network: str | None = None,
 ) -> tuple[dict[str, Any], EngineConfig]:
     """The saved task config and engine config of a run to resume, with the safe changes applied.
 
@@ -517,8 +541,10 @@ def resume_settings(
         if saved is _ABSENT or not _same(value, saved):
             option = "--" + _OPTION_NAMES.get(key, key.replace("_", "-"))
             before = "unset" if saved is _ABSENT else _shown(saved)
-            raise GdasError(f"--resume {run_dir}: {option}: {before} -> {_shown(value)} would change the saved "
-                            "config; a resumed run keeps its config (drop the option, or start a new run)")
+            raise GdasError(
+                f"--resume {run_dir}: {option}: {before} -> {_shown(value)} would change the saved "
+                "config; a resumed run keeps its config (drop the option, or start a new run)"
+            )
     task.update({k: v for k, v in given.items() if k in safe and v is not None and k in task})
     engine.update({k: v for k, v in given.items() if k in RESUME_SAFE and v is not None})
     engine["run_dir"] = str(run_dir)
@@ -566,9 +592,16 @@ class Engine:
         per_rank = {"rng": capture_rng(self.rt.device), "sums": {k: v.detach().cpu() for k, v in pos.sums.items()}}
         ranks = self.rt.all_gather_object(per_rank)
         return {
-            "format": STATE_FORMAT, "epoch": pos.epoch, "step": pos.step, "global_step": pos.global_step,
-            "train_seconds": pos.train_seconds, "best": pos.best, "history": pos.history,
-            "world_size": self.rt.world_size, "ranks": ranks, "task": self.task.state_dict(),
+            "format": STATE_FORMAT,
+            "epoch": pos.epoch,
+            "step": pos.step,
+            "global_step": pos.global_step,
+            "train_seconds": pos.train_seconds,
+            "best": pos.best,
+            "history": pos.history,
+            "world_size": self.rt.world_size,
+            "ranks": ranks,
+            "task": self.task.state_dict(),
             "scaler": self.rt.scaler.state_dict() if self.rt.scaler is not None else None,
         }
 
@@ -589,8 +622,13 @@ class Engine:
     def _write(self, which: str, state: dict[str, Any]) -> None:
         target = self.run_files.checkpoint(which)
         if self.rt.is_main:
-            progress = {"epoch": self.pos.epoch, "step": self.pos.step, "global_step": self.pos.global_step,
-                        "epochs": self.cfg.epochs, "finished": self.pos.epoch >= self.cfg.epochs and self.pos.step == 0}
+            progress = {
+                "epoch": self.pos.epoch,
+                "step": self.pos.step,
+                "global_step": self.pos.global_step,
+                "epochs": self.cfg.epochs,
+                "finished": self.pos.epoch >= self.cfg.epochs and self.pos.step == 0,
+            }
 
             def write(tmp: Path) -> None:
                 self.task.save_weights(tmp)
@@ -610,8 +648,12 @@ class Engine:
         if self.rt.scaler is not None and state.get("scaler"):
             self.rt.scaler.load_state_dict(state["scaler"])
         self.pos = _Position(
-            epoch=state["epoch"], step=state["step"], global_step=state["global_step"],
-            train_seconds=state["train_seconds"], best=state["best"], history=list(state["history"]),
+            epoch=state["epoch"],
+            step=state["step"],
+            global_step=state["global_step"],
+            train_seconds=state["train_seconds"],
+            best=state["best"],
+            history=list(state["history"]),
         )
         ranks = state["ranks"]
         if len(ranks) == self.rt.world_size:
@@ -633,8 +675,14 @@ class Engine:
             for epoch in range(self.pos.epoch, self.cfg.epochs):
                 self._epoch(epoch)
         last = self.pos.history[-1] if self.pos.history else {}
-        return {"run_dir": str(self.run_dir), "epochs": self.cfg.epochs, "last": last, "best": self.pos.best,
-                "best_metric": self.task.best_metric[0] if self.task.best_metric else None, "rank": self.rt.rank}
+        return {
+            "run_dir": str(self.run_dir),
+            "epochs": self.cfg.epochs,
+            "last": last,
+            "best": self.pos.best,
+            "best_metric": self.task.best_metric[0] if self.task.best_metric else None,
+            "rank": self.rt.rank,
+        }
 
     def _epoch(self, epoch: int) -> None:
         task, rt, pos = self.task, self.rt, self.pos
@@ -657,8 +705,11 @@ class Engine:
                     if self._stop_requested(pos.global_step):
                         pos.train_seconds += time.perf_counter() - started
                         self._interrupt()
-                    if self.cfg.checkpoint_every and pos.global_step % self.cfg.checkpoint_every == 0 \
-                            and pos.step < total:
+                    if (
+                        self.cfg.checkpoint_every
+                        and pos.global_step % self.cfg.checkpoint_every == 0
+                        and pos.step < total
+                    ):
                         pos.train_seconds += time.perf_counter() - started
                         started = time.perf_counter()
                         self.save("last")
@@ -744,11 +795,17 @@ class Engine:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
         console = Console(stderr=True)
-        columns = (TextColumn("[bold]epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
-                   TimeRemainingColumn(), TextColumn("{task.fields[info]}"))
+        columns = (
+            TextColumn("[bold]epoch {task.fields[epoch]}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[info]}"),
+        )
         with Progress(*columns, console=console, transient=True, disable=not console.is_terminal) as progress:
-            bar = progress.add_task("train", total=total, completed=self.pos.step,
-                                    epoch=f"{epoch + 1}/{self.cfg.epochs}", info="")
+            bar = progress.add_task(
+                "train", total=total, completed=self.pos.step, epoch=f"{epoch + 1}/{self.cfg.epochs}", info=""
+            )
             fixed = "  ".join(f"{k} {v:.4g}" for k, v in (scalars or {}).items() if isinstance(v, (int, float)))
 
             def advance(pos: _Position) -> None:

@@ -47,9 +47,17 @@ def _header_kind(weights: Path, config: dict[str, Any] | None) -> str:
 
 
 def evaluate_checkpoint(
-    path: Path | str, *, dataset: str | None = None, split: str = "test", data_dir: Path | str | None = None,
-    genotype: str | Genotype | None = None, which: str = "last", batch_size: int = 256, device: str = "auto",
-    download: bool = False, limit_batches: int = 0,
+    path: Path | str,
+    *,
+    dataset: str | None = None,
+    split: str = "test",
+    data_dir: Path | str | None = None,
+    genotype: str | Genotype | None = None,
+    which: str = "last",
+    batch_size: int = 256,
+    device: str = "auto",
+    download: bool = False,
+    limit_batches: int = 0,
 ) -> dict[str, Any]:
     """Top-1/top-5 error (%), mean loss, parameters and mult-adds as the paper counts them, images/s.
 
@@ -62,8 +70,10 @@ def evaluate_checkpoint(
     found = resolve(Path(path), prefer=(which,))
     config = found.config()
     if (config or {}).get("kind") == "search":
-        raise GdasError(f"{path}: a search run has no final network to evaluate; derive its cell with "
-                        f"`gdas derive {path}` and train it with `gdas train`")
+        raise GdasError(
+            f"{path}: a search run has no final network to evaluate; derive its cell with "
+            f"`gdas derive {path}` and train it with `gdas train`"
+        )
     weights = found.weights
     if _header_kind(weights, config) == "rnn":
         return evaluate_lm_run(Path(path), dataset=dataset, split=split, data_dir=data_dir)
@@ -85,8 +95,9 @@ def evaluate_checkpoint(
     if data.num_classes != args.num_classes:
         raise GdasError(f"--dataset {dataset}: {data.num_classes} classes, but {weights} classifies {args.num_classes}")
     if data.net != args.net:
-        raise GdasError(f"--dataset {dataset}: its images suit the {data.net} network, "
-                        f"{weights} is a {args.net} network")
+        raise GdasError(
+            f"--dataset {dataset}: its images suit the {data.net} network, {weights} is a {args.net} network"
+        )
     rt = Runtime(device=pick_device(device, 0))
     model.to(rt.device)
     source = make_batches(data, split, batch_size=batch_size, device=rt.device, train=False)
@@ -100,11 +111,19 @@ def evaluate_checkpoint(
         raise GdasError(f"--dataset {dataset}: the {split} split is empty")
     size = data.image_size
     return {
-        "checkpoint": str(weights), "genotype": chosen.ref, "dataset": dataset, "split": split, "images": int(n),
-        "top1_error": 100.0 - sums["top1"].item() / n, "top5_error": 100.0 - sums["top5"].item() / n,
-        "loss": sums["loss"].item() / n, "params": count_parameters(model),
-        "mult_adds": count_mult_adds(model, (1, 3, size, size)), "images_per_s": round(n / seconds, 2),
-        "device": str(rt.device), "network": args.to_dict(),
+        "checkpoint": str(weights),
+        "genotype": chosen.ref,
+        "dataset": dataset,
+        "split": split,
+        "images": int(n),
+        "top1_error": 100.0 - sums["top1"].item() / n,
+        "top5_error": 100.0 - sums["top5"].item() / n,
+        "loss": sums["loss"].item() / n,
+        "params": count_parameters(model),
+        "mult_adds": count_mult_adds(model, (1, 3, size, size)),
+        "images_per_s": round(n / seconds, 2),
+        "device": str(rt.device),
+        "network": args.to_dict(),
     }
 
 
@@ -130,8 +149,13 @@ def evaluate_hub_model(spec: str, *, dataset: str | None = None, which: str = "l
     return result
 
 
-def evaluate_lm_run(path: str | Path, dataset: str | None = None, split: str = "test",
-                    data_dir: str | Path | None = None, device: str = "cpu") -> dict[str, Any]:
+def evaluate_lm_run(
+    path: str | Path,
+    dataset: str | None = None,
+    split: str = "test",
+    data_dir: str | Path | None = None,
+    device: str = "cpu",
+) -> dict[str, Any]:
     """Validation and `split` perplexity of a language-model run's best weights (ASGD-averaged if any).
 
     `dataset`/`data_dir` default to the run's own; the corpus vocabulary must match the model's.
@@ -152,16 +176,22 @@ def evaluate_lm_run(path: str | Path, dataset: str | None = None, split: str = "
     model = load_language_model(weights, device)
     corpus = load_corpus(dataset, str(data_dir) if data_dir else (cfg.data_dir if dataset == cfg.dataset else None))
     if len(corpus.vocab) != model.args.ntoken:
-        raise GdasError(f"{dataset}: vocabulary of {len(corpus.vocab)} words, but {weights} was trained on "
-                        f"{model.args.ntoken}; evaluate on the corpus it was trained on")
+        raise GdasError(
+            f"{dataset}: vocabulary of {len(corpus.vocab)} words, but {weights} was trained on "
+            f"{model.args.ntoken}; evaluate on the corpus it was trained on"
+        )
     recorded = task_data.get("corpus", {}).get("sha256")
     if recorded and dataset == cfg.dataset and recorded != corpus.fingerprint():
         raise GdasError(f"{dataset}: the corpus differs from the one the run trained on (sha256 mismatch)")
     valid = stream_loss(model, batchify(corpus.valid, cfg.eval_batch_size).to(device), cfg.bptt)
     result: dict[str, Any] = {
-        "dataset": dataset, "genotype": model.genotype.ref, "weights": str(weights),
-        "averaged": weights.name == AVERAGED_FILE, "params": count_parameters(model),
-        "valid_loss": valid, "valid_ppl": perplexity(valid),
+        "dataset": dataset,
+        "genotype": model.genotype.ref,
+        "weights": str(weights),
+        "averaged": weights.name == AVERAGED_FILE,
+        "params": count_parameters(model),
+        "valid_loss": valid,
+        "valid_ppl": perplexity(valid),
     }
     if split == "test":
         test = stream_loss(model, batchify(corpus.test, cfg.test_batch_size).to(device), cfg.bptt)

@@ -82,10 +82,19 @@ class ExportResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "source": self.source.path, "kind": self.source.kind, "genotype": self.source.genotype.ref,
-            "folder": str(self.folder) if self.folder else None, "files": self.files, "exports": self.exports,
-            "push": None if self.push is None else {
-                "repo_id": self.push.repo_id, "commit": self.push.commit, "tag": self.push.tag, "url": self.push.url,
+            "source": self.source.path,
+            "kind": self.source.kind,
+            "genotype": self.source.genotype.ref,
+            "folder": str(self.folder) if self.folder else None,
+            "files": self.files,
+            "exports": self.exports,
+            "push": None
+            if self.push is None
+            else {
+                "repo_id": self.push.repo_id,
+                "commit": self.push.commit,
+                "tag": self.push.tag,
+                "url": self.push.url,
             },
         }
 
@@ -213,7 +222,9 @@ def _training_facts(
     facts: dict[str, Any] = {"training run": run_dir.name, "checkpoint": which}
     if record is not None:
         facts["checkpoint"] = f"{which} (epoch {record.get('epoch', '?')})"
-    recipe = {k: task[k] for k in ("dataset", "epochs", "batch_size", "lr", "cutout", "drop_path", "auxiliary") if k in task}
+    recipe = {
+        k: task[k] for k in ("dataset", "epochs", "batch_size", "lr", "cutout", "drop_path", "auxiliary") if k in task
+    }
     if recipe:
         facts["recipe"] = recipe
     if "seed" in engine:
@@ -259,11 +270,21 @@ def export_onnx(model: torch.nn.Module, folder: Path, sample: torch.Tensor, chec
     try:
         with _quiet():
             torch.onnx.export(
-                model, (sample,), str(path), dynamo=True, opset_version=ONNX_OPSET, input_names=["images"],
-                output_names=["logits"], dynamic_shapes={"x": {0: batch}}, external_data=False, verbose=False,
+                model,
+                (sample,),
+                str(path),
+                dynamo=True,
+                opset_version=ONNX_OPSET,
+                input_names=["images"],
+                output_names=["logits"],
+                dynamic_shapes={"x": {0: batch}},
+                external_data=False,
+                verbose=False,
             )
     except Exception as err:  # the exporter raises many types; the user needs one line
-        raise GdasError(f"ONNX export failed ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})") from None
+        raise GdasError(
+            f"ONNX export failed ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})"
+        ) from None
     import onnx
 
     opset = next((o.version for o in onnx.load(str(path)).opset_import if o.domain in ("", "ai.onnx")), ONNX_OPSET)
@@ -283,7 +304,9 @@ def export_onnx(model: torch.nn.Module, folder: Path, sample: torch.Tensor, chec
     return info
 
 
-def export_torchscript(model: torch.nn.Module, folder: Path, sample: torch.Tensor, check: torch.Tensor) -> dict[str, Any]:
+def export_torchscript(
+    model: torch.nn.Module, folder: Path, sample: torch.Tensor, check: torch.Tensor
+) -> dict[str, Any]:
     """A traced TorchScript file, reloaded and compared with PyTorch on another batch size."""
     path = Path(folder) / TORCHSCRIPT_FILE
     with _quiet(), torch.no_grad():
@@ -326,8 +349,12 @@ def build_folder(source: ExportSource, folder: Path, request: ExportRequest) -> 
     if source.weights is None:
         write_genotype_files(source.genotype, folder)
         facts = CardFacts(
-            genotype=source.genotype, dataset=dataset, repo_id=request.repo_id, revision=request.tag,
-            files=default_files(False), training=dict(source.training),
+            genotype=source.genotype,
+            dataset=dataset,
+            repo_id=request.repo_id,
+            revision=request.tag,
+            files=default_files(False),
+            training=dict(source.training),
         )
         render_card(facts).save(str(folder / CARD_FILE))
         return sorted(p.name for p in folder.iterdir()), {}
@@ -337,8 +364,12 @@ def build_folder(source: ExportSource, folder: Path, request: ExportRequest) -> 
     files = default_files(True)
     files.update({info["file"]: _describe_export(fmt, info) for fmt, info in exports.items()})
     card = {
-        "results": list(source.results), "training": dict(source.training), "dataset": dataset,
-        "repo_id": request.repo_id, "revision": request.tag, "files": files,
+        "results": list(source.results),
+        "training": dict(source.training),
+        "dataset": dataset,
+        "repo_id": request.repo_id,
+        "revision": request.tag,
+        "files": files,
     }
     model.save_pretrained(folder, model_card_kwargs=card)
     # what save_pretrained cannot know: the data set (`gdas eval --from-hub` defaults to it), the exports

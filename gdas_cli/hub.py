@@ -98,7 +98,9 @@ def hub_errors(ref: HubRef, filename: str | None = None) -> Iterator[None]:
     try:
         yield
     except GatedRepoError:
-        raise GdasError(f"{what}: the repository is gated; accept its terms on the Hub and log in (hf auth login)") from None
+        raise GdasError(
+            f"{what}: the repository is gated; accept its terms on the Hub and log in (hf auth login)"
+        ) from None
     except RepositoryNotFoundError:
         raise GdasError(
             f"{what}: repository {ref.repo_id} not found on {constants.ENDPOINT} "
@@ -113,13 +115,17 @@ def hub_errors(ref: HubRef, filename: str | None = None) -> Iterator[None]:
             raise GdasError(
                 f"{what}: not in the local cache and HF_HUB_OFFLINE is set; fetch it once online first"
             ) from None
-        raise GdasError(f"{what}: cannot reach {constants.ENDPOINT} and nothing is cached ({_first_line(err)})") from None
+        raise GdasError(
+            f"{what}: cannot reach {constants.ENDPOINT} and nothing is cached ({_first_line(err)})"
+        ) from None
     except EntryNotFoundError:
         raise GdasError(f"{what}: the repository has no {filename or 'such file'} at this revision") from None
     except HfHubHTTPError as err:
         status = err.response.status_code if err.response is not None else "?"
         if status in (401, 403):
-            raise GdasError(f"{what}: not authorised (HTTP {status}); check your token (hf auth login, or HF_TOKEN)") from None
+            raise GdasError(
+                f"{what}: not authorised (HTTP {status}); check your token (hf auth login, or HF_TOKEN)"
+            ) from None
         raise GdasError(f"{what}: the Hub answered HTTP {status} ({_first_line(err)})") from None
     except HFValidationError as err:
         raise GdasError(f"{what}: {_first_line(err)}") from None
@@ -161,8 +167,12 @@ def download(ref: HubRef, filename: str, **options: Any) -> Path:
     """hf_hub_download into the Hub cache (or read it there when offline), errors as GdasError."""
     with hub_errors(ref, filename):
         path = hf_hub_download(
-            ref.repo_id, filename, revision=ref.revision, library_name=LIBRARY_NAME,
-            library_version=__version__, **options,
+            ref.repo_id,
+            filename,
+            revision=ref.revision,
+            library_name=LIBRARY_NAME,
+            library_version=__version__,
+            **options,
         )
     return Path(path)
 
@@ -214,8 +224,12 @@ def load_hub_model(
     ref = parse_ref(spec) if isinstance(spec, str) else spec
     snapshot = fetch_model_files(ref, **options)
     model = load_published_model(
-        snapshot.files[CONFIG_FILE], snapshot.files[WEIGHTS_FILE], snapshot.files[GENOTYPE_FILE],
-        ref.label, expected_sha256, map_location,
+        snapshot.files[CONFIG_FILE],
+        snapshot.files[WEIGHTS_FILE],
+        snapshot.files[GENOTYPE_FILE],
+        ref.label,
+        expected_sha256,
+        map_location,
     )
     return model, snapshot
 
@@ -275,7 +289,12 @@ Made with [gdas-cli](https://pypi.org/project/gdas-cli/) {{ gdas_version }}. GDA
 *Searching for A Robust Neural Architecture in Four GPU Hours*, CVPR 2019 ([paper]({{ paper_url }})).
 """
 
-_DATASET_NAMES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "imagenet-1k": "ImageNet-1k", "imagenet": "ImageNet-1k"}
+_DATASET_NAMES = {
+    "cifar10": "CIFAR-10",
+    "cifar100": "CIFAR-100",
+    "imagenet-1k": "ImageNet-1k",
+    "imagenet": "ImageNet-1k",
+}
 _METRIC_NAMES = {"top1_error": "top-1 error", "top5_error": "top-5 error"}
 _HUB_DATASETS = {"cifar10": "cifar10", "cifar100": "cifar100", "imagenet": "imagenet-1k", "imagenet-1k": "imagenet-1k"}
 
@@ -349,14 +368,14 @@ def _how_to_load(facts: CardFacts) -> str:
             "```bash\npip install gdas-cli\n"
             f"gdas genotypes show hf-hub:{ref}\n"
             f"gdas train cifar10 --genotype hf-hub:{ref}\n```\n\n"
-            f"```python\nimport gdas_cli\ngenotype = gdas_cli.load_genotype(\"hf-hub:{ref}\")\n```"
+            f'```python\nimport gdas_cli\ngenotype = gdas_cli.load_genotype("hf-hub:{ref}")\n```'
         )
     return (
         "```bash\npip install gdas-cli\n"
         f"gdas eval --from-hub {ref}\n"
         f"gdas genotypes show hf-hub:{ref}\n```\n\n"
         "```python\nimport gdas_cli\n"
-        f"model = gdas_cli.create_model(\"hf-hub:{ref}\", pretrained=True)  # strict, eval mode\n```\n\n"
+        f'model = gdas_cli.create_model("hf-hub:{ref}", pretrained=True)  # strict, eval mode\n```\n\n'
         "Loading checks config.json, genotype.json, the safetensors header and the sha256 of the weights "
         "against each other and never unpickles."
     )
@@ -366,19 +385,27 @@ def _card_data(facts: CardFacts) -> ModelCardData:
     datasets = [_HUB_DATASETS[facts.dataset]] if facts.dataset in _HUB_DATASETS else None
     eval_results = [
         EvalResult(
-            task_type="image-classification", task_name="Image Classification",
-            dataset_type=r.dataset, dataset_name=_DATASET_NAMES.get(r.dataset, r.dataset), dataset_split=r.split,
-            metric_type=r.metric.replace("_", "-"), metric_name=_METRIC_NAMES.get(r.metric, r.metric),
+            task_type="image-classification",
+            task_name="Image Classification",
+            dataset_type=r.dataset,
+            dataset_name=_DATASET_NAMES.get(r.dataset, r.dataset),
+            dataset_split=r.split,
+            metric_type=r.metric.replace("_", "-"),
+            metric_name=_METRIC_NAMES.get(r.metric, r.metric),
             metric_value=round(r.value, 4),
         )
         for r in facts.results
     ]
     tags = TAGS + ["model_hub_mixin"] if facts.args else ["gdas", "neural-architecture-search", "genotype-only"]
     return ModelCardData(
-        library_name=LIBRARY_NAME, license=facts.license, tags=sorted(tags), datasets=datasets,
+        library_name=LIBRARY_NAME,
+        license=facts.license,
+        tags=sorted(tags),
+        datasets=datasets,
         metrics=sorted({r.metric.replace("_", "-") for r in facts.results}) or None,
         pipeline_tag="image-classification" if facts.args else None,
-        model_name=_title(facts), eval_results=eval_results or None,
+        model_name=_title(facts),
+        eval_results=eval_results or None,
     )
 
 
@@ -404,19 +431,33 @@ def render_card(facts: CardFacts) -> ModelCard:
             "with gdas-cli. Loading is strict: the genotype in the weights must match the genotype here."
         )
     results = [
-        {"dataset": _DATASET_NAMES.get(r.dataset, r.dataset), "split": r.split,
-         "metric": _METRIC_NAMES.get(r.metric, r.metric), "value": f"{r.value:.2f}%", "source": _plain(r.source)}
+        {
+            "dataset": _DATASET_NAMES.get(r.dataset, r.dataset),
+            "split": r.split,
+            "metric": _METRIC_NAMES.get(r.metric, r.metric),
+            "value": f"{r.value:.2f}%",
+            "source": _plain(r.source),
+        }
         for r in facts.results
     ]
     return ModelCard.from_template(
-        card_data=_card_data(facts), template_str=_CARD_TEMPLATE, title=_title(facts), summary=summary,
-        genotype_ref=g.ref, image=CELL_IMAGE if CELL_IMAGE in facts.files else None,
+        card_data=_card_data(facts),
+        template_str=_CARD_TEMPLATE,
+        title=_title(facts),
+        summary=summary,
+        genotype_ref=g.ref,
+        image=CELL_IMAGE if CELL_IMAGE in facts.files else None,
         cells=[(role, describe_cell(cell, g.kind)) for role, cell in g.cells().items()],
-        network_rows=_network_rows(facts), results=results,
-        no_results="No measured results were recorded with these weights." if facts.args else
-        "A genotype has no results of its own; see its provenance for the numbers its paper reports.",
-        provenance=_provenance_rows(facts), how_to_load=_how_to_load(facts),
-        files=sorted(facts.files.items()), gdas_version=__version__, paper_url=PAPER_URL,
+        network_rows=_network_rows(facts),
+        results=results,
+        no_results="No measured results were recorded with these weights."
+        if facts.args
+        else "A genotype has no results of its own; see its provenance for the numbers its paper reports.",
+        provenance=_provenance_rows(facts),
+        how_to_load=_how_to_load(facts),
+        files=sorted(facts.files.items()),
+        gdas_version=__version__,
+        paper_url=PAPER_URL,
     )
 
 
@@ -482,8 +523,12 @@ class HubNetwork(
         if folder.is_dir():
             model = load_published_folder(folder, expected_sha256, map_location)
         else:
-            options = {"cache_dir": cache_dir, "force_download": force_download,
-                       "local_files_only": local_files_only, "token": token}
+            options = {
+                "cache_dir": cache_dir,
+                "force_download": force_download,
+                "local_files_only": local_files_only,
+                "token": token,
+            }
             model, _ = load_hub_model(HubRef(model_id, revision), expected_sha256, map_location, **options)
         return cls.from_network(model).eval()
 
@@ -531,7 +576,12 @@ def check_push(repo_id: str, tag: str | None) -> str:
 
 
 def push_folder(
-    folder: Path, repo_id: str, *, tag: str | None = None, private: bool = False, message: str = "Upload with gdas export"
+    folder: Path,
+    repo_id: str,
+    *,
+    tag: str | None = None,
+    private: bool = False,
+    message: str = "Upload with gdas export",
 ) -> PushResult:
     """Create the repo if needed, upload the folder as ONE commit replacing the managed files, tag it."""
     token = check_push(repo_id, tag)
@@ -540,7 +590,10 @@ def push_folder(
     with hub_errors(ref):
         api.create_repo(repo_id, private=private, exist_ok=True)
         info = api.upload_folder(
-            repo_id=repo_id, folder_path=str(folder), commit_message=message, delete_patterns=MANAGED_PATTERNS,
+            repo_id=repo_id,
+            folder_path=str(folder),
+            commit_message=message,
+            delete_patterns=MANAGED_PATTERNS,
         )
         if tag is not None:
             api.create_tag(repo_id, tag=tag, revision=info.oid, tag_message=message)

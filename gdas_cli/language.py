@@ -43,14 +43,11 @@ class LMConfig:
     seed: int = 0
 
 
-
 def resolve_lm_config(cls: type, dataset: str, defaults: dict[str, dict[str, Any]], overrides: dict[str, Any]) -> Any:
     if dataset not in CORPORA:
         raise GdasError(f"{dataset!r}: unknown corpus; known: {', '.join(CORPORA)}")
     values = {**defaults[dataset], **{k: v for k, v in overrides.items() if v is not None}}
     return cls(dataset=dataset, **values)
-
-
 
 
 def check_lm_config(config: LMConfig) -> None:
@@ -61,14 +58,14 @@ def check_lm_config(config: LMConfig) -> None:
         (config.bptt >= 2, f"--bptt: {config.bptt} must be >= 2"),
         (config.emsize >= 1, f"--emsize: {config.emsize} must be >= 1"),
         (config.lr > 0, f"--lr: {config.lr} must be positive"),
-        (all(0 <= getattr(config, d) < 1 for d in ("dropout", "dropouth", "dropoutx", "dropouti", "dropoute")),
-         "dropout probabilities must be in [0, 1)"),
+        (
+            all(0 <= getattr(config, d) < 1 for d in ("dropout", "dropouth", "dropoutx", "dropouti", "dropoute")),
+            "dropout probabilities must be in [0, 1)",
+        ),
     ]
     for ok, message in rules:
         if not ok:
             raise GdasError(message)
-
-
 
 
 # ----------------------------------------------------------------------------------------- batches
@@ -124,12 +121,12 @@ class SegmentBatches:
             yield Segment(index, row, data, targets)
 
 
-
 # -------------------------------------------------------------------------------------- evaluation
 
 
-def stream_loss(model: LanguageModelBase, data: torch.Tensor, bptt: int, *extra: Any,
-                autocast: Any = contextlib.nullcontext) -> float:
+def stream_loss(
+    model: LanguageModelBase, data: torch.Tensor, bptt: int, *extra: Any, autocast: Any = contextlib.nullcontext
+) -> float:
     """Mean NLL per token over a batchified split, hidden state carried across segments (eval mode)."""
     was_training = model.training
     model.eval()
@@ -152,7 +149,6 @@ def stream_loss(model: LanguageModelBase, data: torch.Tensor, bptt: int, *extra:
 
 def perplexity(loss: float) -> float:
     return math.exp(loss) if loss < 700 else math.inf
-
 
 
 # ------------------------------------------------------------------------------------------- tasks

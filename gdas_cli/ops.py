@@ -66,8 +66,16 @@ class DilConv(nn.Sequential):
     """ReLU, depthwise dilated conv, pointwise conv, BN: one pass. `bias` goes on the pointwise conv only."""
 
     def __init__(
-        self, C_in: int, C_out: int, kernel: int, stride: int, padding: int, dilation: int, affine: bool = True,
-        *, bias: bool = False,
+        self,
+        C_in: int,
+        C_out: int,
+        kernel: int,
+        stride: int,
+        padding: int,
+        dilation: int,
+        affine: bool = True,
+        *,
+        bias: bool = False,
     ) -> None:
         super().__init__(
             nn.ReLU(inplace=False),

@@ -26,10 +26,21 @@ if TYPE_CHECKING:
 
 FORMATS = (".png", ".svg", ".pdf")
 _OP_COLOURS = {
-    "skip_connect": "#4c72b0", "sep_conv_3x3": "#dd8452", "sep_conv_5x5": "#c44e52", "sep_conv_7x7": "#8c564b",
-    "dil_conv_3x3": "#55a868", "dil_conv_5x5": "#2ca02c", "max_pool_3x3": "#8172b3", "avg_pool_3x3": "#937860",
-    "conv_7x1_1x7": "#da8bc3", "conv_3x1_1x3": "#e377c2", "none": "#bbbbbb",
-    "tanh": "#dd8452", "relu": "#c44e52", "sigmoid": "#55a868", "identity": "#4c72b0",
+    "skip_connect": "#4c72b0",
+    "sep_conv_3x3": "#dd8452",
+    "sep_conv_5x5": "#c44e52",
+    "sep_conv_7x7": "#8c564b",
+    "dil_conv_3x3": "#55a868",
+    "dil_conv_5x5": "#2ca02c",
+    "max_pool_3x3": "#8172b3",
+    "avg_pool_3x3": "#937860",
+    "conv_7x1_1x7": "#da8bc3",
+    "conv_3x1_1x3": "#e377c2",
+    "none": "#bbbbbb",
+    "tanh": "#dd8452",
+    "relu": "#c44e52",
+    "sigmoid": "#55a868",
+    "identity": "#4c72b0",
 }
 _INPUT_COLOUR, _NODE_COLOUR, _OUTPUT_COLOUR, _NOTE_COLOUR = "#a1c9f4", "#8de5a1", "#ffb482", "#eeeeee"
 _BUS_COLOUR = "#888888"
@@ -195,8 +206,10 @@ def _state_nodes(cell: Cell, kind: str, measure: Measure, spacing: float) -> dic
     names.update({i: str(i) for i in range(len(names), n_states)})
     names["out"] = "$c_{k}$" if kind == "cnn" else "$h_t$"
     ends = _edge_ends(cell, n_inputs)
-    sizes = [_node(measure, text, (0.0, 0.0), "", ends[key] if isinstance(key, int) else 0).size
-             for key, text in names.items()]
+    sizes = [
+        _node(measure, text, (0.0, 0.0), "", ends[key] if isinstance(key, int) else 0).size
+        for key, text in names.items()
+    ]
     size = (max(w for w, _ in sizes), max(h for _, h in sizes))
     nodes: dict[NodeKey, _Node] = {}
     for i, (key, text) in enumerate(names.items()):
@@ -356,11 +369,20 @@ def _draw_nodes(ax, panel: _Panel) -> dict[NodeKey, object]:
     patches = {}
     for key, node in panel.nodes.items():
         box = node.box
-        patch = FancyBboxPatch((box.x0, box.y0), box.x1 - box.x0, box.y1 - box.y0, zorder=3, lw=1.0,
-                               boxstyle="round,pad=0,rounding_size=0.06", fc=node.colour, ec="black")
+        patch = FancyBboxPatch(
+            (box.x0, box.y0),
+            box.x1 - box.x0,
+            box.y1 - box.y0,
+            zorder=3,
+            lw=1.0,
+            boxstyle="round,pad=0,rounding_size=0.06",
+            fc=node.colour,
+            ec="black",
+        )
         patches[key] = ax.add_patch(patch)
-        ax.text(*node.centre, node.text, fontsize=NODE_FONT, ha="center", va="center", multialignment="center",
-                zorder=4)
+        ax.text(
+            *node.centre, node.text, fontsize=NODE_FONT, ha="center", va="center", multialignment="center", zorder=4
+        )
     return patches
 
 
@@ -369,14 +391,46 @@ def _draw_arcs(ax, panel: _Panel, patches: dict[NodeKey, object]) -> None:
 
     for arc, label in zip(panel.arcs, panel.labels, strict=True):
         colour = _OP_COLOURS.get(arc.op, "black")
-        ax.add_patch(FancyArrowPatch(arc.start, arc.end, connectionstyle=f"arc3,rad={-arc.rad}", arrowstyle="-|>",
-                                     mutation_scale=11, lw=1.6, color=colour, zorder=2, shrinkA=0, shrinkB=0))
-        ax.text(*label.centre, arc.op, fontsize=EDGE_FONT, color=colour, ha="center", va="center", zorder=5,
-                bbox={"boxstyle": f"round,pad={_LABEL_PAD}", "fc": "white", "ec": colour, "lw": 0.6})
+        ax.add_patch(
+            FancyArrowPatch(
+                arc.start,
+                arc.end,
+                connectionstyle=f"arc3,rad={-arc.rad}",
+                arrowstyle="-|>",
+                mutation_scale=11,
+                lw=1.6,
+                color=colour,
+                zorder=2,
+                shrinkA=0,
+                shrinkB=0,
+            )
+        )
+        ax.text(
+            *label.centre,
+            arc.op,
+            fontsize=EDGE_FONT,
+            color=colour,
+            ha="center",
+            va="center",
+            zorder=5,
+            bbox={"boxstyle": f"round,pad={_LABEL_PAD}", "fc": "white", "ec": colour, "lw": 0.6},
+        )
     for source, target in panel.feeds:
-        ax.add_patch(FancyArrowPatch(
-            panel.nodes[source].centre, panel.nodes[target].centre, arrowstyle="-|>", mutation_scale=11, lw=1.2,
-            color="black", zorder=2, patchA=patches[source], patchB=patches[target], shrinkA=1, shrinkB=1))
+        ax.add_patch(
+            FancyArrowPatch(
+                panel.nodes[source].centre,
+                panel.nodes[target].centre,
+                arrowstyle="-|>",
+                mutation_scale=11,
+                lw=1.2,
+                color="black",
+                zorder=2,
+                patchA=patches[source],
+                patchB=patches[target],
+                shrinkA=1,
+                shrinkB=1,
+            )
+        )
 
 
 def _draw_bus(ax, panel: _Panel, patches: dict[NodeKey, object]) -> None:
@@ -391,10 +445,23 @@ def _draw_bus(ax, panel: _Panel, patches: dict[NodeKey, object]) -> None:
         ax.plot([x, x], [panel.nodes[state].box.y0, bus.y], color=_BUS_COLOUR, lw=1.0, zorder=1)
     left = min(panel.nodes[state].centre[0] for state in bus.states)
     ax.plot([left, out.centre[0]], [bus.y, bus.y], color=_BUS_COLOUR, lw=1.0, zorder=1, solid_capstyle="round")
-    ax.add_patch(FancyArrowPatch((out.centre[0], bus.y), out.centre, arrowstyle="-|>", mutation_scale=11, lw=1.0,
-                                 color=_BUS_COLOUR, zorder=1, patchB=patches["out"], shrinkA=0, shrinkB=1))
-    ax.text(*bus.word_box.centre, bus.word, fontsize=BUS_FONT, color=_BUS_COLOUR, ha="center", va="center",
-            style="italic")
+    ax.add_patch(
+        FancyArrowPatch(
+            (out.centre[0], bus.y),
+            out.centre,
+            arrowstyle="-|>",
+            mutation_scale=11,
+            lw=1.0,
+            color=_BUS_COLOUR,
+            zorder=1,
+            patchB=patches["out"],
+            shrinkA=0,
+            shrinkB=1,
+        )
+    )
+    ax.text(
+        *bus.word_box.centre, bus.word, fontsize=BUS_FONT, color=_BUS_COLOUR, ha="center", va="center", style="italic"
+    )
 
 
 def _draw_panel(ax, panel: _Panel) -> None:
@@ -404,8 +471,7 @@ def _draw_panel(ax, panel: _Panel) -> None:
     patches = _draw_nodes(ax, panel)
     _draw_arcs(ax, panel, patches)
     _draw_bus(ax, panel, patches)
-    ax.text(panel.title_box.x0, panel.title_box.centre[1], panel.title, fontsize=TITLE_FONT, ha="left",
-            va="center")
+    ax.text(panel.title_box.x0, panel.title_box.centre[1], panel.title, fontsize=TITLE_FONT, ha="left", va="center")
 
 
 def _measurer(fig) -> Measure:
@@ -434,7 +500,8 @@ def draw_genotype(genotype: Genotype) -> Figure:
     FigureCanvasAgg(fig)
     measure = _measurer(fig)
     panels = [
-        _frc_panel(f"{genotype.ref}: {role} cell", measure) if cell == FRC
+        _frc_panel(f"{genotype.ref}: {role} cell", measure)
+        if cell == FRC
         else _cell_panel(cell, genotype.kind, f"{genotype.ref}: {role} cell", measure)
         for role, cell in genotype.cells().items()
     ]

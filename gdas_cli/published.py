@@ -142,7 +142,9 @@ def load_published_model(
             f"says {config.genotype.ref} (different cells): refusing to load"
         )
     if header_args != config.args:
-        raise GdasError(f"{label_file}: weights were saved for network {header_args}, but {CONFIG_FILE} says {config.args}")
+        raise GdasError(
+            f"{label_file}: weights were saved for network {header_args}, but {CONFIG_FILE} says {config.args}"
+        )
     model = GdasNetwork(config.genotype, config.args)
     state = read_tensors(weights_path, map_location, label=label_file)
     try:
@@ -157,8 +159,12 @@ def load_published_folder(folder: Path, expected_sha256: str | None = None, map_
     folder = Path(folder)
     genotype_path = folder / GENOTYPE_FILE
     return load_published_model(
-        folder / CONFIG_FILE, folder / WEIGHTS_FILE, genotype_path if genotype_path.exists() else None,
-        str(folder), expected_sha256, map_location,
+        folder / CONFIG_FILE,
+        folder / WEIGHTS_FILE,
+        genotype_path if genotype_path.exists() else None,
+        str(folder),
+        expected_sha256,
+        map_location,
     )
 
 

@@ -42,7 +42,9 @@ class Draw:
     index: torch.Tensor
 
 
-def gumbel_noise(shape: torch.Size | tuple[int, ...], like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+def gumbel_noise(
+    shape: torch.Size | tuple[int, ...], like: torch.Tensor, generator: torch.Generator | None
+) -> torch.Tensor:
     exponential = torch.empty(shape, device=like.device, dtype=like.dtype).exponential_(generator=generator)
     return -exponential.log()
 
@@ -171,16 +173,26 @@ class SoftCellSample:
 SampleFn = Callable[[Mapping[str, torch.Tensor], Sequence[str], float, int, "torch.Generator | None"], list]
 
 
-def _per_cell(alphas: Mapping[str, torch.Tensor], cell_types: Sequence[str], tau: float, batch_size: int,
-              generator: torch.Generator | None) -> list[CellSample]:
+def _per_cell(
+    alphas: Mapping[str, torch.Tensor],
+    cell_types: Sequence[str],
+    tau: float,
+    batch_size: int,
+    generator: torch.Generator | None,
+) -> list[CellSample]:
     """A fresh draw for every cell (the 2019 code)."""
     result = draw(torch.stack([alphas[t] for t in cell_types]), tau, generator=generator)
     index = result.index.tolist()
     return [HardCellSample(result.hard[i], index[i]) for i in range(len(cell_types))]
 
 
-def _per_cell_type(alphas: Mapping[str, torch.Tensor], cell_types: Sequence[str], tau: float, batch_size: int,
-                   generator: torch.Generator | None) -> list[CellSample]:
+def _per_cell_type(
+    alphas: Mapping[str, torch.Tensor],
+    cell_types: Sequence[str],
+    tau: float,
+    batch_size: int,
+    generator: torch.Generator | None,
+) -> list[CellSample]:
     """One draw per cell type, shared by every cell of that type (xautodl)."""
     types = list(dict.fromkeys(cell_types))
     result = draw(torch.stack([alphas[t] for t in types]), tau, generator=generator)
@@ -189,8 +201,13 @@ def _per_cell_type(alphas: Mapping[str, torch.Tensor], cell_types: Sequence[str]
     return [shared[t] for t in cell_types]
 
 
-def _per_example_cell_type(alphas: Mapping[str, torch.Tensor], cell_types: Sequence[str], tau: float,
-                           batch_size: int, generator: torch.Generator | None) -> list[CellSample]:
+def _per_example_cell_type(
+    alphas: Mapping[str, torch.Tensor],
+    cell_types: Sequence[str],
+    tau: float,
+    batch_size: int,
+    generator: torch.Generator | None,
+) -> list[CellSample]:
     """One draw per cell type per example, shared by every cell of that type (the paper's text)."""
     types = list(dict.fromkeys(cell_types))
     result = draw(torch.stack([alphas[t] for t in types]), tau, (batch_size,), generator)
@@ -198,22 +215,37 @@ def _per_example_cell_type(alphas: Mapping[str, torch.Tensor], cell_types: Seque
     return [shared[t] for t in cell_types]
 
 
-def _per_example_cell(alphas: Mapping[str, torch.Tensor], cell_types: Sequence[str], tau: float, batch_size: int,
-                      generator: torch.Generator | None) -> list[CellSample]:
+def _per_example_cell(
+    alphas: Mapping[str, torch.Tensor],
+    cell_types: Sequence[str],
+    tau: float,
+    batch_size: int,
+    generator: torch.Generator | None,
+) -> list[CellSample]:
     """A draw per cell per example."""
     result = draw(torch.stack([alphas[t] for t in cell_types]), tau, (batch_size,), generator)
     return [ExampleCellSample(result.hard[:, i], result.index[:, i]) for i in range(len(cell_types))]
 
 
-def _softmax(alphas: Mapping[str, torch.Tensor], cell_types: Sequence[str], tau: float, batch_size: int,
-             generator: torch.Generator | None) -> list[CellSample]:
+def _softmax(
+    alphas: Mapping[str, torch.Tensor],
+    cell_types: Sequence[str],
+    tau: float,
+    batch_size: int,
+    generator: torch.Generator | None,
+) -> list[CellSample]:
     """DARTS: all ops weighted by softmax(alpha); no sampling, no host sync."""
     weights = {t: soft_weights(alphas[t]) for t in dict.fromkeys(cell_types)}
     return [SoftCellSample(weights[t]) for t in cell_types]
 
 
-def _per_cell_all_ops(alphas: Mapping[str, torch.Tensor], cell_types: Sequence[str], tau: float, batch_size: int,
-                      generator: torch.Generator | None) -> list[CellSample]:
+def _per_cell_all_ops(
+    alphas: Mapping[str, torch.Tensor],
+    cell_types: Sequence[str],
+    tau: float,
+    batch_size: int,
+    generator: torch.Generator | None,
+) -> list[CellSample]:
     """The draws of `cell`, every op evaluated (the ablation without the acceleration step)."""
     result = draw(torch.stack([alphas[t] for t in cell_types]), tau, generator=generator)
     return [AllOpsCellSample(result.hard[i]) for i in range(len(cell_types))]
@@ -230,7 +262,11 @@ SAMPLING_MODES: dict[str, SampleFn] = {
 
 
 def sample_cells(
-    alphas: Mapping[str, torch.Tensor], cell_types: Sequence[str], mode: str, tau: float, batch_size: int = 1,
+    alphas: Mapping[str, torch.Tensor],
+    cell_types: Sequence[str],
+    mode: str,
+    tau: float,
+    batch_size: int = 1,
     generator: torch.Generator | None = None,
 ) -> list[CellSample]:
     """One CellSample per entry of `cell_types` (keys of `alphas`), drawn at granularity `mode`."""

@@ -41,7 +41,18 @@ INPUT_SIZES = {"cifar": 32, "imagenet": 224}
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 _REPO_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
-_KEYS = {"schema", "schema_version", "name", "description", "genotype", "network", "dataset", "input_size", "weights", "metrics"}
+_KEYS = {
+    "schema",
+    "schema_version",
+    "name",
+    "description",
+    "genotype",
+    "network",
+    "dataset",
+    "input_size",
+    "weights",
+    "metrics",
+}
 # Options create_model passes on to NetworkArgs; num_classes has its own argument.
 ARCH_OPTIONS = ("net", "C", "layers", "auxiliary")
 
@@ -118,12 +129,21 @@ class _EntryReader:
         if size is None:
             raise self.fail("network.net", f"{network.net!r} must be one of {', '.join(INPUT_SIZES)}")
         if data.get("input_size") != [3, size, size]:
-            raise self.fail("input_size", f"a {network.net} network takes [3, {size}, {size}], got {data.get('input_size')!r}")
+            raise self.fail(
+                "input_size", f"a {network.net} network takes [3, {size}, {size}], got {data.get('input_size')!r}"
+            )
         weights = self.weights(data.get("weights", "missing"))
         metrics = self.metrics(data.get("metrics"), weights is not None)
         return ZooEntry(
-            name, self.text(data, "description"), self.text(data, "genotype"), network, self.text(data, "dataset"),
-            (3, size, size), weights, metrics, self.path,
+            name,
+            self.text(data, "description"),
+            self.text(data, "genotype"),
+            network,
+            self.text(data, "dataset"),
+            (3, size, size),
+            weights,
+            metrics,
+            self.path,
         )
 
     def text(self, data: dict[str, Any], key: str) -> str:
@@ -166,7 +186,9 @@ class _EntryReader:
             if source not in METRIC_SOURCES:
                 raise self.fail(f"{where}.source", f"{source!r} must be one of {', '.join(METRIC_SOURCES)}")
             if source == "measured" and not has_weights:
-                raise self.fail(f"{where}.source", "'measured' needs published weights; use 'paper' for reported numbers")
+                raise self.fail(
+                    f"{where}.source", "'measured' needs published weights; use 'paper' for reported numbers"
+                )
             reference = self.text(item, "reference") if "reference" in item else ""
             if not reference:
                 raise self.fail(f"{where}.reference", "say where the number comes from")
@@ -225,7 +247,9 @@ def list_models(pretrained: bool | None = None) -> list[str]:
 def _args_with(args: NetworkArgs, num_classes: int | None, overrides: dict[str, Any], what: str) -> NetworkArgs:
     unknown = sorted(set(overrides) - set(ARCH_OPTIONS))
     if unknown:
-        raise GdasError(f"{what}: unknown option(s) {', '.join(unknown)}; known: num_classes, {', '.join(ARCH_OPTIONS)}")
+        raise GdasError(
+            f"{what}: unknown option(s) {', '.join(unknown)}; known: num_classes, {', '.join(ARCH_OPTIONS)}"
+        )
     values = {**args.to_dict(), **{k: v for k, v in overrides.items() if v is not None}}
     if num_classes is not None:
         values["num_classes"] = num_classes
@@ -264,7 +288,9 @@ def _create_from_hub(ref_text: str, pretrained: bool, num_classes: int | None, o
     return _new_head(model, num_classes) if num_classes else model
 
 
-def _create_from_entry(entry: ZooEntry, pretrained: bool, num_classes: int | None, overrides: dict[str, Any]) -> nn.Module:
+def _create_from_entry(
+    entry: ZooEntry, pretrained: bool, num_classes: int | None, overrides: dict[str, Any]
+) -> nn.Module:
     genotype: Genotype = load_genotype(entry.genotype)
     if not pretrained:
         return GdasNetwork(genotype, _args_with(entry.network, num_classes, overrides, entry.name))
@@ -285,7 +311,9 @@ def _create_from_entry(entry: ZooEntry, pretrained: bool, num_classes: int | Non
     return _new_head(model, num_classes) if num_classes else model
 
 
-def create_model(name_or_ref: str, pretrained: bool = False, num_classes: int | None = None, **overrides: Any) -> nn.Module:
+def create_model(
+    name_or_ref: str, pretrained: bool = False, num_classes: int | None = None, **overrides: Any
+) -> nn.Module:
     """Build a zoo model by name, or a published one by `hf-hub:org/name[@rev]`, timm-style.
 
     Args:

@@ -48,6 +48,10 @@ class GdasGroup(TyperGroup):
 def make_app(help_text: str) -> typer.Typer:
     """A command group; the root app uses GdasGroup so errors inside any group are handled once."""
     return typer.Typer(
-        cls=GdasGroup, help=help_text, no_args_is_help=True, add_completion=False,
-        pretty_exceptions_enable=False, rich_markup_mode="rich",
+        cls=GdasGroup,
+        help=help_text,
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+        rich_markup_mode="rich",
     )

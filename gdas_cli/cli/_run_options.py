@@ -34,18 +34,28 @@ _PANEL = "Run, devices and checkpoints"
 def _option(annotation: Any, default: Any, *decls: str, help: str) -> inspect.Parameter:
     name = decls[0].lstrip("-").split("/")[0].replace("-", "_")
     option = typer.Option(*decls, help=help, rich_help_panel=_PANEL)
-    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default,
-                             annotation=Annotated[annotation, option])
+    return inspect.Parameter(
+        name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=Annotated[annotation, option]
+    )
 
 
 RUN_PARAMETERS = [
     _option(Path | None, None, "--run-dir", help="Run folder to create (default runs/<kind>-<dataset>-<time>)."),
-    _option(Path | None, None, "--resume", help="Continue the run in this folder from its last checkpoint; "
-            "its config.json is kept and changed settings are refused."),
+    _option(
+        Path | None,
+        None,
+        "--resume",
+        help="Continue the run in this folder from its last checkpoint; "
+        "its config.json is kept and changed settings are refused.",
+    ),
     _option(int, 0, "--seed", help="Seed of weights, data order, augmentation and drop-path."),
     _option(str, "auto", "--device", help="auto (cuda if available), cpu or cuda."),
-    _option(str, "fp32", "--precision", help="fp32, bf16, fp16 (AMP with loss scaling) or amp (bf16 where "
-            "supported, else fp16; fp32 on CPU)."),
+    _option(
+        str,
+        "fp32",
+        "--precision",
+        help="fp32, bf16, fp16 (AMP with loss scaling) or amp (bf16 where supported, else fp16; fp32 on CPU).",
+    ),
     _option(bool, False, "--channels-last/--no-channels-last", help="NHWC memory format (faster convs on GPUs)."),
     _option(bool, False, "--compile/--no-compile", help="torch.compile the training module."),
     _option(bool, False, "--sync-bn/--no-sync-bn", help="SyncBatchNorm across DDP processes (GPU only)."),
@@ -93,10 +103,20 @@ class RunOptions:
         if self.resume is not None:
             raise GdasError("--resume: a resumed run keeps its saved engine config")
         return EngineConfig(
-            epochs=epochs, run_dir=str(self.run_dir) if self.run_dir else None, run_name=run_name, seed=self.seed,
-            device=self.device, precision=self.precision, channels_last=self.channels_last, compile=self.compile,
-            sync_bn=self.sync_bn, deterministic=self.deterministic, checkpoint_every=self.checkpoint_every,
-            eval_every=self.eval_every, limit_train_batches=self.limit_train_batches, quiet=self.quiet,
+            epochs=epochs,
+            run_dir=str(self.run_dir) if self.run_dir else None,
+            run_name=run_name,
+            seed=self.seed,
+            device=self.device,
+            precision=self.precision,
+            channels_last=self.channels_last,
+            compile=self.compile,
+            sync_bn=self.sync_bn,
+            deterministic=self.deterministic,
+            checkpoint_every=self.checkpoint_every,
+            eval_every=self.eval_every,
+            limit_train_batches=self.limit_train_batches,
+            quiet=self.quiet,
             resume_hint=resume_hint,
         )
 
@@ -141,7 +161,7 @@ def _same_path(a: Path, b: Path) -> bool:
 def run_slug(dataset: str) -> str:
     """A run-folder-safe name for a dataset spec (folder:PATH -> folder-<last part>)."""
     if dataset.startswith("folder:"):
-        return "folder-" + "".join(c if c.isalnum() else "-" for c in Path(dataset[len("folder:"):]).name)
+        return "folder-" + "".join(c if c.isalnum() else "-" for c in Path(dataset[len("folder:") :]).name)
     return dataset
 
 

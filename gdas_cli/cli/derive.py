@@ -12,11 +12,17 @@ from ._output import console
 
 def derive(
     source: Annotated[Path, typer.Argument(help="A search run directory, or a search checkpoint file in one.")],
-    rule: Annotated[str, typer.Option(help="paper: 2 distinct inputs per node (default); pairs: xautodl's top-2 (op, input) pairs.")] = "paper",
-    epoch: Annotated[int | None, typer.Option(min=1, help="Derive from this epoch's alphas (run directory only; default: the last).")] = None,
+    rule: Annotated[
+        str, typer.Option(help="paper: 2 distinct inputs per node (default); pairs: xautodl's top-2 (op, input) pairs.")
+    ] = "paper",
+    epoch: Annotated[
+        int | None, typer.Option(min=1, help="Derive from this epoch's alphas (run directory only; default: the last).")
+    ] = None,
     name: Annotated[str, typer.Option(help="Genotype name.")] = "searched",
     version: Annotated[str, typer.Option(help="Genotype version (semantic).")] = "1.0.0",
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the genotype JSON here (default: print it).")] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write the genotype JSON here (default: print it).")
+    ] = None,
 ) -> None:
     """Derive a genotype from the alphas of a GDAS search.
 
@@ -33,5 +39,6 @@ def derive(
         typer.echo(genotype.to_json(), nl=False)
         return
     write_genotype(genotype, output)
-    console.print(f"wrote {output} ({genotype.ref}, rule {rule}, epoch {genotype.provenance.get('epoch')})",
-                  highlight=False)
+    console.print(
+        f"wrote {output} ({genotype.ref}, rule {rule}, epoch {genotype.provenance.get('epoch')})", highlight=False
+    )

@@ -41,8 +41,14 @@ def export_command(
     from ..export import ExportRequest, export
 
     request = ExportRequest(
-        source=source, output=output, formats=tuple(dict.fromkeys(formats or ())), repo_id=push_to_hub, tag=tag,
-        private=private, overwrite=overwrite, dataset=dataset,
+        source=source,
+        output=output,
+        formats=tuple(dict.fromkeys(formats or ())),
+        repo_id=push_to_hub,
+        tag=tag,
+        private=private,
+        overwrite=overwrite,
+        dataset=dataset,
     )
     result = export(request)
     if as_json:
@@ -55,8 +61,12 @@ def export_command(
         console.print(f"{fmt}: {info['file']} matches PyTorch ({info['checked']}{diff})", highlight=False)
     if result.push is not None:
         pinned = f"{result.push.repo_id}@{result.push.tag or result.push.commit}"
-        console.print(f"pushed {result.push.repo_id} commit {result.push.commit[:12]}"
-                      + (f", tag {result.push.tag}" if result.push.tag else "") + f": {result.push.url}", highlight=False)
+        console.print(
+            f"pushed {result.push.repo_id} commit {result.push.commit[:12]}"
+            + (f", tag {result.push.tag}" if result.push.tag else "")
+            + f": {result.push.url}",
+            highlight=False,
+        )
         how = f"gdas eval --from-hub {pinned}" if result.source.weights else f"gdas genotypes show hf-hub:{pinned}"
         console.print(f"load it with: {how}", highlight=False)
 

@@ -23,7 +23,9 @@ app = make_app(
     "  gdas genotypes plot gdas_frc -o cell.png"
 )
 
-RefArg = Annotated[str, typer.Argument(help="Zoo name, name@version, a genotype JSON path, or hf-hub:org/repo\\[@rev].")]
+RefArg = Annotated[
+    str, typer.Argument(help="Zoo name, name@version, a genotype JSON path, or hf-hub:org/repo\\[@rev].")
+]
 
 
 @app.command("list")
@@ -55,8 +57,11 @@ def _summary(genotype: Genotype) -> dict[str, str]:
 def show(ref: RefArg) -> None:
     """Print a genotype's cells, one node per line."""
     genotype = load_genotype(ref)
-    console.print(f"[bold]{genotype.ref}[/bold]  kind={genotype.kind}  space={genotype.space}  "
-                  f"derive_rule={genotype.derive_rule}", highlight=False)
+    console.print(
+        f"[bold]{genotype.ref}[/bold]  kind={genotype.kind}  space={genotype.space}  "
+        f"derive_rule={genotype.derive_rule}",
+        highlight=False,
+    )
     for role, cell in genotype.cells().items():
         console.print(f"{role}:", style="bold", highlight=False)
         for line in describe_cell(cell, genotype.kind):
@@ -92,8 +97,12 @@ def info(
     args = type(args)(**{**args.to_dict(), "C": channels or args.C, "layers": layers or args.layers})
     model = build_network(genotype, args)
     result = {
-        "genotype": genotype.ref, "net": net, "C": args.C, "layers": args.layers,
-        "params": count_parameters(model), "mult_adds": count_mult_adds(model, (1, 3, size, size)),
+        "genotype": genotype.ref,
+        "net": net,
+        "C": args.C,
+        "layers": args.layers,
+        "params": count_parameters(model),
+        "mult_adds": count_mult_adds(model, (1, 3, size, size)),
     }
     if as_json:
         print_json(result)

@@ -10,11 +10,7 @@ import typer
 from ._app import make_app
 from ._output import console
 
-app = make_app(
-    "Charts of runs.\n\n"
-    "Examples:\n\n"
-    "  gdas plot alphas runs/search-digits -o alphas.png"
-)
+app = make_app("Charts of runs.\n\nExamples:\n\n  gdas plot alphas runs/search-digits -o alphas.png")
 
 
 @app.command("alphas")

@@ -27,32 +27,123 @@ _RUN = "Run"
 
 
 def cnn(
-    dataset: Annotated[str | None, typer.Option(help="cifar10, cifar100, digits (built-in demo) or folder:PATH. \\[default: cifar10]", rich_help_panel=_RUN)] = None,
-    data_dir: Annotated[str | None, typer.Option(help="Where the CIFAR files are. \\[default: data]", rich_help_panel=_RUN)] = None,
-    frc: Annotated[bool | None, typer.Option("--frc/--no-frc", help="Use the fixed reduction cell; search only the normal cell. Needs C % 8 == 0.", rich_help_panel=_NET, show_default=False)] = None,
-    recipe: Annotated[str | None, typer.Option(help="\\[default: paper] paper (240 epochs, batch 128, wd 3e-4, tau 10->1, 8 cells) or xautodl (250 epochs, batch 256, wd 5e-4, nesterov, tau 10->0.1, 6 cells, batch sampling).", rich_help_panel=_SEARCH, show_default=False)] = None,
-    sampling: Annotated[str | None, typer.Option(help="cell (a draw per cell per forward: the 2019 code), batch (one per cell type per forward: xautodl), sample (one normal and one reduction cell per example: the paper's text), sample_cell (a draw per cell per example), darts (softmax over all ops), gdas_all_ops (cell's draws, every op run and weighted: the paper's run without the acceleration step). \\[default: from --recipe]", rich_help_panel=_SEARCH)] = None,
-    layout: Annotated[str | None, typer.Option(help="paper (N-R-N-R-N cells, GAP + linear) or xautodl (N-R-(N-1)-R-(N-1), BN-ReLU head). \\[default: from --recipe]", rich_help_panel=_NET)] = None,
-    channels: Annotated[int | None, typer.Option("--channels", "-C", help="Initial channels C. \\[default: 16; 8 for digits]", rich_help_panel=_NET)] = None,
-    cells_per_stage: Annotated[int | None, typer.Option("--cells-per-stage", "-N", help="Normal cells per stage N. \\[default: 2; 1 for digits]", rich_help_panel=_NET)] = None,
-    image_size: Annotated[int | None, typer.Option(help="Resize inputs to this size. \\[default: native; 16 for digits]", rich_help_panel=_NET)] = None,
-    epochs: Annotated[int | None, typer.Option(help="Epochs. \\[default: from --recipe]", rich_help_panel=_SEARCH)] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Batch size of each step (train and valid). \\[default: from --recipe; 64 for digits]", rich_help_panel=_SEARCH)] = None,
-    lr: Annotated[float | None, typer.Option(help="W learning rate, cosine to --lr-min. \\[default: 0.025]", rich_help_panel=_SEARCH)] = None,
+    dataset: Annotated[
+        str | None,
+        typer.Option(
+            help="cifar10, cifar100, digits (built-in demo) or folder:PATH. \\[default: cifar10]", rich_help_panel=_RUN
+        ),
+    ] = None,
+    data_dir: Annotated[
+        str | None, typer.Option(help="Where the CIFAR files are. \\[default: data]", rich_help_panel=_RUN)
+    ] = None,
+    frc: Annotated[
+        bool | None,
+        typer.Option(
+            "--frc/--no-frc",
+            help="Use the fixed reduction cell; search only the normal cell. Needs C % 8 == 0.",
+            rich_help_panel=_NET,
+            show_default=False,
+        ),
+    ] = None,
+    recipe: Annotated[
+        str | None,
+        typer.Option(
+            help="\\[default: paper] paper (240 epochs, batch 128, wd 3e-4, tau 10->1, 8 cells) or xautodl (250 epochs, batch 256, wd 5e-4, nesterov, tau 10->0.1, 6 cells, batch sampling).",
+            rich_help_panel=_SEARCH,
+            show_default=False,
+        ),
+    ] = None,
+    sampling: Annotated[
+        str | None,
+        typer.Option(
+            help="cell (a draw per cell per forward: the 2019 code), batch (one per cell type per forward: xautodl), sample (one normal and one reduction cell per example: the paper's text), sample_cell (a draw per cell per example), darts (softmax over all ops), gdas_all_ops (cell's draws, every op run and weighted: the paper's run without the acceleration step). \\[default: from --recipe]",
+            rich_help_panel=_SEARCH,
+        ),
+    ] = None,
+    layout: Annotated[
+        str | None,
+        typer.Option(
+            help="paper (N-R-N-R-N cells, GAP + linear) or xautodl (N-R-(N-1)-R-(N-1), BN-ReLU head). \\[default: from --recipe]",
+            rich_help_panel=_NET,
+        ),
+    ] = None,
+    channels: Annotated[
+        int | None,
+        typer.Option(
+            "--channels", "-C", help="Initial channels C. \\[default: 16; 8 for digits]", rich_help_panel=_NET
+        ),
+    ] = None,
+    cells_per_stage: Annotated[
+        int | None,
+        typer.Option(
+            "--cells-per-stage",
+            "-N",
+            help="Normal cells per stage N. \\[default: 2; 1 for digits]",
+            rich_help_panel=_NET,
+        ),
+    ] = None,
+    image_size: Annotated[
+        int | None,
+        typer.Option(help="Resize inputs to this size. \\[default: native; 16 for digits]", rich_help_panel=_NET),
+    ] = None,
+    epochs: Annotated[
+        int | None, typer.Option(help="Epochs. \\[default: from --recipe]", rich_help_panel=_SEARCH)
+    ] = None,
+    batch_size: Annotated[
+        int | None,
+        typer.Option(
+            help="Batch size of each step (train and valid). \\[default: from --recipe; 64 for digits]",
+            rich_help_panel=_SEARCH,
+        ),
+    ] = None,
+    lr: Annotated[
+        float | None,
+        typer.Option(help="W learning rate, cosine to --lr-min. \\[default: 0.025]", rich_help_panel=_SEARCH),
+    ] = None,
     lr_min: Annotated[float | None, typer.Option(help="\\[default: 0.001]", rich_help_panel=_SEARCH)] = None,
     momentum: Annotated[float | None, typer.Option(help="\\[default: 0.9]", rich_help_panel=_SEARCH)] = None,
-    weight_decay: Annotated[float | None, typer.Option(help="W weight decay. \\[default: from --recipe]", rich_help_panel=_SEARCH)] = None,
-    nesterov: Annotated[bool | None, typer.Option("--nesterov/--no-nesterov", help="\\[default: from --recipe]", rich_help_panel=_SEARCH, show_default=False)] = None,
-    grad_clip: Annotated[float | None, typer.Option(help="Clip the weights' gradient norm (0: off). \\[default: 5]", rich_help_panel=_SEARCH)] = None,
-    arch_lr: Annotated[float | None, typer.Option(help="Adam learning rate of the alphas. \\[default: 3e-4]", rich_help_panel=_SEARCH)] = None,
+    weight_decay: Annotated[
+        float | None, typer.Option(help="W weight decay. \\[default: from --recipe]", rich_help_panel=_SEARCH)
+    ] = None,
+    nesterov: Annotated[
+        bool | None,
+        typer.Option(
+            "--nesterov/--no-nesterov", help="\\[default: from --recipe]", rich_help_panel=_SEARCH, show_default=False
+        ),
+    ] = None,
+    grad_clip: Annotated[
+        float | None,
+        typer.Option(help="Clip the weights' gradient norm (0: off). \\[default: 5]", rich_help_panel=_SEARCH),
+    ] = None,
+    arch_lr: Annotated[
+        float | None, typer.Option(help="Adam learning rate of the alphas. \\[default: 3e-4]", rich_help_panel=_SEARCH)
+    ] = None,
     arch_beta1: Annotated[float | None, typer.Option(help="\\[default: 0.5]", rich_help_panel=_SEARCH)] = None,
     arch_beta2: Annotated[float | None, typer.Option(help="\\[default: 0.999]", rich_help_panel=_SEARCH)] = None,
     arch_weight_decay: Annotated[float | None, typer.Option(help="\\[default: 1e-3]", rich_help_panel=_SEARCH)] = None,
-    tau_max: Annotated[float | None, typer.Option(help="Gumbel temperature at the first epoch. \\[default: 10]", rich_help_panel=_SEARCH)] = None,
-    tau_min: Annotated[float | None, typer.Option(help="... at the last epoch (linear). \\[default: from --recipe]", rich_help_panel=_SEARCH)] = None,
-    split_seed: Annotated[int | None, typer.Option(help="Seed of the 50/50 train/valid split (saved in split.json). \\[default: --seed]", rich_help_panel=_RUN)] = None,
-    workers: Annotated[int | None, typer.Option(help="DataLoader workers for folder: datasets. \\[default: 0]", rich_help_panel=_RUN)] = None,
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Also write the final genotype JSON here (atomically).", rich_help_panel=_RUN)] = None,
+    tau_max: Annotated[
+        float | None,
+        typer.Option(help="Gumbel temperature at the first epoch. \\[default: 10]", rich_help_panel=_SEARCH),
+    ] = None,
+    tau_min: Annotated[
+        float | None,
+        typer.Option(help="... at the last epoch (linear). \\[default: from --recipe]", rich_help_panel=_SEARCH),
+    ] = None,
+    split_seed: Annotated[
+        int | None,
+        typer.Option(
+            help="Seed of the 50/50 train/valid split (saved in split.json). \\[default: --seed]", rich_help_panel=_RUN
+        ),
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="DataLoader workers for folder: datasets. \\[default: 0]", rich_help_panel=_RUN)
+    ] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output", "-o", help="Also write the final genotype JSON here (atomically).", rich_help_panel=_RUN
+        ),
+    ] = None,
     run: RunOptions = RunOptions(),
 ) -> None:
     """Search a CNN cell with GDAS into a run directory.
@@ -79,11 +170,28 @@ def cnn(
     if arch_beta1 is not None or arch_beta2 is not None:
         betas = [0.5 if arch_beta1 is None else arch_beta1, 0.999 if arch_beta2 is None else arch_beta2]
     overrides = {
-        "data_dir": data_dir, "frc": frc, "sampling": sampling, "layout": layout, "channels": channels,
-        "cells_per_stage": cells_per_stage, "image_size": image_size, "epochs": epochs, "batch_size": batch_size,
-        "lr": lr, "lr_min": lr_min, "momentum": momentum, "weight_decay": weight_decay, "nesterov": nesterov,
-        "grad_clip": grad_clip, "arch_lr": arch_lr, "arch_betas": betas, "arch_weight_decay": arch_weight_decay,
-        "tau_max": tau_max, "tau_min": tau_min, "split_seed": split_seed, "workers": workers,
+        "data_dir": data_dir,
+        "frc": frc,
+        "sampling": sampling,
+        "layout": layout,
+        "channels": channels,
+        "cells_per_stage": cells_per_stage,
+        "image_size": image_size,
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "lr": lr,
+        "lr_min": lr_min,
+        "momentum": momentum,
+        "weight_decay": weight_decay,
+        "nesterov": nesterov,
+        "grad_clip": grad_clip,
+        "arch_lr": arch_lr,
+        "arch_betas": betas,
+        "arch_weight_decay": arch_weight_decay,
+        "tau_max": tau_max,
+        "tau_min": tau_min,
+        "split_seed": split_seed,
+        "workers": workers,
     }
     if run.resume is not None:
         given = run.typed(**{k: v for k, v in overrides.items() if k != "arch_betas"}, dataset=dataset, recipe=recipe)
@@ -95,8 +203,11 @@ def cnn(
         for key in ("seed", "limit_train_batches"):
             overrides[key] = getattr(run, key) if key in run.explicit else None
         config = resolve_config(recipe or "paper", dataset or "cifar10", overrides)
-        engine = run.engine_config(epochs=config.epochs, run_name=f"search-{run_slug(config.dataset)}",
-                                   resume_hint="gdas search cnn --resume {run_dir}")
+        engine = run.engine_config(
+            epochs=config.epochs,
+            run_name=f"search-{run_slug(config.dataset)}",
+            resume_hint="gdas search cnn --resume {run_dir}",
+        )
         engine.seed, engine.limit_train_batches = config.seed, config.limit_train_batches or 0
     result = run_until_interrupted(lambda: run_search(config, engine, resume=run.resume is not None))
     _finish(result, output, run.quiet)
@@ -118,8 +229,11 @@ def _finish(result: dict[str, Any], output: Path | None, quiet: bool) -> None:
     if quiet:
         return
     best = f"  best {result['best_metric']} {result['best']:.4f}" if result.get("best") is not None else ""
-    console.print(f"search finished: {result['run_dir']}{best}\ngenotype: {output or genotype_path}",
-                  highlight=False, markup=False)
+    console.print(
+        f"search finished: {result['run_dir']}{best}\ngenotype: {output or genotype_path}",
+        highlight=False,
+        markup=False,
+    )
 
 
 app.command("cnn")(with_run_options(cnn))
@@ -131,20 +245,51 @@ _RNN = "Search (paper Sec. 4.2, PTB)"
 
 
 def rnn(
-    dataset: Annotated[str | None, typer.Option(help="ptb, wt2 or demo-text (built in, no download). \\[default: ptb]", rich_help_panel=_RUN)] = None,
-    data_dir: Annotated[Path | None, typer.Option(help="Folder with the train/valid/test text files (ptb, wt2).", rich_help_panel=_RUN)] = None,
-    epochs: Annotated[int | None, typer.Option(help="Epochs. \\[default: 200; 3 for demo-text]", rich_help_panel=_RNN)] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Training batch size (streams). \\[default: 128]", rich_help_panel=_RNN)] = None,
-    eval_batch_size: Annotated[int | None, typer.Option(help="Validation batch size. \\[default: 10]", rich_help_panel=_RNN)] = None,
+    dataset: Annotated[
+        str | None,
+        typer.Option(help="ptb, wt2 or demo-text (built in, no download). \\[default: ptb]", rich_help_panel=_RUN),
+    ] = None,
+    data_dir: Annotated[
+        Path | None, typer.Option(help="Folder with the train/valid/test text files (ptb, wt2).", rich_help_panel=_RUN)
+    ] = None,
+    epochs: Annotated[
+        int | None, typer.Option(help="Epochs. \\[default: 200; 3 for demo-text]", rich_help_panel=_RNN)
+    ] = None,
+    batch_size: Annotated[
+        int | None, typer.Option(help="Training batch size (streams). \\[default: 128]", rich_help_panel=_RNN)
+    ] = None,
+    eval_batch_size: Annotated[
+        int | None, typer.Option(help="Validation batch size. \\[default: 10]", rich_help_panel=_RNN)
+    ] = None,
     bptt: Annotated[int | None, typer.Option(help="Base BPTT length. \\[default: 35]", rich_help_panel=_RNN)] = None,
-    emsize: Annotated[int | None, typer.Option(help="Embedding = hidden size. \\[default: 300]", rich_help_panel=_RNN)] = None,
-    steps: Annotated[int | None, typer.Option(help="Nodes in the recurrent cell. \\[default: 8]", rich_help_panel=_RNN)] = None,
-    sampling: Annotated[str | None, typer.Option(help="gdas (hard Gumbel, one path) or darts (softmax, all ops). \\[default: gdas]", rich_help_panel=_RNN)] = None,
+    emsize: Annotated[
+        int | None, typer.Option(help="Embedding = hidden size. \\[default: 300]", rich_help_panel=_RNN)
+    ] = None,
+    steps: Annotated[
+        int | None, typer.Option(help="Nodes in the recurrent cell. \\[default: 8]", rich_help_panel=_RNN)
+    ] = None,
+    sampling: Annotated[
+        str | None,
+        typer.Option(
+            help="gdas (hard Gumbel, one path) or darts (softmax, all ops). \\[default: gdas]", rich_help_panel=_RNN
+        ),
+    ] = None,
     lr: Annotated[float | None, typer.Option(help="SGD learning rate. \\[default: 20]", rich_help_panel=_RNN)] = None,
-    arch_lr: Annotated[float | None, typer.Option(help="Adam learning rate of the alphas. \\[default: 3e-3]", rich_help_panel=_RNN)] = None,
-    tau_max: Annotated[float | None, typer.Option(help="Gumbel temperature at the first epoch. \\[default: 10]", rich_help_panel=_RNN)] = None,
-    tau_min: Annotated[float | None, typer.Option(help="... at the last epoch (linear). \\[default: 1]", rich_help_panel=_RNN)] = None,
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Also write the final genotype JSON here (atomically).", rich_help_panel=_RUN)] = None,
+    arch_lr: Annotated[
+        float | None, typer.Option(help="Adam learning rate of the alphas. \\[default: 3e-3]", rich_help_panel=_RNN)
+    ] = None,
+    tau_max: Annotated[
+        float | None, typer.Option(help="Gumbel temperature at the first epoch. \\[default: 10]", rich_help_panel=_RNN)
+    ] = None,
+    tau_min: Annotated[
+        float | None, typer.Option(help="... at the last epoch (linear). \\[default: 1]", rich_help_panel=_RNN)
+    ] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output", "-o", help="Also write the final genotype JSON here (atomically).", rich_help_panel=_RUN
+        ),
+    ] = None,
     run: RunOptions = RunOptions(),
 ) -> None:
     """Search a recurrent cell with GDAS (DARTS-RNN space, 8 nodes, T=1 derive).
@@ -163,9 +308,20 @@ def rnn(
     from ..engine import resume_settings
     from ..search.rnn_task import LMSearchConfig, RNNSearchTask, resolve_search_config, run_rnn_search
 
-    values = {"data_dir": str(data_dir) if data_dir else None, "epochs": epochs, "batch_size": batch_size,
-              "eval_batch_size": eval_batch_size, "bptt": bptt, "emsize": emsize, "steps": steps,
-              "sampling": sampling, "lr": lr, "arch_lr": arch_lr, "tau_max": tau_max, "tau_min": tau_min}
+    values = {
+        "data_dir": str(data_dir) if data_dir else None,
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "eval_batch_size": eval_batch_size,
+        "bptt": bptt,
+        "emsize": emsize,
+        "steps": steps,
+        "sampling": sampling,
+        "lr": lr,
+        "arch_lr": arch_lr,
+        "tau_max": tau_max,
+        "tau_min": tau_min,
+    }
     if run.resume is not None:
         given = run.typed(dataset=dataset, **values)
         saved, engine = resume_settings(run.resume, RNNSearchTask.kind, given, frozenset({"data_dir"}), network="rnn")
@@ -173,8 +329,11 @@ def rnn(
     else:
         seed = run.seed if "seed" in run.explicit else None
         config = resolve_search_config(dataset or "ptb", {**values, "seed": seed})
-        engine = run.engine_config(epochs=config.epochs, run_name=f"search-rnn-{run_slug(config.dataset)}",
-                                   resume_hint="gdas search rnn --resume {run_dir}")
+        engine = run.engine_config(
+            epochs=config.epochs,
+            run_name=f"search-rnn-{run_slug(config.dataset)}",
+            resume_hint="gdas search rnn --resume {run_dir}",
+        )
     result = run_until_interrupted(lambda: run_rnn_search(config, engine, resume=run.resume is not None))
     _finish(result, output, run.quiet)
 

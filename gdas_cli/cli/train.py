@@ -24,7 +24,7 @@ class TrainGroup(GdasGroup):
     def resolve_command(self, ctx: Any, args: list[str]) -> tuple[str | None, Any, list[str]]:
         name = args[0] if args else ""
         if name.startswith("folder:"):
-            return "folder", self.commands["folder"], [name[len("folder:"):], *args[1:]]
+            return "folder", self.commands["folder"], [name[len("folder:") :], *args[1:]]
         if name and not name.startswith("-") and name not in self.commands:
             known = ", ".join(sorted(n for n in self.commands if n != "folder")) + ", folder:PATH"
             raise GdasError(f"{name}: unknown dataset; known: {known}")
@@ -40,7 +40,10 @@ app = typer.Typer(
     "  torchrun --nproc_per_node 8 --no-python gdas train imagenet --genotype gdas --data-dir ~/imagenet\n\n"
     "  gdas train digits --resume runs/train-digits-20250101-120000\n\n"
     "  gdas train ptb --genotype gdas_rnn --data-dir ~/data/ptb",
-    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False, rich_markup_mode="rich",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
 )
 
 _RECIPE = "Recipe (the defaults of every option below)"
@@ -50,11 +53,15 @@ def _opt(help: str, *decls: str) -> Any:
     return typer.Option(*decls, help=help, rich_help_panel=_RECIPE)
 
 
-GenotypeOpt = Annotated[str | None, typer.Option(
-    "--genotype", "-g",
-    help="Zoo name, name@version, genotype JSON path or hf-hub:org/repo\\[@rev] (not needed with --resume).")]
-DataDirOpt = Annotated[Path | None, typer.Option(
-    help="Where the data is (or goes, with --download). Default: data.")]
+GenotypeOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--genotype",
+        "-g",
+        help="Zoo name, name@version, genotype JSON path or hf-hub:org/repo\\[@rev] (not needed with --resume).",
+    ),
+]
+DataDirOpt = Annotated[Path | None, typer.Option(help="Where the data is (or goes, with --download). Default: data.")]
 DownloadOpt = Annotated[bool | None, typer.Option("--download/--no-download", help="Fetch CIFAR if missing.")]
 WorkersOpt = Annotated[int | None, typer.Option(help="DataLoader workers for image folders (default 4).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the final summary as JSON.")]
@@ -79,8 +86,9 @@ def train_dataset(
     drop_path: Annotated[float | None, _opt("Final drop-path probability (ramped per epoch from 0).")] = None,
     label_smoothing: Annotated[float | None, _opt("Label smoothing of the training loss.")] = None,
     cutout: Annotated[int | None, _opt("Cutout square side in pixels (0: off).")] = None,
-    augment: Annotated[bool | None, _opt("Training augmentation (crop, flip, cutout).",
-                                            "--augment/--no-augment")] = None,
+    augment: Annotated[
+        bool | None, _opt("Training augmentation (crop, flip, cutout).", "--augment/--no-augment")
+    ] = None,
     C: Annotated[int | None, _opt("Initial channels C.", "--channels", "-C")] = None,
     layers: Annotated[int | None, _opt("Number of cells.")] = None,
     workers: WorkersOpt = None,
@@ -117,13 +125,13 @@ def train_folder(
 
 _DATASET_HELP = {
     "cifar10": "CIFAR-10 (paper recipe: C=36, 20 cells, batch 96, 600 epochs, SGD 0.025 cosine to 1e-4, wd 3e-4, "
-               "aux 0.4, drop-path 0.2, cutout 16). Data via torchvision under --data-dir (--download to fetch).",
+    "aux 0.4, drop-path 0.2, cutout 16). Data via torchvision under --data-dir (--download to fetch).",
     "cifar100": "CIFAR-100, with the CIFAR-10 recipe.",
     "imagenet": "ImageNet mobile setting (14 cells, C=50 or 52 with the FRC, batch 128, 250 epochs, nesterov SGD 0.1 "
-                "x 0.97 per epoch, wd 3e-5, label smoothing 0.1). Needs --data-dir with train/ and val/ class folders.",
+    "x 0.97 per epoch, wd 3e-5, label smoothing 0.1). Needs --data-dir with train/ and val/ class folders.",
     "digits": "The built-in demo set: 1797 real 8x8 handwritten digits (scikit-learn) at 32x32, 1500 train / 297 test. "
-              "Small recipe: C=16, 8 cells, batch 64, 10 epochs, SGD 0.05 cosine, drop-path 0.1; two epochs take "
-              "about a minute on two CPU cores.",
+    "Small recipe: C=16, 8 cells, batch 64, 10 epochs, SGD 0.05 cosine, drop-path 0.1; two epochs take "
+    "about a minute on two CPU cores.",
 }
 for _name, _help in _DATASET_HELP.items():
     app.command(_name, help=_help)(with_run_options(train_dataset))
@@ -154,12 +162,16 @@ def _train(dataset: str, options: dict[str, Any], run: RunOptions) -> None:
             raise GdasError(f"--resume {run.resume}: the run trains on {task_cfg.dataset}, not {dataset}")
     else:
         if not options.get("genotype"):
-            raise GdasError("--genotype: required for a new run "
-                            "(a zoo name such as gdas_frc, name@version or a JSON path)")
+            raise GdasError(
+                "--genotype: required for a new run (a zoo name such as gdas_frc, name@version or a JSON path)"
+            )
         genotype = load_genotype(options["genotype"])
         task_cfg = make_config(dataset, genotype, {**options, "data_dir": _str(options.get("data_dir"))})
-        engine_cfg = run.engine_config(epochs=task_cfg.epochs, run_name=f"train-{run_slug(dataset)}",
-                                       resume_hint=f"gdas train {dataset} --resume {{run_dir}}")
+        engine_cfg = run.engine_config(
+            epochs=task_cfg.epochs,
+            run_name=f"train-{run_slug(dataset)}",
+            resume_hint=f"gdas train {dataset} --resume {{run_dir}}",
+        )
     summary = run_until_interrupted(lambda: train(task_cfg, engine_cfg, resume=run.resume is not None))
     if summary.get("rank", 0) == 0:
         _report(summary, as_json)
@@ -197,8 +209,10 @@ _LM_RESUME_SAFE = frozenset({"data_dir"})
 
 
 def train_text(
-    genotype: Annotated[str | None, typer.Option(
-        "--genotype", "-g", help="Zoo name, name@version, JSON path or hf-hub: ref of an rnn genotype.")] = None,
+    genotype: Annotated[
+        str | None,
+        typer.Option("--genotype", "-g", help="Zoo name, name@version, JSON path or hf-hub: ref of an rnn genotype."),
+    ] = None,
     data_dir: TextDataDir = None,
     epochs: Epochs = None,
     batch_size: BatchSize = None,
@@ -220,9 +234,18 @@ def train_text(
     from ..training.lm import LMTrainConfig, LMTrainTask, resolve_train_config, run_lm_training
 
     dataset = info_name
-    values = {"data_dir": str(data_dir) if data_dir else None, "epochs": epochs, "batch_size": batch_size,
-              "eval_batch_size": eval_batch_size, "test_batch_size": test_batch_size, "bptt": bptt,
-              "emsize": emsize, "lr": lr, "weight_decay": weight_decay, "nonmono": nonmono}
+    values = {
+        "data_dir": str(data_dir) if data_dir else None,
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "eval_batch_size": eval_batch_size,
+        "test_batch_size": test_batch_size,
+        "bptt": bptt,
+        "emsize": emsize,
+        "lr": lr,
+        "weight_decay": weight_decay,
+        "nonmono": nonmono,
+    }
     if run.resume is not None:
         given = run.typed(genotype=genotype, **values)
         if given.get("genotype") is not None:
@@ -236,8 +259,11 @@ def train_text(
             raise GdasError(f"gdas train {dataset}: --genotype is required (e.g. --genotype gdas_rnn)")
         seed = run.seed if "seed" in run.explicit else None
         config = resolve_train_config(dataset, load_genotype(genotype), {**values, "seed": seed})
-        engine = run.engine_config(epochs=config.epochs, run_name=f"lm-{run_slug(dataset)}",
-                                   resume_hint=f"gdas train {dataset} --resume {{run_dir}}")
+        engine = run.engine_config(
+            epochs=config.epochs,
+            run_name=f"lm-{run_slug(dataset)}",
+            resume_hint=f"gdas train {dataset} --resume {{run_dir}}",
+        )
     result = run_until_interrupted(lambda: run_lm_training(config, engine, resume=run.resume is not None))
     line = f"training done: {result['run_dir']}"
     if result.get("best") is not None:
@@ -245,8 +271,10 @@ def train_text(
     if test:
         trained_on = RunDir(Path(result["run_dir"])).read_config().get("device", "cpu")
         metrics = evaluate_lm_run(result["run_dir"], device=trained_on)
-        line += (f"  valid ppl {metrics['valid_ppl']:.2f}  test ppl {metrics['test_ppl']:.2f}  "
-                 f"params {metrics['params'] / 1e6:.2f}M")
+        line += (
+            f"  valid ppl {metrics['valid_ppl']:.2f}  test ppl {metrics['test_ppl']:.2f}  "
+            f"params {metrics['params'] / 1e6:.2f}M"
+        )
     console.print(line, highlight=False, markup=False)
 
 

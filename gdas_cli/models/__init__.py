@@ -14,6 +14,14 @@ from .networks import (
 )
 
 __all__ = [
-    "NETS", "CellFeatures", "CellNetwork", "FeatureInfo", "NetworkArgs", "TrainForward", "build_cell", "build_network",
-    "default_args", "pretrained_cfg_for",
+    "NETS",
+    "CellFeatures",
+    "CellNetwork",
+    "FeatureInfo",
+    "NetworkArgs",
+    "TrainForward",
+    "build_cell",
+    "build_network",
+    "default_args",
+    "pretrained_cfg_for",
 ]

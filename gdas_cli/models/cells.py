@@ -10,7 +10,9 @@ from ..genotype import FRC, Cell, Genotype
 from ..ops import FactorizedReduce, FixedReductionCell, Identity, ReLUConvBN, build_op, drop_path
 
 
-def _preprocess(C_prev_prev: int, C_prev: int, C: int, reduction_prev: bool, affine: bool) -> tuple[nn.Module, nn.Module]:
+def _preprocess(
+    C_prev_prev: int, C_prev: int, C: int, reduction_prev: bool, affine: bool
+) -> tuple[nn.Module, nn.Module]:
     s0 = FactorizedReduce(C_prev_prev, C, affine) if reduction_prev else ReLUConvBN(C_prev_prev, C, 1, 1, 0, affine)
     return s0, ReLUConvBN(C_prev, C, 1, 1, 0, affine)
 
@@ -22,7 +24,13 @@ class InferCell(nn.Module):
     """
 
     def __init__(
-        self, cell: Cell, C_prev_prev: int, C_prev: int, C: int, reduction: bool, reduction_prev: bool,
+        self,
+        cell: Cell,
+        C_prev_prev: int,
+        C_prev: int,
+        C: int,
+        reduction: bool,
+        reduction_prev: bool,
         affine: bool = True,
     ) -> None:
         super().__init__()
@@ -65,7 +73,13 @@ class FixedReductionInferCell(nn.Module):
 
 
 def build_cell(
-    genotype: Genotype, *, c_prev_prev: int, c_prev: int, c: int, reduction: bool, reduction_prev: bool = False,
+    genotype: Genotype,
+    *,
+    c_prev_prev: int,
+    c_prev: int,
+    c: int,
+    reduction: bool,
+    reduction_prev: bool = False,
     affine: bool = True,
 ) -> nn.Module:
     """One cell of `genotype` for use in any network: `forward(s0, s1, drop_prob=0.0)` gives

@@ -116,9 +116,17 @@ def pretrained_cfg_for(args: NetworkArgs, **fields: Any) -> dict[str, Any]:
     """
     layout = _layout(args.net)
     cfg: dict[str, Any] = {
-        "input_size": (3, layout.image_size, layout.image_size), "interpolation": layout.interpolation,
-        "crop_pct": layout.crop_pct, "mean": layout.mean, "std": layout.std, "num_classes": args.num_classes,
-        "label_names": None, "dataset": None, "license": None, "source": None, "first_conv": "stem0.0",
+        "input_size": (3, layout.image_size, layout.image_size),
+        "interpolation": layout.interpolation,
+        "crop_pct": layout.crop_pct,
+        "mean": layout.mean,
+        "std": layout.std,
+        "num_classes": args.num_classes,
+        "label_names": None,
+        "dataset": None,
+        "license": None,
+        "source": None,
+        "first_conv": "stem0.0",
         "classifier": "classifier",
     }
     unknown = sorted(set(fields) - set(cfg))
@@ -196,8 +204,14 @@ def _build_body(genotype: Genotype, args: NetworkArgs, layout: Layout, num_cells
         reduction = i in reductions
         if reduction:
             C_curr, stride = C_curr * 2, stride * 2
-        cell = build_cell(genotype, c_prev_prev=C_prev_prev, c_prev=C_prev, c=C_curr, reduction=reduction,
-                          reduction_prev=reduction_prev)
+        cell = build_cell(
+            genotype,
+            c_prev_prev=C_prev_prev,
+            c_prev=C_prev,
+            c=C_curr,
+            reduction=reduction,
+            reduction_prev=reduction_prev,
+        )
         cells.append(cell)
         C_prev_prev, C_prev, reduction_prev = C_prev, cell.multiplier * C_curr, reduction
         if i == reductions[1] and aux_classes:
@@ -211,8 +225,14 @@ class _CellStack(nn.Module):
     """The stem and cells that CellNetwork and CellFeatures share, with the same weight names."""
 
     def __init__(
-        self, genotype: Genotype, args: NetworkArgs, *, drop_path_rate: float, pretrained_cfg: Mapping[str, Any] | None,
-        num_cells: int, aux_classes: int,
+        self,
+        genotype: Genotype,
+        args: NetworkArgs,
+        *,
+        drop_path_rate: float,
+        pretrained_cfg: Mapping[str, Any] | None,
+        num_cells: int,
+        aux_classes: int,
     ) -> None:
         super().__init__()
         layout = _check(genotype, args, drop_path_rate)
@@ -247,14 +267,24 @@ class CellNetwork(_CellStack):
     """
 
     def __init__(
-        self, genotype: Genotype, args: NetworkArgs, *, drop_path_rate: float = 0.0,
+        self,
+        genotype: Genotype,
+        args: NetworkArgs,
+        *,
+        drop_path_rate: float = 0.0,
         pretrained_cfg: Mapping[str, Any] | None = None,
     ) -> None:
         if args.num_classes == 0:
             args = replace(args, auxiliary=False)
         aux_classes = args.num_classes if args.auxiliary else 0
-        super().__init__(genotype, args, drop_path_rate=drop_path_rate, pretrained_cfg=pretrained_cfg,
-                         num_cells=args.layers, aux_classes=aux_classes)
+        super().__init__(
+            genotype,
+            args,
+            drop_path_rate=drop_path_rate,
+            pretrained_cfg=pretrained_cfg,
+            num_cells=args.layers,
+            aux_classes=aux_classes,
+        )
         self.aux_index = _reductions(args)[1]
         self.num_features: int = self.feature_info.channels(-1)
         self.global_pool = nn.AdaptiveAvgPool2d(1)
@@ -318,14 +348,25 @@ class CellFeatures(_CellStack):
     """
 
     def __init__(
-        self, genotype: Genotype, args: NetworkArgs, *, out_indices: Sequence[int] | None = None,
-        drop_path_rate: float = 0.0, pretrained_cfg: Mapping[str, Any] | None = None,
+        self,
+        genotype: Genotype,
+        args: NetworkArgs,
+        *,
+        out_indices: Sequence[int] | None = None,
+        drop_path_rate: float = 0.0,
+        pretrained_cfg: Mapping[str, Any] | None = None,
     ) -> None:
         levels = _level_cells(args)
         indices = _out_indices(out_indices, len(levels))
         taps = [levels[i] for i in indices]
-        super().__init__(genotype, args, drop_path_rate=drop_path_rate, pretrained_cfg=pretrained_cfg,
-                         num_cells=max(taps) + 1, aux_classes=0)
+        super().__init__(
+            genotype,
+            args,
+            drop_path_rate=drop_path_rate,
+            pretrained_cfg=pretrained_cfg,
+            num_cells=max(taps) + 1,
+            aux_classes=0,
+        )
         self.out_indices = indices
         self.feature_info = FeatureInfo(self.feature_info[i] for i in indices)
         self._taps = taps
@@ -346,8 +387,10 @@ def _out_indices(out_indices: Sequence[int] | None, count: int) -> tuple[int, ..
         return tuple(range(count))
     picked = tuple(out_indices) if isinstance(out_indices, (list, tuple, range)) else ()
     if not picked or not all(isinstance(i, int) and not isinstance(i, bool) and -count <= i < count for i in picked):
-        raise GdasError(f"out_indices {out_indices!r}: a sequence of levels among 0..{count - 1} "
-                        "(0 the stem, then the deepest cell at each stride; negative from the end)")
+        raise GdasError(
+            f"out_indices {out_indices!r}: a sequence of levels among 0..{count - 1} "
+            "(0 the stem, then the deepest cell at each stride; negative from the end)"
+        )
     return tuple(sorted({i % count for i in picked}))
 
 
@@ -374,21 +417,36 @@ def default_args(genotype: Genotype, net: str, num_classes: int) -> NetworkArgs:
 
 @overload
 def build_network(
-    genotype: Genotype, args: NetworkArgs, *, drop_path_rate: float = ..., features_only: Literal[False] = ...,
-    out_indices: None = ..., pretrained_cfg: Mapping[str, Any] | None = ...,
+    genotype: Genotype,
+    args: NetworkArgs,
+    *,
+    drop_path_rate: float = ...,
+    features_only: Literal[False] = ...,
+    out_indices: None = ...,
+    pretrained_cfg: Mapping[str, Any] | None = ...,
 ) -> CellNetwork: ...
 
 
 @overload
 def build_network(
-    genotype: Genotype, args: NetworkArgs, *, drop_path_rate: float = ..., features_only: Literal[True],
-    out_indices: Sequence[int] | None = ..., pretrained_cfg: Mapping[str, Any] | None = ...,
+    genotype: Genotype,
+    args: NetworkArgs,
+    *,
+    drop_path_rate: float = ...,
+    features_only: Literal[True],
+    out_indices: Sequence[int] | None = ...,
+    pretrained_cfg: Mapping[str, Any] | None = ...,
 ) -> CellFeatures: ...
 
 
 def build_network(
-    genotype: Genotype, args: NetworkArgs, *, drop_path_rate: float = 0.0, features_only: bool = False,
-    out_indices: Sequence[int] | None = None, pretrained_cfg: Mapping[str, Any] | None = None,
+    genotype: Genotype,
+    args: NetworkArgs,
+    *,
+    drop_path_rate: float = 0.0,
+    features_only: bool = False,
+    out_indices: Sequence[int] | None = None,
+    pretrained_cfg: Mapping[str, Any] | None = None,
 ) -> CellNetwork | CellFeatures:
     """The final network of `genotype` with `args`, as timm's `create_model` options go:
 

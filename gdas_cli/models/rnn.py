@@ -95,8 +95,10 @@ class RecurrentCellBase(nn.Module):
         if not self.training:
             return None, None
         batch = inputs.size(1)
-        return (variational_mask(batch, self.ninp, self.dropoutx, inputs),
-                variational_mask(batch, self.nhid, self.dropouth, inputs))
+        return (
+            variational_mask(batch, self.ninp, self.dropoutx, inputs),
+            variational_mask(batch, self.nhid, self.dropouth, inputs),
+        )
 
     def init_state(self, x_proj: torch.Tensor, h: torch.Tensor, h_mask: torch.Tensor | None) -> torch.Tensor:
         """s0 from the precomputed input projection x W0[:ninp] and the previous hidden state."""
@@ -120,8 +122,9 @@ class RecurrentCellBase(nn.Module):
         raise NotImplementedError
 
 
-def node_update(s: torch.Tensor, W: torch.Tensor, h_mask: torch.Tensor | None,
-                activation: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+def node_update(
+    s: torch.Tensor, W: torch.Tensor, h_mask: torch.Tensor | None, activation: Callable[[torch.Tensor], torch.Tensor]
+) -> torch.Tensor:
     """s + sigmoid(c) * (f(g) - s) with c, g = split((s * mh) W): one node of a discrete cell."""
     c, g = ((s if h_mask is None else s * h_mask) @ W).chunk(2, dim=-1)
     return s + c.sigmoid() * (activation(g) - s)
@@ -190,8 +193,10 @@ class RNNLanguageModel(LanguageModelBase):
 
     def __init__(self, genotype: Genotype, args: RNNArgs) -> None:
         if genotype.kind != "rnn" or genotype.recurrent is None:
-            raise GdasError(f"{genotype.ref}: a {genotype.kind} genotype cannot build a recurrent language model; "
-                            "use an rnn genotype (e.g. gdas_rnn)")
+            raise GdasError(
+                f"{genotype.ref}: a {genotype.kind} genotype cannot build a recurrent language model; "
+                "use an rnn genotype (e.g. gdas_rnn)"
+            )
         super().__init__(args)
         self.genotype = genotype
         self.cell = RecurrentCell(genotype.recurrent, args.ninp, args.ninp, args.dropouth, args.dropoutx)

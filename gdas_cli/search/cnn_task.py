@@ -58,24 +58,40 @@ class SearchTask(Task):
         self.split = split_indices(len(data.train), cfg.split_seed if cfg.split_seed is not None else cfg.seed)
         # both halves get the training augmentation as in the 2019 code, but never cutout
         augment = dataclasses.replace(data.augment, cutout=0) if data.augment else None
-        common = dict(batch_size=cfg.batch_size, device=rt.device, train=True, rank=rt.rank,
-                      world_size=rt.world_size, augment=augment, num_workers=cfg.workers,
-                      memory_format=rt.memory_format)
+        common = dict(
+            batch_size=cfg.batch_size,
+            device=rt.device,
+            train=True,
+            rank=rt.rank,
+            world_size=rt.world_size,
+            augment=augment,
+            num_workers=cfg.workers,
+            memory_format=rt.memory_format,
+        )
         train = make_batches(data, "train", seed=cfg.seed, indices=self.split[0], **common)
         valid = make_batches(data, "train", seed=cfg.seed + 1, indices=self.split[1], **common)
         self.batches = PairedBatches(train, valid)
         if len(self.batches) == 0:
             raise GdasError(f"--dataset {cfg.dataset}: too few images for one batch of {cfg.batch_size} per half")
-        self.net = SearchNetwork(cfg.channels, cfg.cells_per_stage, data.num_classes, frc=cfg.frc,
-                                 sampling=cfg.sampling, layout=cfg.layout, ops=cfg.ops)
+        self.net = SearchNetwork(
+            cfg.channels,
+            cfg.cells_per_stage,
+            data.num_classes,
+            frc=cfg.frc,
+            sampling=cfg.sampling,
+            layout=cfg.layout,
+            ops=cfg.ops,
+        )
         self.model = rt.prepare_model(self.net, find_unused_parameters=True, compile=False)
         # one generator, seeded alike on every rank: all DDP ranks sample the same architecture
         self.generator = torch.Generator(device=rt.device).manual_seed(cfg.seed)
         self.net.generator = self.generator
-        self.weight_optimizer = torch.optim.SGD(self.net.weights(), lr=cfg.lr, momentum=cfg.momentum,
-                                                weight_decay=cfg.weight_decay, nesterov=cfg.nesterov)
-        self.arch_optimizer = torch.optim.Adam(self.net.alphas(), lr=cfg.arch_lr, betas=tuple(cfg.arch_betas),
-                                               weight_decay=cfg.arch_weight_decay)
+        self.weight_optimizer = torch.optim.SGD(
+            self.net.weights(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=cfg.nesterov
+        )
+        self.arch_optimizer = torch.optim.Adam(
+            self.net.alphas(), lr=cfg.arch_lr, betas=tuple(cfg.arch_betas), weight_decay=cfg.arch_weight_decay
+        )
         self.rt = rt
 
     def train_batches(self) -> PairedBatches:
@@ -101,9 +117,17 @@ class SearchTask(Task):
 
     def train_step(self, batch: Any, rt: Runtime) -> dict[str, torch.Tensor]:
         train, valid = batch
-        return search_step(self.model, self.net, self.weight_optimizer, self.arch_optimizer, self._resize(train),
-                           self._resize(valid), rt, self.config.grad_clip,
-                           grad_clip_with_alphas=self.config.grad_clip_with_alphas)
+        return search_step(
+            self.model,
+            self.net,
+            self.weight_optimizer,
+            self.arch_optimizer,
+            self._resize(train),
+            self._resize(valid),
+            rt,
+            self.config.grad_clip,
+            grad_clip_with_alphas=self.config.grad_clip_with_alphas,
+        )
 
     def end_epoch(self, epoch: int) -> dict[str, Any]:
         alphas = {t: a.detach().float().cpu().clone() for t, a in self.net.arch_parameters().items()}
@@ -114,9 +138,13 @@ class SearchTask(Task):
     # ---- state
 
     def state_dict(self) -> dict[str, Any]:
-        return {"weight_optimizer": self.weight_optimizer.state_dict(),
-                "arch_optimizer": self.arch_optimizer.state_dict(),
-                "generator": self.generator.get_state(), "tau": self.net.tau, "history": self.history}
+        return {
+            "weight_optimizer": self.weight_optimizer.state_dict(),
+            "arch_optimizer": self.arch_optimizer.state_dict(),
+            "generator": self.generator.get_state(),
+            "tau": self.net.tau,
+            "history": self.history,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.weight_optimizer.load_state_dict(state["weight_optimizer"])
@@ -131,8 +159,9 @@ class SearchTask(Task):
     def load_weights(self, directory: Path) -> None:
         path = Path(directory) / WEIGHTS_FILE
         state, _ = read_search_weights(path)
-        load_state_strict(self.net, {k: v.to(self.rt.device) for k, v in state.items()}, "this search network",
-                          str(path))
+        load_state_strict(
+            self.net, {k: v.to(self.rt.device) for k, v in state.items()}, "this search network", str(path)
+        )
 
     # ---- derived files
 
@@ -141,18 +170,25 @@ class SearchTask(Task):
         key = (record["epoch"], alphas_sha256(record["alphas"]), str(run_dir))
         if key not in self._genotypes:
             probs = {t: torch.softmax(a, -1) for t, a in record["alphas"].items()}
-            self._genotypes[key] = derive_genotype(probs, rule="paper", frc=self.config.frc,
-                                                   provenance=provenance(self.config, record, run_dir))
+            self._genotypes[key] = derive_genotype(
+                probs, rule="paper", frc=self.config.frc, provenance=provenance(self.config, record, run_dir)
+            )
         return self._genotypes[key]
 
     def after_epoch(self, run_dir: Path, history: list[dict[str, Any]]) -> None:
         run = RunDir(Path(run_dir))
         genotypes = [self.genotype_of(r, run.path) for r in self.history]
-        write_jsonl(run.alphas_file, [
-            {"epoch": r["epoch"], "tau": r["tau"], "alphas": {t: a.tolist() for t, a in r["alphas"].items()}}
-            for r in self.history])
-        write_jsonl(run.genotypes_file, [
-            {"epoch": r["epoch"], "genotype": g.to_dict()} for r, g in zip(self.history, genotypes, strict=True)])
+        write_jsonl(
+            run.alphas_file,
+            [
+                {"epoch": r["epoch"], "tau": r["tau"], "alphas": {t: a.tolist() for t, a in r["alphas"].items()}}
+                for r in self.history
+            ],
+        )
+        write_jsonl(
+            run.genotypes_file,
+            [{"epoch": r["epoch"], "genotype": g.to_dict()} for r, g in zip(self.history, genotypes, strict=True)],
+        )
         if not run.split_file.is_file():
             seed = self.config.split_seed if self.config.split_seed is not None else self.config.seed
             write_json(run.split_file, {"seed": seed, "train": self.split[0], "valid": self.split[1]})
@@ -164,11 +200,21 @@ class SearchTask(Task):
 def provenance(config: SearchConfig, record: dict[str, Any], run_dir: Path | str | None) -> dict[str, Any]:
     """Where a searched genotype came from: enough to find the run and check its alphas."""
     return {
-        "source": "gdas search cnn", "run": str(run_dir) if run_dir else None, "dataset": config.dataset,
-        "seed": config.seed, "split_seed": config.split_seed if config.split_seed is not None else config.seed,
-        "epoch": record["epoch"], "epochs": config.epochs, "recipe": config.recipe, "sampling": config.sampling,
-        "layout": config.layout, "ops": config.ops, "frc": config.frc, "tau": record["tau"],
-        "alphas_sha256": alphas_sha256(record["alphas"]), "gdas_version": __version__,
+        "source": "gdas search cnn",
+        "run": str(run_dir) if run_dir else None,
+        "dataset": config.dataset,
+        "seed": config.seed,
+        "split_seed": config.split_seed if config.split_seed is not None else config.seed,
+        "epoch": record["epoch"],
+        "epochs": config.epochs,
+        "recipe": config.recipe,
+        "sampling": config.sampling,
+        "layout": config.layout,
+        "ops": config.ops,
+        "frc": config.frc,
+        "tau": record["tau"],
+        "alphas_sha256": alphas_sha256(record["alphas"]),
+        "gdas_version": __version__,
     }
 
 
@@ -208,7 +254,8 @@ def run_search(config: SearchConfig, engine: EngineConfig, *, resume: bool = Fal
     """Check everything that can be checked without data, then run the search on the engine."""
     check_dataset(config.dataset)
     check_config(config)
-    check_network_args(config.channels, config.cells_per_stage, 1, config.frc, config.sampling, config.layout,
-                       config.ops)
+    check_network_args(
+        config.channels, config.cells_per_stage, 1, config.frc, config.sampling, config.layout, config.ops
+    )
     task = SearchTask(config)
     return run_task(task, engine, resume=resume)

@@ -62,12 +62,30 @@ class SearchConfig:
 
 RECIPES: dict[str, dict[str, Any]] = {
     # The paper (Sec. 4.1) plus the 2019 code's Adam betas, ops, sampling and weights-only clip.
-    "paper": {"epochs": 240, "batch_size": 128, "weight_decay": 3e-4, "nesterov": False, "tau_min": 1.0,
-              "layout": "paper", "ops": "paper", "sampling": "cell", "grad_clip_with_alphas": False},
+    "paper": {
+        "epochs": 240,
+        "batch_size": 128,
+        "weight_decay": 3e-4,
+        "nesterov": False,
+        "tau_min": 1.0,
+        "layout": "paper",
+        "ops": "paper",
+        "sampling": "cell",
+        "grad_clip_with_alphas": False,
+    },
     # xautodl 1.0.0 as its scripts run it: 250 epochs, batch 256, wd 5e-4, nesterov, tau to 0.1, the
     # 6-cell layout with a BN-ReLU head, its ops, one draw per cell type, and a clip over all parameters.
-    "xautodl": {"epochs": 250, "batch_size": 256, "weight_decay": 5e-4, "nesterov": True, "tau_min": 0.1,
-                "layout": "xautodl", "ops": "xautodl", "sampling": "batch", "grad_clip_with_alphas": True},
+    "xautodl": {
+        "epochs": 250,
+        "batch_size": 256,
+        "weight_decay": 5e-4,
+        "nesterov": True,
+        "tau_min": 0.1,
+        "layout": "xautodl",
+        "ops": "xautodl",
+        "sampling": "batch",
+        "grad_clip_with_alphas": True,
+    },
 }
 
 # A small supernet for the built-in demo set, so the README's first command runs in minutes on 2 cores.
@@ -93,8 +111,10 @@ def check_config(config: SearchConfig) -> None:
         (config.lr > 0 and config.lr_min >= 0, "--lr/--lr-min must be positive"),
         (config.tau_max > 0 and config.tau_min > 0, "--tau-max/--tau-min must be positive"),
         (config.channels >= 2 and config.channels % 2 == 0, f"--channels: {config.channels} must be even and >= 2"),
-        (not config.frc or config.channels % 8 == 0,
-         f"--channels: {config.channels} must be a multiple of 8 with --frc (grouped convs of the fixed reduction cell)"),
+        (
+            not config.frc or config.channels % 8 == 0,
+            f"--channels: {config.channels} must be a multiple of 8 with --frc (grouped convs of the fixed reduction cell)",
+        ),
         (config.cells_per_stage >= 1, f"--cells-per-stage: {config.cells_per_stage} must be >= 1"),
         (config.limit_train_batches is None or config.limit_train_batches >= 1, "--limit-train-batches must be >= 1"),
         (config.image_size is None or config.image_size >= 8, "--image-size must be >= 8"),

@@ -73,8 +73,10 @@ def derive_cell(probs: torch.Tensor | Rows, rule: str = "paper", steps: int = 4,
     rows = _as_rows(probs)
     expected = sum(2 + i for i in range(steps))
     if len(rows) != expected or any(len(row) != len(PRIMITIVES) for row in rows):
-        raise GdasError(f"alphas must be ({expected}, {len(PRIMITIVES)}) for {steps} steps, got "
-                        f"({len(rows)}, {len(rows[0]) if rows else 0})")
+        raise GdasError(
+            f"alphas must be ({expected}, {len(PRIMITIVES)}) for {steps} steps, got "
+            f"({len(rows)}, {len(rows[0]) if rows else 0})"
+        )
     nodes, offset = [], 0
     for i in range(steps):
         nodes.append(DERIVE_RULES[rule](rows[offset : offset + 2 + i]))
@@ -83,14 +85,22 @@ def derive_cell(probs: torch.Tensor | Rows, rule: str = "paper", steps: int = 4,
 
 
 def derive_genotype(
-    probs: Mapping[str, torch.Tensor | Rows], *, rule: str = "paper", frc: bool = False, steps: int = 4,
-    multiplier: int = 4, name: str = "searched", version: str = "1.0.0", provenance: dict | None = None,
+    probs: Mapping[str, torch.Tensor | Rows],
+    *,
+    rule: str = "paper",
+    frc: bool = False,
+    steps: int = 4,
+    multiplier: int = 4,
+    name: str = "searched",
+    version: str = "1.0.0",
+    provenance: dict | None = None,
 ) -> Genotype:
     """A validated Genotype from per-cell-type probabilities (`normal`, and `reduce` unless `frc`)."""
     normal = derive_cell(probs["normal"], rule, steps, multiplier)
     reduce = FRC if frc else derive_cell(probs["reduce"], rule, steps, multiplier)
-    genotype = Genotype(name, version, "cnn", normal=normal, reduce=reduce, derive_rule=rule,
-                        provenance=dict(provenance or {}))
+    genotype = Genotype(
+        name, version, "cnn", normal=normal, reduce=reduce, derive_rule=rule, provenance=dict(provenance or {})
+    )
     # Round-trip through the validator so a bad --name or --version is caught here, naming the option.
     return Genotype.from_dict(genotype.to_dict(), source="derived genotype (check --name/--version)")
 

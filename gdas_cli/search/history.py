@@ -64,8 +64,7 @@ def truncate_jsonl(path: Path, last_epoch: int) -> None:
 
 
 def alpha_record(epoch: int, tau: float, alphas: dict[str, torch.Tensor]) -> dict[str, Any]:
-    return {"epoch": epoch, "tau": tau,
-            "alphas": {t: a.detach().float().cpu().tolist() for t, a in alphas.items()}}
+    return {"epoch": epoch, "tau": tau, "alphas": {t: a.detach().float().cpu().tolist() for t, a in alphas.items()}}
 
 
 def load_alpha_history(run_dir: Path) -> list[AlphaRecord]:

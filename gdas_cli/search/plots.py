@@ -30,13 +30,20 @@ def plot_alpha_history(records: list[AlphaRecord], output: Path, title: str = ""
     _check_output(output)
     plt = _pyplot()
     from matplotlib.ticker import MaxNLocator
+
     epochs = [r.epoch for r in records]
     probs = [r.probabilities() for r in records]
     cell_types = list(records[-1].alphas)
     n_edges = records[-1].alphas[cell_types[0]].shape[0]
     rows_per_type = -(-n_edges // EDGE_COLUMNS)
-    fig, axes = plt.subplots(rows_per_type * len(cell_types), EDGE_COLUMNS, sharex=True, sharey=True,
-                             figsize=(2.2 * EDGE_COLUMNS, 1.8 * rows_per_type * len(cell_types)), squeeze=False)
+    fig, axes = plt.subplots(
+        rows_per_type * len(cell_types),
+        EDGE_COLUMNS,
+        sharex=True,
+        sharey=True,
+        figsize=(2.2 * EDGE_COLUMNS, 1.8 * rows_per_type * len(cell_types)),
+        squeeze=False,
+    )
     for t, cell_type in enumerate(cell_types):
         ops, n_inputs = _space(cell_type)
         for slot in range(rows_per_type * EDGE_COLUMNS):
@@ -45,14 +52,30 @@ def plot_alpha_history(records: list[AlphaRecord], output: Path, title: str = ""
                 ax.axis("off")
                 continue
             for k, op in enumerate(ops):
-                ax.plot(epochs, [p[cell_type][slot, k].item() for p in probs], color=_OP_COLOURS.get(op, "black"),
-                        lw=1.2, marker=".", markersize=4, label=op)
+                ax.plot(
+                    epochs,
+                    [p[cell_type][slot, k].item() for p in probs],
+                    color=_OP_COLOURS.get(op, "black"),
+                    lw=1.2,
+                    marker=".",
+                    markersize=4,
+                    label=op,
+                )
             ax.set_title(f"{cell_type}: {_edge_label(slot, n_inputs)}", fontsize=7)
             ax.tick_params(labelsize=6)
     handles, labels = axes[0][0].get_legend_handles_labels()
     # the title heads the legend, so the two never overlap whatever the figure height
-    fig.legend(handles, labels, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=len(handles), fontsize=7,
-               frameon=False, title=title or "op probabilities per edge", title_fontsize=9)
+    fig.legend(
+        handles,
+        labels,
+        loc="lower center",
+        bbox_to_anchor=(0.5, 1.0),
+        ncol=len(handles),
+        fontsize=7,
+        frameon=False,
+        title=title or "op probabilities per edge",
+        title_fontsize=9,
+    )
     axes[0][0].xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.supxlabel("epoch", fontsize=8)
     try:

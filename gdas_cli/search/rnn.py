@@ -82,15 +82,19 @@ def hard_plan(hard: torch.Tensor, index: Sequence[int], steps: int) -> HardPlan:
     choices, flat_edges, flat_ops, offset = [], [], [], 0
     for i in range(steps):
         # Grouped by op (in the space's order) so each activation runs once per node.
-        node = sorted(((j, int(index[offset + j])) for j in range(i + 1) if int(index[offset + j]) != NONE),
-                      key=lambda jk: (jk[1], jk[0]))
+        node = sorted(
+            ((j, int(index[offset + j])) for j in range(i + 1) if int(index[offset + j]) != NONE),
+            key=lambda jk: (jk[1], jk[0]),
+        )
         flat_edges += [offset + j for j, _ in node]
         flat_ops += [k for _, k in node]
         choices.append(node)
         offset += i + 1
     device = hard.device
-    weights = hard[torch.tensor(flat_edges, dtype=torch.long, device=device),
-                   torch.tensor(flat_ops, dtype=torch.long, device=device)]
+    weights = hard[
+        torch.tensor(flat_edges, dtype=torch.long, device=device),
+        torch.tensor(flat_ops, dtype=torch.long, device=device),
+    ]
     return HardPlan(_node_plans(choices, weights), [int(k) for k in index])
 
 
@@ -201,7 +205,8 @@ class RNNSearchNetwork(LanguageModelBase):
 SEARCH_ARGS = {"ninp": 300, "dropout": 0.75, "dropouth": 0.25, "dropoutx": 0.75, "dropouti": 0.2, "dropoute": 0.0}
 
 
-def build_rnn_search_network(ntoken: int, *, ninp: int = 300, steps: int = RNN_STEPS, sampling: str = "gdas",
-                             **dropouts: float) -> RNNSearchNetwork:
+def build_rnn_search_network(
+    ntoken: int, *, ninp: int = 300, steps: int = RNN_STEPS, sampling: str = "gdas", **dropouts: float
+) -> RNNSearchNetwork:
     args = RNNArgs(ntoken=ntoken, **{**SEARCH_ARGS, "ninp": ninp, **dropouts})
     return RNNSearchNetwork(args, steps=steps, sampling=sampling)

@@ -50,8 +50,12 @@ def derive_rnn_cell(probs: torch.Tensor | Sequence[Sequence[float]], steps: int 
 
 
 def derive_rnn_genotype(
-    probs: torch.Tensor | Sequence[Sequence[float]], *, steps: int = RNN_STEPS, name: str = "searched_rnn",
-    version: str = "1.0.0", provenance: dict | None = None,
+    probs: torch.Tensor | Sequence[Sequence[float]],
+    *,
+    steps: int = RNN_STEPS,
+    name: str = "searched_rnn",
+    version: str = "1.0.0",
+    provenance: dict | None = None,
 ) -> Genotype:
     """A validated `rnn` Genotype with derive rule `rnn`."""
     cell = derive_rnn_cell(probs, steps)

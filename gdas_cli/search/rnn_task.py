@@ -56,12 +56,20 @@ class LMSearchConfig(LMConfig):
     dropoute: float = 0.0
 
 
-
 # Per dataset: what differs from the dataclass defaults. `demo-text` is sized for a CPU minute.
 SEARCH_DEFAULTS: dict[str, dict[str, Any]] = {
-    "ptb": {}, "wt2": {},
-    DEMO: {"epochs": 3, "batch_size": 32, "emsize": 64, "bptt": 20, "dropout": 0.3, "dropouth": 0.1,
-           "dropoutx": 0.3, "dropouti": 0.1},
+    "ptb": {},
+    "wt2": {},
+    DEMO: {
+        "epochs": 3,
+        "batch_size": 32,
+        "emsize": 64,
+        "bptt": 20,
+        "dropout": 0.3,
+        "dropouth": 0.1,
+        "dropoutx": 0.3,
+        "dropouti": 0.1,
+    },
 }
 
 
@@ -80,8 +88,6 @@ def resolve_search_config(dataset: str, overrides: dict[str, Any]) -> LMSearchCo
     return config
 
 
-
-
 @dataclass
 class SearchStepResult:
     """Mean train NLL and valid (arch) NLL as device tensors; the hidden states to carry on."""
@@ -95,8 +101,17 @@ class SearchStepResult:
 Stream = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # inputs (L, B), targets (L*B,), hidden (B, H)
 
 
-def rnn_search_step(model: RNNSearchNetwork, w_optimizer: torch.optim.Optimizer, a_optimizer: torch.optim.Optimizer,
-                    rt: Runtime, train: Stream, valid: Stream, *, grad_clip: float, tar: float) -> SearchStepResult:
+def rnn_search_step(
+    model: RNNSearchNetwork,
+    w_optimizer: torch.optim.Optimizer,
+    a_optimizer: torch.optim.Optimizer,
+    rt: Runtime,
+    train: Stream,
+    valid: Stream,
+    *,
+    grad_clip: float,
+    tar: float,
+) -> SearchStepResult:
     """One GDAS iteration (paper Alg. 1): W step on a train segment, then A step on a valid segment.
 
     Each forward draws its own architecture. The W step minimises NLL + TAR with the weights'
@@ -117,7 +132,6 @@ def rnn_search_step(model: RNNSearchNetwork, w_optimizer: torch.optim.Optimizer,
         arch_loss = F.cross_entropy(out_valid.logits.float(), targets)
     rt.backward_step(arch_loss, a_optimizer)
     return SearchStepResult(nll.detach(), arch_loss.detach(), out.hidden.detach(), out_valid.hidden.detach())
-
 
 
 class RNNSearchTask(LanguageTask):
@@ -143,8 +157,15 @@ class RNNSearchTask(LanguageTask):
         cfg = self.config
         self.valid_arch = batchify(self.corpus.valid, cfg.batch_size).to(rt.device)
         self.model = build_rnn_search_network(
-            len(self.corpus.vocab), ninp=cfg.emsize, steps=cfg.steps, sampling=cfg.sampling, dropout=cfg.dropout,
-            dropouth=cfg.dropouth, dropoutx=cfg.dropoutx, dropouti=cfg.dropouti, dropoute=cfg.dropoute,
+            len(self.corpus.vocab),
+            ninp=cfg.emsize,
+            steps=cfg.steps,
+            sampling=cfg.sampling,
+            dropout=cfg.dropout,
+            dropouth=cfg.dropouth,
+            dropoutx=cfg.dropoutx,
+            dropouti=cfg.dropouti,
+            dropoute=cfg.dropoute,
         ).to(rt.device)
         self.w_optimizer = torch.optim.SGD(list(self.model.weights()), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.a_optimizer = torch.optim.Adam(self.model.alphas(), lr=cfg.arch_lr, weight_decay=cfg.arch_weight_decay)
@@ -161,16 +182,26 @@ class RNNSearchTask(LanguageTask):
         start = segment.start % (self.valid_arch.size(0) - 1)  # the valid segment at the same position
         valid_inputs, valid_targets = get_batch(self.valid_arch, start, cfg.bptt)
         result = rnn_search_step(
-            self.model, self.w_optimizer, self.a_optimizer, rt,
+            self.model,
+            self.w_optimizer,
+            self.a_optimizer,
+            rt,
             (segment.data, segment.targets, self.carried(segment, self.hidden)),
-            (valid_inputs, valid_targets, self.carried(dataclasses.replace(segment, data=valid_inputs),
-                                                       self.hidden_valid)),
-            grad_clip=cfg.grad_clip, tar=cfg.tar,
+            (
+                valid_inputs,
+                valid_targets,
+                self.carried(dataclasses.replace(segment, data=valid_inputs), self.hidden_valid),
+            ),
+            grad_clip=cfg.grad_clip,
+            tar=cfg.tar,
         )
         self.hidden, self.hidden_valid = result.hidden, result.hidden_valid
         n = segment.targets.numel()
-        return {"loss": result.loss * n, "arch_loss": result.arch_loss * n,
-                "n": torch.tensor(float(n), device=rt.device)}
+        return {
+            "loss": result.loss * n,
+            "arch_loss": result.arch_loss * n,
+            "n": torch.tensor(float(n), device=rt.device),
+        }
 
     def end_epoch(self, epoch: int) -> dict[str, Any]:
         alphas = {t: a.detach().float().cpu() for t, a in self.model.arch_parameters().items()}
@@ -181,8 +212,7 @@ class RNNSearchTask(LanguageTask):
         return {"genotype": _compact(genotype)}
 
     def evaluate(self, epoch: int, rt: Runtime) -> dict[str, float]:
-        loss = stream_loss(self.model, self.valid_eval, self.config.bptt, self.model.eval_plan(),
-                           autocast=rt.autocast)
+        loss = stream_loss(self.model, self.valid_eval, self.config.bptt, self.model.eval_plan(), autocast=rt.autocast)
         if self._pending is not None and self._pending["epoch"] == epoch + 1:
             entry = {**self._pending, "valid_loss": loss, "valid_ppl": perplexity(loss)}
             self.genotype_history = [g for g in self.genotype_history if g["epoch"] <= epoch] + [entry]
@@ -190,10 +220,12 @@ class RNNSearchTask(LanguageTask):
 
     def state_dict(self) -> dict[str, Any]:
         return {
-            "w_optimizer": self.w_optimizer.state_dict(), "a_optimizer": self.a_optimizer.state_dict(),
+            "w_optimizer": self.w_optimizer.state_dict(),
+            "a_optimizer": self.a_optimizer.state_dict(),
             **self._hidden_state(),
             "hidden_valid": self.hidden_valid.detach().cpu() if self.hidden_valid is not None else None,
-            "alpha_history": self.alpha_history, "genotype_history": self.genotype_history,
+            "alpha_history": self.alpha_history,
+            "genotype_history": self.genotype_history,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -206,8 +238,12 @@ class RNNSearchTask(LanguageTask):
         self.genotype_history = list(state["genotype_history"])
 
     def save_weights(self, directory: Path) -> None:
-        metadata = {"format": SEARCH_FORMAT, "gdas_lm": json.dumps(self.model.args.to_dict()),
-                    "steps": str(self.model.steps), "sampling": self.model.sampling}
+        metadata = {
+            "format": SEARCH_FORMAT,
+            "gdas_lm": json.dumps(self.model.args.to_dict()),
+            "steps": str(self.model.steps),
+            "sampling": self.model.sampling,
+        }
         save_tensors(self.model, Path(directory) / WEIGHTS_FILE, metadata)
 
     def load_weights(self, directory: Path) -> None:
@@ -227,23 +263,30 @@ class RNNSearchTask(LanguageTask):
         alphas = next(r for r in self.alpha_history if r["epoch"] == best["epoch"])["alphas"]
         cfg = self.config
         provenance = {
-            "source": "search", "method": "gdas" if cfg.sampling == "gdas" else "darts", "dataset": cfg.dataset,
-            "corpus_sha256": self.corpus_summary().get("sha256"), "seed": cfg.seed, "epoch": best["epoch"],
-            "epochs": cfg.epochs, "selected_by": "lowest valid_loss", "valid_loss": best["valid_loss"],
-            "valid_ppl": best["valid_ppl"], "tau": best["tau"], "emsize": cfg.emsize, "batch_size": cfg.batch_size,
+            "source": "search",
+            "method": "gdas" if cfg.sampling == "gdas" else "darts",
+            "dataset": cfg.dataset,
+            "corpus_sha256": self.corpus_summary().get("sha256"),
+            "seed": cfg.seed,
+            "epoch": best["epoch"],
+            "epochs": cfg.epochs,
+            "selected_by": "lowest valid_loss",
+            "valid_loss": best["valid_loss"],
+            "valid_ppl": best["valid_ppl"],
+            "tau": best["tau"],
+            "emsize": cfg.emsize,
+            "batch_size": cfg.batch_size,
             "alphas_sha256": alphas_sha256({t: torch.tensor(a) for t, a in alphas.items()}),
-            "run_dir": str(run_dir), "gdas_version": __version__,
+            "run_dir": str(run_dir),
+            "gdas_version": __version__,
         }
         data = {**best["genotype"], "provenance": provenance}
         return Genotype.from_dict(data, str(RunDir(run_dir).genotype_file))
 
 
-
 def _compact(genotype: Genotype) -> str:
     """`relu(0) relu(1) ...`: the node edges of a recurrent genotype on one line (for metrics)."""
     return " ".join(f"{node[0].op}({node[0].input})" for node in genotype.recurrent.nodes)
-
-
 
 
 # ------------------------------------------------------------------------------------ entry points
@@ -264,8 +307,9 @@ def is_rnn_search_run(run_dir: Path) -> bool:
     return saved.get("kind") == "search" and saved["task"].get("network") == "rnn"
 
 
-def derive_rnn_run(run_dir: Path, *, epoch: int | None = None, name: str = "searched_rnn",
-                   version: str = "1.0.0") -> Genotype:
+def derive_rnn_run(
+    run_dir: Path, *, epoch: int | None = None, name: str = "searched_rnn", version: str = "1.0.0"
+) -> Genotype:
     """The T=1 genotype of an RNN search run's epoch (default: the last finished), with provenance."""
     run = RunDir(Path(run_dir))
     if not is_rnn_search_run(run.path):
@@ -274,8 +318,18 @@ def derive_rnn_run(run_dir: Path, *, epoch: int | None = None, name: str = "sear
     record = pick_epoch(load_alpha_history(run.path), epoch, str(run_dir))
     if "recurrent" not in record.alphas:
         raise GdasError(f"{run.alphas_file}: epoch {record.epoch} has no recurrent alphas")
-    provenance = {"source": "search", "method": cfg.sampling, "dataset": cfg.dataset, "seed": cfg.seed,
-                  "epoch": record.epoch, "epochs": cfg.epochs, "tau": record.tau,
-                  "alphas_sha256": alphas_sha256(record.alphas), "run_dir": str(run_dir), "gdas_version": __version__}
-    return derive_rnn_genotype(record.probabilities()["recurrent"], steps=cfg.steps, name=name, version=version,
-                               provenance=provenance)
+    provenance = {
+        "source": "search",
+        "method": cfg.sampling,
+        "dataset": cfg.dataset,
+        "seed": cfg.seed,
+        "epoch": record.epoch,
+        "epochs": cfg.epochs,
+        "tau": record.tau,
+        "alphas_sha256": alphas_sha256(record.alphas),
+        "run_dir": str(run_dir),
+        "gdas_version": __version__,
+    }
+    return derive_rnn_genotype(
+        record.probabilities()["recurrent"], steps=cfg.steps, name=name, version=version, provenance=provenance
+    )

@@ -23,8 +23,9 @@ def saved_search_config(run: RunDir) -> SearchConfig:
     """The config a CNN search run was started with."""
     config = run.read_config()
     if config.get("kind") != SearchTask.kind:
-        raise GdasError(f"{run.path}: a {config.get('kind')!r} run, not a search run; "
-                        "derive reads a search run or its checkpoint")
+        raise GdasError(
+            f"{run.path}: a {config.get('kind')!r} run, not a search run; derive reads a search run or its checkpoint"
+        )
     return SearchConfig.from_dict(config["task"], str(run.config_file))
 
 
@@ -49,7 +50,12 @@ def _from_checkpoint(path: Path, epoch: int | None) -> tuple[SearchConfig, dict[
 
 
 def derive_from_source(
-    source: Path, *, rule: str = "paper", epoch: int | None = None, name: str = "searched", version: str = "1.0.0",
+    source: Path,
+    *,
+    rule: str = "paper",
+    epoch: int | None = None,
+    name: str = "searched",
+    version: str = "1.0.0",
 ) -> Genotype:
     """The genotype of a run directory's epoch (default: the last finished) or of a checkpoint."""
     source = Path(source)
@@ -65,8 +71,14 @@ def derive_from_source(
     probs = {t: torch.softmax(a, dim=-1) for t, a in record["alphas"].items()}
     if config.frc != ("reduce" not in probs):
         raise GdasError(f"{source}: alphas do not match the run's configuration (frc={config.frc})")
-    return derive_genotype(probs, rule=rule, frc=config.frc, name=name, version=version,
-                           provenance={**provenance(config, record, run_dir), "derived_from": str(source)})
+    return derive_genotype(
+        probs,
+        rule=rule,
+        frc=config.frc,
+        name=name,
+        version=version,
+        provenance={**provenance(config, record, run_dir), "derived_from": str(source)},
+    )
 
 
 def write_genotype(genotype: Genotype, path: Path) -> None:

@@ -50,8 +50,12 @@ def _loss(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor], rt: Any) -
 
 
 def _weight_step_clipping_alphas(
-    loss: torch.Tensor, net: SearchNetwork, weight_optimizer: torch.optim.Optimizer,
-    arch_optimizer: torch.optim.Optimizer, rt: Any, grad_clip: float,
+    loss: torch.Tensor,
+    net: SearchNetwork,
+    weight_optimizer: torch.optim.Optimizer,
+    arch_optimizer: torch.optim.Optimizer,
+    rt: Any,
+    grad_clip: float,
 ) -> None:
     """Backward, clip weights and alphas together (with the last A step's alpha gradients added),
     SGD step, then drop every gradient. The engine's backward_step, with both optimizers unscaled."""
@@ -86,9 +90,16 @@ def _keep_arch_grads(optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -
 
 
 def search_step(
-    model: nn.Module, net: SearchNetwork, weight_optimizer: torch.optim.Optimizer,
-    arch_optimizer: torch.optim.Optimizer, train: tuple[torch.Tensor, torch.Tensor],
-    valid: tuple[torch.Tensor, torch.Tensor], rt: Any, grad_clip: float, *, grad_clip_with_alphas: bool = False,
+    model: nn.Module,
+    net: SearchNetwork,
+    weight_optimizer: torch.optim.Optimizer,
+    arch_optimizer: torch.optim.Optimizer,
+    train: tuple[torch.Tensor, torch.Tensor],
+    valid: tuple[torch.Tensor, torch.Tensor],
+    rt: Any,
+    grad_clip: float,
+    *,
+    grad_clip_with_alphas: bool = False,
 ) -> dict[str, torch.Tensor]:
     """W step then A step; returns metric SUMS over the train batch as device tensors (no host sync).
 
@@ -120,7 +131,9 @@ def search_step(
     # A-step sums are scaled to the train count so the engine's sum(key) / sum(n) is their mean;
     # accuracies are percentages, as in training records.
     return {
-        "loss": loss.detach().float() * n, "top1": correct.float() * 100.0,
-        "arch_loss": arch_loss.detach().float() * n, "arch_top1": arch_correct.float() * (100.0 * n / n_valid),
+        "loss": loss.detach().float() * n,
+        "top1": correct.float() * 100.0,
+        "arch_loss": arch_loss.detach().float() * n,
+        "arch_top1": arch_correct.float() * (100.0 * n / n_valid),
         "n": loss.new_full((), float(n), dtype=torch.float32),  # a fill, not a blocking host-to-device copy
     }

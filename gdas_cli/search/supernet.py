@@ -41,11 +41,19 @@ def edge_count(steps: int) -> int:
 
 
 def _preprocess(
-    C_prev_prev: int, C_prev: int, C: int, reduction_prev: bool, affine: bool, bias: bool,
+    C_prev_prev: int,
+    C_prev: int,
+    C: int,
+    reduction_prev: bool,
+    affine: bool,
+    bias: bool,
 ) -> tuple[nn.Module, nn.Module]:
     """A cell's two input layers: s0 halved by FactorizedReduce after a reduction, else 1x1 ReLU-conv-BN."""
-    s0 = (FactorizedReduce(C_prev_prev, C, affine, bias=bias) if reduction_prev
-          else ReLUConvBN(C_prev_prev, C, 1, 1, 0, affine, bias=bias))
+    s0 = (
+        FactorizedReduce(C_prev_prev, C, affine, bias=bias)
+        if reduction_prev
+        else ReLUConvBN(C_prev_prev, C, 1, 1, 0, affine, bias=bias)
+    )
     return s0, ReLUConvBN(C_prev, C, 1, 1, 0, affine, bias=bias)
 
 
@@ -53,7 +61,14 @@ class SearchCell(nn.Module):
     """A cell whose 14 edges each hold every candidate op of `ops`, all with affine-free BN."""
 
     def __init__(
-        self, C_prev_prev: int, C_prev: int, C: int, reduction: bool, reduction_prev: bool, steps: int, multiplier: int,
+        self,
+        C_prev_prev: int,
+        C_prev: int,
+        C: int,
+        reduction: bool,
+        reduction_prev: bool,
+        steps: int,
+        multiplier: int,
         ops: SearchOps = SEARCH_OPS["paper"],
     ) -> None:
         super().__init__()
@@ -90,7 +105,12 @@ class FixedReductionSearchCell(nn.Module):
     reduction = True
 
     def __init__(
-        self, C_prev_prev: int, C_prev: int, C: int, reduction_prev: bool, ops: SearchOps = SEARCH_OPS["paper"],
+        self,
+        C_prev_prev: int,
+        C_prev: int,
+        C: int,
+        reduction_prev: bool,
+        ops: SearchOps = SEARCH_OPS["paper"],
     ) -> None:
         super().__init__()
         bias = ops.bias and not ops.frc_affine
@@ -119,8 +139,18 @@ class SearchNetwork(nn.Module):
     """The supernet. `forward(x)` draws an architecture (one `draw` call) and returns logits."""
 
     def __init__(
-        self, C: int = 16, N: int = 2, num_classes: int = 10, *, frc: bool = False, sampling: str = "cell",
-        layout: str = "paper", ops: str = "paper", steps: int = 4, multiplier: int = 4, stem_multiplier: int = 3,
+        self,
+        C: int = 16,
+        N: int = 2,
+        num_classes: int = 10,
+        *,
+        frc: bool = False,
+        sampling: str = "cell",
+        layout: str = "paper",
+        ops: str = "paper",
+        steps: int = 4,
+        multiplier: int = 4,
+        stem_multiplier: int = 3,
     ) -> None:
         super().__init__()
         check_network_args(C, N, num_classes, frc, sampling, layout, ops)
@@ -150,8 +180,9 @@ class SearchNetwork(nn.Module):
                 cells.append(FixedReductionSearchCell(C_prev_prev, C_prev, C_curr, reduction_prev, ops))
                 types.append(None)
             else:
-                cells.append(SearchCell(C_prev_prev, C_prev, C_curr, reduction, reduction_prev, self.steps,
-                                        self.multiplier, ops))
+                cells.append(
+                    SearchCell(C_prev_prev, C_prev, C_curr, reduction, reduction_prev, self.steps, self.multiplier, ops)
+                )
                 types.append("reduce" if reduction else "normal")
             C_prev_prev, C_prev, reduction_prev = C_prev, cells[-1].multiplier * C_curr, reduction
         return cells, types, C_prev
@@ -183,13 +214,16 @@ class SearchNetwork(nn.Module):
         """The discrete genotype the current alphas give under derive `rule` (see search.derive)."""
         from .derive import derive_genotype
 
-        return derive_genotype(self.probabilities(), rule=rule, frc=self.frc, steps=self.steps,
-                               multiplier=self.multiplier, **kwargs)
+        return derive_genotype(
+            self.probabilities(), rule=rule, frc=self.frc, steps=self.steps, multiplier=self.multiplier, **kwargs
+        )
 
     def sample(self, batch_size: int) -> list[CellSample | None]:
         """Draw the architecture of every cell (None for FRC cells) in one `draw` call."""
         searched = [t for t in self.cell_types if t is not None]
-        drawn = iter(sample_cells(self.arch_parameters(), searched, self.sampling, self.tau, batch_size, self.generator))
+        drawn = iter(
+            sample_cells(self.arch_parameters(), searched, self.sampling, self.tau, batch_size, self.generator)
+        )
         return [None if t is None else next(drawn) for t in self.cell_types]
 
     def forward_sampled(self, x: torch.Tensor, samples: Sequence[CellSample | None]) -> torch.Tensor:
@@ -203,7 +237,13 @@ class SearchNetwork(nn.Module):
 
 
 def check_network_args(
-    C: int, N: int, num_classes: int, frc: bool, sampling: str, layout: str, ops: str = "paper",
+    C: int,
+    N: int,
+    num_classes: int,
+    frc: bool,
+    sampling: str,
+    layout: str,
+    ops: str = "paper",
 ) -> None:
     if layout not in LAYOUTS:
         raise GdasError(f"--layout: {layout!r} must be one of {', '.join(LAYOUTS)}")
@@ -214,7 +254,9 @@ def check_network_args(
     if C < 2 or C % 2:
         raise GdasError(f"--channels: C={C} must be an even number >= 2")
     if frc and C % 8:
-        raise GdasError(f"--channels: C={C} must be a multiple of 8 with --frc (grouped convs of the fixed reduction cell)")
+        raise GdasError(
+            f"--channels: C={C} must be a multiple of 8 with --frc (grouped convs of the fixed reduction cell)"
+        )
     if N < 1:
         raise GdasError(f"--cells-per-stage: N={N} must be >= 1")
     if num_classes < 1:
@@ -222,7 +264,12 @@ def check_network_args(
 
 
 def build_search_network(
-    C: int = 16, N: int = 2, num_classes: int = 10, frc: bool = False, sampling: str = "cell", layout: str = "paper",
+    C: int = 16,
+    N: int = 2,
+    num_classes: int = 10,
+    frc: bool = False,
+    sampling: str = "cell",
+    layout: str = "paper",
     ops: str = "paper",
 ) -> SearchNetwork:
     """The GDAS supernet with the paper's cell (steps 4, multiplier 4, stem 3C)."""

@@ -45,17 +45,68 @@ class Recipe:
 
 RECIPES: dict[str, Recipe] = {
     # paper section 4.2 and the 2019 code (reference section 9.1): cosine to 1e-4, batch 96
-    "cifar": Recipe(net="cifar", C=36, layers=20, epochs=600, batch_size=96, lr=0.025, lr_min=1e-4, schedule="cosine",
-                    lr_gamma=0.97, momentum=0.9, nesterov=False, weight_decay=3e-4, grad_clip=5.0, auxiliary=True,
-                    aux_weight=0.4, drop_path=0.2, label_smoothing=0.0, cutout=16),
+    "cifar": Recipe(
+        net="cifar",
+        C=36,
+        layers=20,
+        epochs=600,
+        batch_size=96,
+        lr=0.025,
+        lr_min=1e-4,
+        schedule="cosine",
+        lr_gamma=0.97,
+        momentum=0.9,
+        nesterov=False,
+        weight_decay=3e-4,
+        grad_clip=5.0,
+        auxiliary=True,
+        aux_weight=0.4,
+        drop_path=0.2,
+        label_smoothing=0.0,
+        cutout=16,
+    ),
     # ImageNet mobile setting (reference section 9.2)
-    "imagenet": Recipe(net="imagenet", C=None, layers=14, epochs=250, batch_size=128, lr=0.1, lr_min=0.0,
-                       schedule="exponential", lr_gamma=0.97, momentum=0.9, nesterov=True, weight_decay=3e-5,
-                       grad_clip=5.0, auxiliary=True, aux_weight=0.4, drop_path=0.0, label_smoothing=0.1, cutout=0),
+    "imagenet": Recipe(
+        net="imagenet",
+        C=None,
+        layers=14,
+        epochs=250,
+        batch_size=128,
+        lr=0.1,
+        lr_min=0.0,
+        schedule="exponential",
+        lr_gamma=0.97,
+        momentum=0.9,
+        nesterov=True,
+        weight_decay=3e-5,
+        grad_clip=5.0,
+        auxiliary=True,
+        aux_weight=0.4,
+        drop_path=0.0,
+        label_smoothing=0.1,
+        cutout=0,
+    ),
     # the built-in demo: small enough for two epochs in about a minute on two CPU cores
-    "digits": Recipe(net="cifar", C=16, layers=8, epochs=10, batch_size=64, lr=0.05, lr_min=1e-4, schedule="cosine",
-                     lr_gamma=0.97, momentum=0.9, nesterov=False, weight_decay=3e-4, grad_clip=5.0, auxiliary=True,
-                     aux_weight=0.4, drop_path=0.1, label_smoothing=0.0, cutout=0),
+    "digits": Recipe(
+        net="cifar",
+        C=16,
+        layers=8,
+        epochs=10,
+        batch_size=64,
+        lr=0.05,
+        lr_min=1e-4,
+        schedule="cosine",
+        lr_gamma=0.97,
+        momentum=0.9,
+        nesterov=False,
+        weight_decay=3e-4,
+        grad_clip=5.0,
+        auxiliary=True,
+        aux_weight=0.4,
+        drop_path=0.1,
+        label_smoothing=0.0,
+        cutout=0,
+    ),
 }
 SCHEDULES = ("cosine", "exponential")
 
@@ -118,8 +169,11 @@ def make_config(dataset: str, genotype: Genotype, overrides: dict[str, Any]) -> 
     if values["C"] is None:
         values["C"] = default_args(genotype, values["net"], 1000).C
     fixed = {"dataset", "genotype", "genotype_ref", "num_classes"}
-    extra = {k: v for k, v in given.items() if k not in values and k not in fixed
-             and k in {f.name for f in fields(TrainConfig)}}
+    extra = {
+        k: v
+        for k, v in given.items()
+        if k not in values and k not in fixed and k in {f.name for f in fields(TrainConfig)}
+    }
     config = TrainConfig(dataset=dataset, genotype=genotype.to_dict(), genotype_ref=genotype.ref, **values, **extra)
     validate_config(config, genotype)
     return config
@@ -128,8 +182,10 @@ def make_config(dataset: str, genotype: Genotype, overrides: dict[str, Any]) -> 
 def validate_config(cfg: TrainConfig, genotype: Genotype) -> None:
     """Every bad value is one GdasError naming its option; checked before anything is loaded or written."""
     if genotype.kind != "cnn":
-        raise GdasError(f"--genotype {cfg.genotype_ref}: a {genotype.kind} genotype builds no CNN; "
-                        f"use a cnn genotype (gdas genotypes list --kind cnn)")
+        raise GdasError(
+            f"--genotype {cfg.genotype_ref}: a {genotype.kind} genotype builds no CNN; "
+            f"use a cnn genotype (gdas genotypes list --kind cnn)"
+        )
     checks = [
         (cfg.epochs >= 1, "--epochs", cfg.epochs, "must be at least 1"),
         (cfg.batch_size >= 1, "--batch-size", cfg.batch_size, "must be at least 1"),
@@ -181,12 +237,19 @@ class TrainTask(Task):
         cfg = self.cfg
         data = self.data or load_images(cfg.dataset, cfg.data_dir, download=cfg.download, net=cfg.net)
         if data.net != cfg.net:
-            raise GdasError(f"--net {cfg.net}: {data.name} has {data.image_size}x{data.image_size} images, "
-                            f"which suit the {data.net} network")
+            raise GdasError(
+                f"--net {cfg.net}: {data.name} has {data.image_size}x{data.image_size} images, "
+                f"which suit the {data.net} network"
+            )
         cfg.num_classes = data.num_classes
         self._build_model(rt, data.num_classes)
-        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
-                                         weight_decay=cfg.weight_decay, nesterov=cfg.nesterov and cfg.momentum > 0)
+        self.optimizer = torch.optim.SGD(
+            self.model.parameters(),
+            lr=cfg.lr,
+            momentum=cfg.momentum,
+            weight_decay=cfg.weight_decay,
+            nesterov=cfg.nesterov and cfg.momentum > 0,
+        )
         self.scheduler = make_scheduler(self.optimizer, cfg)
         self.criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
         self._build_sources(rt, data)
@@ -198,16 +261,26 @@ class TrainTask(Task):
         self.module = rt.prepare_model(TrainForward(self.model))  # DDP/compile run forward: here forward_train
         if rt.compile and cfg.drop_path > 0 and rt.is_main:
             # ops.drop_path draws its mask with a Python-float probability, which torch.compile bakes in
-            print("warning: --compile with --drop-path > 0 recompiles the network every epoch (the probability "
-                  "changes); torch falls back to eager after 8 recompiles", file=sys.stderr)
+            print(
+                "warning: --compile with --drop-path > 0 recompiles the network every epoch (the probability "
+                "changes); torch falls back to eager after 8 recompiles",
+                file=sys.stderr,
+            )
 
     def _build_sources(self, rt: Runtime, data: ImageData) -> None:
         """Training batches augmented by the dataset's crop/flip plus the recipe's cutout; plain test batches."""
         cfg = self.cfg
         base = data.augment or Augment()
         augment = Augment(crop_padding=base.crop_padding, flip=base.flip, cutout=cfg.cutout)
-        common = dict(batch_size=cfg.batch_size, device=rt.device, seed=rt.seed, rank=rt.rank,
-                      world_size=rt.world_size, num_workers=cfg.workers, memory_format=rt.memory_format)
+        common = dict(
+            batch_size=cfg.batch_size,
+            device=rt.device,
+            seed=rt.seed,
+            rank=rt.rank,
+            world_size=rt.world_size,
+            num_workers=cfg.workers,
+            memory_format=rt.memory_format,
+        )
         self.train_source = make_batches(data, "train", train=True, augment=augment, augmented=cfg.augment, **common)
         self.test_source = make_batches(data, "test", train=False, **common)
 

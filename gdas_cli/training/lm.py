@@ -43,22 +43,29 @@ class LMTrainConfig(LMConfig):
     dropoute: float = 0.1
 
 
-
-
 TRAIN_DEFAULTS: dict[str, dict[str, Any]] = {
     "ptb": {"epochs": 2000, "emsize": DATASET_ARGS["ptb"]["ninp"], "weight_decay": 8e-7, "dropouth": 0.25},
     "wt2": {"epochs": 3000, "emsize": DATASET_ARGS["wt2"]["ninp"], "weight_decay": 5e-7, "dropouth": 0.15},
-    DEMO: {"epochs": 6, "batch_size": 32, "emsize": 128, "bptt": 20, "dropout": 0.3, "dropouth": 0.1,
-           "dropoutx": 0.3, "dropouti": 0.1, "dropoute": 0.0},
+    DEMO: {
+        "epochs": 6,
+        "batch_size": 32,
+        "emsize": 128,
+        "bptt": 20,
+        "dropout": 0.3,
+        "dropouth": 0.1,
+        "dropoutx": 0.3,
+        "dropouti": 0.1,
+        "dropoute": 0.0,
+    },
 }
-
-
 
 
 def resolve_train_config(dataset: str, genotype: Genotype, overrides: dict[str, Any]) -> LMTrainConfig:
     if genotype.kind != "rnn":
-        raise GdasError(f"{genotype.ref}: a {genotype.kind} genotype cannot train a language model on {dataset}; "
-                        "use an rnn genotype (e.g. gdas_rnn)")
+        raise GdasError(
+            f"{genotype.ref}: a {genotype.kind} genotype cannot train a language model on {dataset}; "
+            "use an rnn genotype (e.g. gdas_rnn)"
+        )
     config = resolve_lm_config(LMTrainConfig, dataset, TRAIN_DEFAULTS, {**overrides, "genotype": genotype.to_dict()})
     check_lm_config(config)
     if config.nonmono < 0:
@@ -66,8 +73,6 @@ def resolve_train_config(dataset: str, genotype: Genotype, overrides: dict[str, 
     if config.test_batch_size < 1:
         raise GdasError(f"--test-batch-size: {config.test_batch_size} must be >= 1")
     return config
-
-
 
 
 def should_switch_to_asgd(history: list[float], val_loss: float, nonmono: int) -> bool:
@@ -101,7 +106,6 @@ def averaged_weights(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -
             param.data.copy_(value)
 
 
-
 # ---------------------------------------------------------------------------------------- weights
 
 
@@ -120,7 +124,6 @@ def load_language_model(path: Path, device: str | torch.device = "cpu") -> RNNLa
     model = RNNLanguageModel(genotype, args)
     load_tensors_into(model, Path(path), f"genotype {genotype.ref}")
     return model.to(device)
-
 
 
 # -------------------------------------------------------------------------------------------- task
@@ -146,8 +149,15 @@ class LMTrainTask(LanguageTask):
     def setup(self, rt: Runtime) -> None:
         self._setup_data(rt)
         cfg = self.config
-        args = RNNArgs(ntoken=len(self.corpus.vocab), ninp=cfg.emsize, dropout=cfg.dropout, dropouth=cfg.dropouth,
-                       dropoutx=cfg.dropoutx, dropouti=cfg.dropouti, dropoute=cfg.dropoute)
+        args = RNNArgs(
+            ntoken=len(self.corpus.vocab),
+            ninp=cfg.emsize,
+            dropout=cfg.dropout,
+            dropouth=cfg.dropouth,
+            dropoutx=cfg.dropoutx,
+            dropouti=cfg.dropouti,
+            dropoute=cfg.dropoute,
+        )
         self.model = RNNLanguageModel(self.genotype, args).to(rt.device)
         self.optimizer = self._sgd()
 
@@ -155,8 +165,9 @@ class LMTrainTask(LanguageTask):
         return torch.optim.SGD(self.model.parameters(), lr=self.config.lr, weight_decay=self.config.weight_decay)
 
     def _asgd(self) -> torch.optim.Optimizer:
-        return torch.optim.ASGD(self.model.parameters(), lr=self.config.lr, t0=0, lambd=0.0,
-                                weight_decay=self.config.weight_decay)
+        return torch.optim.ASGD(
+            self.model.parameters(), lr=self.config.lr, t0=0, lambd=0.0, weight_decay=self.config.weight_decay
+        )
 
     @property
     def on_asgd(self) -> bool:
@@ -190,8 +201,13 @@ class LMTrainTask(LanguageTask):
         return record
 
     def state_dict(self) -> dict[str, Any]:
-        return {"optimizer_kind": "asgd" if self.on_asgd else "sgd", "optimizer": self.optimizer.state_dict(),
-                "sgd_history": list(self.sgd_history), "switched_at": self.switched_at, **self._hidden_state()}
+        return {
+            "optimizer_kind": "asgd" if self.on_asgd else "sgd",
+            "optimizer": self.optimizer.state_dict(),
+            "sgd_history": list(self.sgd_history),
+            "switched_at": self.switched_at,
+            **self._hidden_state(),
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.optimizer = self._asgd() if state["optimizer_kind"] == "asgd" else self._sgd()
@@ -209,8 +225,6 @@ class LMTrainTask(LanguageTask):
 
     def load_weights(self, directory: Path) -> None:
         load_tensors_into(self.model, Path(directory) / WEIGHTS_FILE, f"genotype {self.genotype.ref}")
-
-
 
 
 def run_lm_training(config: LMTrainConfig, engine: EngineConfig, *, resume: bool = False) -> dict[str, Any]:

@@ -122,7 +122,8 @@ def load_published_model(
         stored = Genotype.from_json(Path(genotype_path).read_text(encoding="utf-8"), f"{label}/{GENOTYPE_FILE}")
         if stored != config.genotype:
             raise GdasError(
-                f"{label}: {GENOTYPE_FILE} ({stored.ref}) and {CONFIG_FILE} ({config.genotype.ref}) describe different cells"
+                f"{label}: {GENOTYPE_FILE} ({stored.ref}) and {CONFIG_FILE} ({config.genotype.ref}) "
+                "describe different cells"
             )
     digest = sha256_file(weights_path)
     for want, where in ((expected_sha256, "the zoo entry"), (config.weights_sha256, CONFIG_FILE)):

@@ -297,7 +297,8 @@ def _create_from_entry(
     if entry.weights is None:
         raise GdasError(
             f"{entry.name}: no pretrained weights are published for this model yet (a genotype-only zoo entry); "
-            f"use pretrained=False for random weights, or train it: gdas train {entry.dataset} --genotype {entry.genotype}"
+            "use pretrained=False for random weights, or train it: "
+            f"gdas train {entry.dataset} --genotype {entry.genotype}"
         )
     _args_with(entry.network, None, overrides, entry.name)
     _check_pretrained_overrides(entry.name, overrides, entry.network)

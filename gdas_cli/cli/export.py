@@ -11,7 +11,8 @@ from ._output import console, print_json
 
 HELP = """Write a publishable model folder (and push it to the Hugging Face Hub as one tagged commit).
 
-SOURCE is a training run directory (checkpoint/best, else checkpoint/last), a .safetensors checkpoint, or a genotype (JSON file, zoo name, hf-hub:org/name@rev) for a genotype-only repo.
+SOURCE is a training run directory (checkpoint/best, else checkpoint/last), a .safetensors checkpoint, or a genotype \
+(JSON file, zoo name, hf-hub:org/name@rev) for a genotype-only repo.
 
 Examples:
 

@@ -48,7 +48,10 @@ def cnn(
     recipe: Annotated[
         str | None,
         typer.Option(
-            help="\\[default: paper] paper (240 epochs, batch 128, wd 3e-4, tau 10->1, 8 cells) or xautodl (250 epochs, batch 256, wd 5e-4, nesterov, tau 10->0.1, 6 cells, batch sampling).",
+            help=(
+                "\\[default: paper] paper (240 epochs, batch 128, wd 3e-4, tau 10->1, 8 cells) or xautodl (250 epochs, "
+                "batch 256, wd 5e-4, nesterov, tau 10->0.1, 6 cells, batch sampling)."
+            ),
             rich_help_panel=_SEARCH,
             show_default=False,
         ),
@@ -56,14 +59,22 @@ def cnn(
     sampling: Annotated[
         str | None,
         typer.Option(
-            help="cell (a draw per cell per forward: the 2019 code), batch (one per cell type per forward: xautodl), sample (one normal and one reduction cell per example: the paper's text), sample_cell (a draw per cell per example), darts (softmax over all ops), gdas_all_ops (cell's draws, every op run and weighted: the paper's run without the acceleration step). \\[default: from --recipe]",
+            help=(
+                "cell (a draw per cell per forward: the 2019 code), batch (one per cell type per forward: xautodl), "
+                "sample (one normal and one reduction cell per example: the paper's text), sample_cell (a draw per "
+                "cell per example), darts (softmax over all ops), gdas_all_ops (cell's draws, every op run and "
+                "weighted: the paper's run without the acceleration step). \\[default: from --recipe]"
+            ),
             rich_help_panel=_SEARCH,
         ),
     ] = None,
     layout: Annotated[
         str | None,
         typer.Option(
-            help="paper (N-R-N-R-N cells, GAP + linear) or xautodl (N-R-(N-1)-R-(N-1), BN-ReLU head). \\[default: from --recipe]",
+            help=(
+                "paper (N-R-N-R-N cells, GAP + linear) or xautodl (N-R-(N-1)-R-(N-1), BN-ReLU head). "
+                "\\[default: from --recipe]"
+            ),
             rich_help_panel=_NET,
         ),
     ] = None,
@@ -148,9 +159,11 @@ def cnn(
 ) -> None:
     """Search a CNN cell with GDAS into a run directory.
 
-    Writes config.json, metrics.jsonl, alphas.jsonl, genotypes.jsonl, split.json, checkpoint/last and checkpoint/best, and at the end genotype.json. Every value of --recipe can be overridden.
+    Writes config.json, metrics.jsonl, alphas.jsonl, genotypes.jsonl, split.json, checkpoint/last and \
+checkpoint/best, and at the end genotype.json. Every value of --recipe can be overridden.
 
-    The built-in `digits` set defaults to a small supernet (C=8, N=1, 16x16 inputs, batch 64), so the demo runs in minutes on a laptop CPU; override with -C, -N, --image-size, --batch-size.
+    The built-in `digits` set defaults to a small supernet (C=8, N=1, 16x16 inputs, batch 64), so the demo runs \
+in minutes on a laptop CPU; override with -C, -N, --image-size, --batch-size.
 
     Examples:
 

@@ -113,7 +113,8 @@ def check_config(config: SearchConfig) -> None:
         (config.channels >= 2 and config.channels % 2 == 0, f"--channels: {config.channels} must be even and >= 2"),
         (
             not config.frc or config.channels % 8 == 0,
-            f"--channels: {config.channels} must be a multiple of 8 with --frc (grouped convs of the fixed reduction cell)",
+            f"--channels: {config.channels} must be a multiple of 8 with --frc "
+            "(grouped convs of the fixed reduction cell)",
         ),
         (config.cells_per_stage >= 1, f"--cells-per-stage: {config.cells_per_stage} must be >= 1"),
         (config.limit_train_batches is None or config.limit_train_batches >= 1, "--limit-train-batches must be >= 1"),

@@ -24,7 +24,7 @@ import torch
 from gdas_cli.data import CIFAR_MEAN, CIFAR_STD, Augment, ImageData, TensorImages
 from gdas_cli.engine import Runtime, resolve_precision
 from gdas_cli.genotype import load_genotype
-from gdas_cli.train import make_config, TrainTask
+from gdas_cli.train import TrainTask, make_config
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

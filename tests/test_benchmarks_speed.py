@@ -1,0 +1,87 @@
+"""The speed benchmarks run end to end at tiny sizes and report positive, finite paired ratios."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gdas_cli.sampler import SAMPLING_MODES
+from gdas_cli.search import LAYOUTS
+
+ROOT = Path(__file__).resolve().parents[1]
+ROUNDS = 2
+
+
+def run_script(name: str, *args: str) -> subprocess.CompletedProcess:
+    paths = [p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths), "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, str(ROOT / "benchmarks" / name), "--device", "cpu", *args],
+                          check=False, capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+
+
+def check_ratios(result: dict) -> None:
+    assert len(result["ratios"]) == ROUNDS
+    for value in [result["median_ratio"], *result["ratios"], *result["project_s"]]:
+        assert math.isfinite(value) and value > 0, result
+
+
+@pytest.fixture
+def benchmarks(monkeypatch):
+    """Import a benchmark script as a module (they import each other as siblings)."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    return importlib.import_module
+
+
+def test_search_step_covers_every_mode_and_layout_by_default(benchmarks):
+    args = benchmarks("search_step").parse_args([])
+    assert args.modes == list(SAMPLING_MODES) and args.layouts == list(LAYOUTS)
+    assert (args.threads, args.batch, args.channels) == (1, 64, 16)
+
+
+def test_search_step_pairs_every_mode():
+    layout = "xautodl"  # the smaller supernet; the paper layout runs the same code
+    proc = run_script("search_step.py", "-C", "2", "-N", "1", "--batch", "4", "--size", "8",
+                      "--rounds", str(ROUNDS), "--warmup", "0", "--layouts", layout)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["machine"]["threads"] == 1 and report["config"]["rounds"] == ROUNDS
+    assert set(report["results"]) == {layout}
+    modes = report["results"][layout]
+    assert set(modes) == set(SAMPLING_MODES)
+    for mode, result in modes.items():
+        check_ratios(result)
+        assert report["median_ratios"][f"{layout}/{mode}"] == result["median_ratio"]
+        if mode == "darts":
+            assert result["baseline"].startswith("project GDAS step")
+            continue
+        assert result["baseline"] == "one-path limit"
+        assert result["check"]["project_step_made_the_predicted_draws"] is True
+        diff = result["check"]["limit_max_abs_logit_diff"]
+        assert diff is None if mode == "sample" else diff < 1e-4, (mode, diff)
+
+
+def test_xautodl_step_pairs_the_released_step():
+    pytest.importorskip("xautodl.models", reason="xautodl not installed (pip install --no-deps xautodl==1.0.0)")
+    proc = run_script("xautodl_step.py", "-C", "4", "-N", "1", "--batch", "4", "--size", "8",
+                      "--rounds", str(ROUNDS), "--warmup", "0")
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    check_ratios(report)
+    assert all(math.isfinite(t) and t > 0 for t in report["xautodl_s"])
+    assert report["config"]["layout"] == "xautodl" and report["config"]["sampling"] == "batch"
+    assert report["check"]["same_ops_on_every_edge"] is True and report["check"]["edges_compared"] > 0
+
+
+def test_xautodl_step_without_xautodl_says_how_to_install(benchmarks, monkeypatch, capsys):
+    script = benchmarks("xautodl_step")
+    monkeypatch.setitem(sys.modules, "xautodl", None)  # import xautodl now raises ImportError
+    assert script.main(["--rounds", "1"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and "pip install --no-deps xautodl==1.0.0" in err

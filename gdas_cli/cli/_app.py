@@ -23,12 +23,13 @@ class GdasGroup(TyperGroup):
         prog_name: str | None = None,
         complete_var: str | None = None,
         standalone_mode: bool = True,
+        windows_expand_args: bool = True,
         **extra: Any,
     ) -> Any:
         if not standalone_mode:
-            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+            return super().main(args, prog_name, complete_var, False, windows_expand_args, **extra)
         try:
-            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+            code = super().main(args, prog_name, complete_var, False, windows_expand_args, **extra)
         except GdasError as err:
             print_error(str(err))
             sys.exit(2)
@@ -36,7 +37,8 @@ class GdasGroup(TyperGroup):
             err.show()
             sys.exit(0)
         except ClickException as err:
-            where = err.ctx.command_path if getattr(err, "ctx", None) is not None else "gdas"
+            ctx = getattr(err, "ctx", None)  # UsageError and its subclasses carry the context
+            where = ctx.command_path if ctx is not None else "gdas"
             print_error(f"{where}: {err.format_message()}")
             sys.exit(err.exit_code)
         except typer.Abort:

@@ -87,7 +87,7 @@ class RunOptions:
     quiet: bool = False
     explicit: frozenset[str] = field(default_factory=frozenset)
 
-    def typed(self, names: dict[str, str] | None = None, **values: Any) -> dict[str, Any]:
+    def typed(self, names: dict[str, str] | None = None, /, **values: Any) -> dict[str, Any]:
         """The options the user typed (of `values`, then these run options), keyed by config name.
 
         `names` maps an option's parameter name to its config key where they differ.

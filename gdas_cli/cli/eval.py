@@ -46,22 +46,34 @@ def eval_command(
     from ..errors import GdasError
     from ..evaluate import evaluate_checkpoint
 
-    if (path is None) == (from_hub is None):
+    if path is not None and from_hub is None:
+        result = evaluate_checkpoint(
+            path,
+            dataset=dataset,
+            split=split,
+            data_dir=data_dir,
+            genotype=genotype,
+            which=checkpoint,
+            batch_size=batch_size,
+            device=device,
+            limit_batches=limit_batches,
+        )
+    elif from_hub is not None and path is None:  # same options; fetches the repo, verifies it, then as above
+        from ..evaluate import evaluate_hub_model
+
+        result = evaluate_hub_model(
+            from_hub,
+            dataset=dataset,
+            split=split,
+            data_dir=data_dir,
+            genotype=genotype,
+            which=checkpoint,
+            batch_size=batch_size,
+            device=device,
+            limit_batches=limit_batches,
+        )
+    else:
         raise GdasError("gdas eval: give a run folder or checkpoint, or --from-hub org/name[@revision] (one of them)")
-    evaluate = evaluate_checkpoint
-    if from_hub is not None:  # same options; fetches the repo, verifies it strictly, then evaluate_checkpoint
-        from ..evaluate import evaluate_hub_model as evaluate
-    result = evaluate(
-        from_hub or path,
-        dataset=dataset,
-        split=split,
-        data_dir=data_dir,
-        genotype=genotype,
-        which=checkpoint,
-        batch_size=batch_size,
-        device=device,
-        limit_batches=limit_batches,
-    )
     if as_json:
         print_json(result)
         return

@@ -96,20 +96,21 @@ def info(
     args = default_args(genotype, family, classes)
     args = type(args)(**{**args.to_dict(), "C": channels or args.C, "layers": layers or args.layers})
     model = build_network(genotype, args)
+    params, mult_adds = count_parameters(model), count_mult_adds(model, (1, 3, size, size))
     result = {
         "genotype": genotype.ref,
         "net": net,
         "C": args.C,
         "layers": args.layers,
-        "params": count_parameters(model),
-        "mult_adds": count_mult_adds(model, (1, 3, size, size)),
+        "params": params,
+        "mult_adds": mult_adds,
     }
     if as_json:
         print_json(result)
         return
     console.print(
         f"{genotype.ref} on {net} (C={args.C}, {args.layers} cells): "
-        f"{result['params'] / 1e6:.2f}M params, {result['mult_adds'] / 1e6:.1f}M mult-adds",
+        f"{params / 1e6:.2f}M params, {mult_adds / 1e6:.1f}M mult-adds",
         highlight=False,
     )
 

@@ -106,9 +106,11 @@ def encode(lines: list[str], vocab: Vocabulary, where: str) -> tuple[torch.Tenso
         for word in line_words(line):
             index = vocab.index(word)
             if index is None:
-                if vocab.index(UNK) is None:
+                unk = vocab.index(UNK)
+                if unk is None:
                     vocab = Vocabulary(vocab.words + (UNK,))
-                index = vocab.index(UNK)
+                    unk = len(vocab.words) - 1
+                index = unk
             ids.append(index)
     if not ids:
         raise GdasError(f"{where}: no text")
@@ -175,7 +177,8 @@ _RULE_RE = re.compile(r"^[*=\-~^]{3,}$")
 
 def _prose_paragraphs(text: str) -> list[str]:
     """Paragraphs of running text: indented blocks (code, grammar) and heading rules dropped."""
-    paragraphs, current = [], []
+    paragraphs: list[str] = []
+    current: list[str] = []
     for line in text.splitlines():
         if not line.strip() or line.startswith(" ") or _RULE_RE.match(line.strip()):
             if current:

@@ -19,10 +19,11 @@ from typing import TYPE_CHECKING
 
 from .errors import GdasError
 from .files import atomic_write_bytes
-from .genotype import FRC, Cell, Genotype
+from .genotype import Cell, Genotype
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
+    from matplotlib.patches import Patch
 
 FORMATS = (".png", ".svg", ".pdf")
 _OP_COLOURS = {
@@ -363,10 +364,10 @@ def _framed(panel: _Panel, measure: Measure) -> _Panel:
     return panel
 
 
-def _draw_nodes(ax, panel: _Panel) -> dict[NodeKey, object]:
+def _draw_nodes(ax, panel: _Panel) -> dict[NodeKey, Patch]:
     from matplotlib.patches import FancyBboxPatch
 
-    patches = {}
+    patches: dict[NodeKey, Patch] = {}
     for key, node in panel.nodes.items():
         box = node.box
         patch = FancyBboxPatch(
@@ -386,7 +387,7 @@ def _draw_nodes(ax, panel: _Panel) -> dict[NodeKey, object]:
     return patches
 
 
-def _draw_arcs(ax, panel: _Panel, patches: dict[NodeKey, object]) -> None:
+def _draw_arcs(ax, panel: _Panel, patches: dict[NodeKey, Patch]) -> None:
     from matplotlib.patches import FancyArrowPatch
 
     for arc, label in zip(panel.arcs, panel.labels, strict=True):
@@ -433,7 +434,7 @@ def _draw_arcs(ax, panel: _Panel, patches: dict[NodeKey, object]) -> None:
         )
 
 
-def _draw_bus(ax, panel: _Panel, patches: dict[NodeKey, object]) -> None:
+def _draw_bus(ax, panel: _Panel, patches: dict[NodeKey, Patch]) -> None:
     from matplotlib.patches import FancyArrowPatch
 
     bus = panel.bus
@@ -501,7 +502,7 @@ def draw_genotype(genotype: Genotype) -> Figure:
     measure = _measurer(fig)
     panels = [
         _frc_panel(f"{genotype.ref}: {role} cell", measure)
-        if cell == FRC
+        if isinstance(cell, str)  # FRC, the only cell a string names
         else _cell_panel(cell, genotype.kind, f"{genotype.ref}: {role} cell", measure)
         for role, cell in genotype.cells().items()
     ]

@@ -23,7 +23,7 @@ weight (exactly 1 in value, the soft gradient behind it).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -81,10 +81,20 @@ def linear_tau(epoch: int, epochs: int, tau_max: float, tau_min: float) -> float
     return tau_max - (tau_max - tau_min) * epoch / (epochs - 1)
 
 
+class EdgeOps(Protocol):
+    """The candidate ops of one edge, by alpha column: an nn.ModuleList or a list of modules."""
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, index: int, /) -> nn.Module: ...
+
+    def __iter__(self) -> Iterator[nn.Module]: ...
+
+
 class CellSample(Protocol):
     """The architecture drawn for one cell: how each of its edges combines its candidate ops."""
 
-    def apply(self, edge: int, ops: Sequence[nn.Module], x: torch.Tensor) -> torch.Tensor: ...
+    def apply(self, edge: int, ops: EdgeOps, x: torch.Tensor) -> torch.Tensor: ...
 
 
 @dataclass
@@ -94,7 +104,7 @@ class HardCellSample:
     hard: torch.Tensor
     index: list[int]
 
-    def apply(self, edge: int, ops: Sequence[nn.Module], x: torch.Tensor) -> torch.Tensor:
+    def apply(self, edge: int, ops: EdgeOps, x: torch.Tensor) -> torch.Tensor:
         k = self.index[edge]
         # The hard weight is exactly 1, but multiplying by it routes the gradient to every alpha of the edge.
         return ops[k](x) * self.hard[edge, k]
@@ -115,7 +125,7 @@ class ExampleCellSample:
         """The sample restricted to some examples (a per-example loop uses this)."""
         return ExampleCellSample(self.hard[rows], self.index[rows])
 
-    def apply(self, edge: int, ops: Sequence[nn.Module], x: torch.Tensor) -> torch.Tensor:
+    def apply(self, edge: int, ops: EdgeOps, x: torch.Tensor) -> torch.Tensor:
         counts = torch.bincount(self.index[:, edge], minlength=len(ops)).tolist()
         hard = self.hard[:, edge]
         chosen = hard.detach().argmax(dim=-1)  # the device copy of index[:, edge]: no host transfer
@@ -154,7 +164,7 @@ class AllOpsCellSample:
 
     hard: torch.Tensor
 
-    def apply(self, edge: int, ops: Sequence[nn.Module], x: torch.Tensor) -> torch.Tensor:
+    def apply(self, edge: int, ops: EdgeOps, x: torch.Tensor) -> torch.Tensor:
         w = self.hard[edge]
         return sum(w[k] * op(x) for k, op in enumerate(ops))
 
@@ -165,7 +175,7 @@ class SoftCellSample:
 
     weights: torch.Tensor
 
-    def apply(self, edge: int, ops: Sequence[nn.Module], x: torch.Tensor) -> torch.Tensor:
+    def apply(self, edge: int, ops: EdgeOps, x: torch.Tensor) -> torch.Tensor:
         w = self.weights[edge]
         return sum(w[k] * op(x) for k, op in enumerate(ops))
 

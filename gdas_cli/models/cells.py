@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 from torch import nn
 
@@ -48,7 +50,7 @@ class InferCell(nn.Module):
         states = [self.preprocess0(s0), self.preprocess1(s1)]
         for inputs, ops in zip(self.inputs, self.ops, strict=True):
             total = 0
-            for index, op in zip(inputs, ops, strict=True):
+            for index, op in zip(inputs, cast(nn.ModuleList, ops), strict=True):
                 out = op(states[index])
                 if self.training and drop_prob > 0 and not isinstance(op, Identity):
                     out = drop_path(out, drop_prob)
@@ -81,7 +83,7 @@ def build_cell(
     reduction: bool,
     reduction_prev: bool = False,
     affine: bool = True,
-) -> nn.Module:
+) -> InferCell | FixedReductionInferCell:
     """One cell of `genotype` for use in any network: `forward(s0, s1, drop_prob=0.0)` gives
     `multiplier * c` channels, at half resolution when `reduction` is set."""
     if genotype.kind != "cnn":
@@ -89,4 +91,6 @@ def build_cell(
     spec = genotype.reduce if reduction else genotype.normal
     if spec == FRC:
         return FixedReductionInferCell(c_prev_prev, c_prev, c, reduction_prev, affine)
+    if not isinstance(spec, Cell):
+        raise GdasError(f"{genotype.ref}: no {'reduce' if reduction else 'normal'} cell")
     return InferCell(spec, c_prev_prev, c_prev, c, reduction, reduction_prev, affine)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 from torch import nn
 
@@ -32,5 +34,5 @@ class AuxiliaryHead(nn.Sequential):
 
     def reset_classifier(self, num_classes: int) -> None:
         """A fresh final linear layer for `num_classes`, on the same device and dtype; the rest is kept."""
-        old = self[-1]
+        old = cast(nn.Linear, self[-1])  # built last in __init__
         self[-1] = nn.Linear(old.in_features, num_classes, device=old.weight.device, dtype=old.weight.dtype)

@@ -142,12 +142,24 @@ def pretrained_cfg_for(args: NetworkArgs, **fields: Any) -> dict[str, Any]:
 class FeatureInfo(list):
     """timm's `feature_info`: one dict per level (`num_chs`, `reduction`, `module`) with column helpers."""
 
+    @overload
+    def channels(self, idx: None = None) -> list[int]: ...
+    @overload
+    def channels(self, idx: int) -> int: ...
     def channels(self, idx: int | None = None) -> list[int] | int:
         return self._column("num_chs", idx)
 
+    @overload
+    def reduction(self, idx: None = None) -> list[int]: ...
+    @overload
+    def reduction(self, idx: int) -> int: ...
     def reduction(self, idx: int | None = None) -> list[int] | int:
         return self._column("reduction", idx)
 
+    @overload
+    def module_name(self, idx: None = None) -> list[str]: ...
+    @overload
+    def module_name(self, idx: int) -> str: ...
     def module_name(self, idx: int | None = None) -> list[str] | str:
         return self._column("module", idx)
 
@@ -255,8 +267,9 @@ def _classifier(in_features: int, num_classes: int, like: nn.Module | None = Non
     if num_classes == 0:
         return nn.Identity()
     param = next(like.parameters(), None) if like is not None else None
-    options = {"device": param.device, "dtype": param.dtype} if param is not None else {}
-    return nn.Linear(in_features, num_classes, **options)
+    if param is None:
+        return nn.Linear(in_features, num_classes)
+    return nn.Linear(in_features, num_classes, device=param.device, dtype=param.dtype)
 
 
 class CellNetwork(_CellStack):

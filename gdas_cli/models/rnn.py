@@ -56,6 +56,11 @@ def variational_mask(batch: int, dim: int, p: float, like: torch.Tensor) -> torc
     """A (batch, dim) keep mask scaled by 1/keep, or None when p == 0."""
     if p <= 0:
         return None
+    return _keep_mask(batch, dim, p, like)
+
+
+def _keep_mask(batch: int, dim: int, p: float, like: torch.Tensor) -> torch.Tensor:
+    """A (batch, dim) keep mask scaled by 1/keep, for 0 < p < 1."""
     keep = 1.0 - p
     return torch.empty(batch, dim, dtype=like.dtype, device=like.device).bernoulli_(keep).div_(keep)
 
@@ -64,7 +69,7 @@ def locked_dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
     """Dropout of (T, B, D) with one mask per (example, feature), shared over time."""
     if not training or p <= 0:
         return x
-    mask = variational_mask(x.size(1), x.size(2), p, x)
+    mask = _keep_mask(x.size(1), x.size(2), p, x)
     return x * mask.unsqueeze(0)
 
 

@@ -208,5 +208,6 @@ SEARCH_ARGS = {"ninp": 300, "dropout": 0.75, "dropouth": 0.25, "dropoutx": 0.75,
 def build_rnn_search_network(
     ntoken: int, *, ninp: int = 300, steps: int = RNN_STEPS, sampling: str = "gdas", **dropouts: float
 ) -> RNNSearchNetwork:
-    args = RNNArgs(ntoken=ntoken, **{**SEARCH_ARGS, "ninp": ninp, **dropouts})
+    search_dropouts = {k: v for k, v in SEARCH_ARGS.items() if k != "ninp"}  # `ninp` is the argument's
+    args = RNNArgs(ntoken=ntoken, ninp=ninp, **{**search_dropouts, **dropouts})
     return RNNSearchNetwork(args, steps=steps, sampling=sampling)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -29,7 +29,7 @@ from ..ops import (
     ReLUConvBN,
     SearchOps,
 )
-from ..sampler import SAMPLING_MODES, CellSample, sample_cells
+from ..sampler import SAMPLING_MODES, CellSample, EdgeOps, sample_cells
 
 ALPHA_STD = 1e-3
 CELL_TYPES = ("normal", "reduce")
@@ -82,9 +82,9 @@ class SearchCell(nn.Module):
         # An edge holds its ops in build order; samples index them by alpha column (PRIMITIVES order).
         self.columns = None if ops.order == PRIMITIVES else ops.columns
 
-    def edge_ops(self, edge: int) -> Sequence[nn.Module]:
+    def edge_ops(self, edge: int) -> EdgeOps:
         """The candidate ops of `edge`, indexed like the alphas' columns."""
-        ops = self.edges[edge]
+        ops = cast(nn.ModuleList, self.edges[edge])  # one ModuleList per edge, built in __init__
         return ops if self.columns is None else [ops[k] for k in self.columns]
 
     def forward(self, s0: torch.Tensor, s1: torch.Tensor, sample: CellSample) -> torch.Tensor:
@@ -171,20 +171,25 @@ class SearchNetwork(nn.Module):
                 alphas = alphas[:, list(op_set.columns)]
             self.register_parameter(f"alphas_{cell_type}", nn.Parameter(alphas))
 
-    def _build_cells(self, stem_channels: int, C: int, reductions: list[bool]) -> tuple[nn.ModuleList, list, int]:
-        cells, types, ops = nn.ModuleList(), [], SEARCH_OPS[self.ops]
+    def _build_cells(
+        self, stem_channels: int, C: int, reductions: list[bool]
+    ) -> tuple[nn.ModuleList, list[str | None], int]:
+        cells, ops = nn.ModuleList(), SEARCH_OPS[self.ops]
+        types: list[str | None] = []
         C_prev_prev, C_prev, C_curr, reduction_prev = stem_channels, stem_channels, C, False
         for reduction in reductions:
             C_curr = C_curr * 2 if reduction else C_curr
+            cell: FixedReductionSearchCell | SearchCell
             if reduction and self.frc:
-                cells.append(FixedReductionSearchCell(C_prev_prev, C_prev, C_curr, reduction_prev, ops))
+                cell = FixedReductionSearchCell(C_prev_prev, C_prev, C_curr, reduction_prev, ops)
                 types.append(None)
             else:
-                cells.append(
-                    SearchCell(C_prev_prev, C_prev, C_curr, reduction, reduction_prev, self.steps, self.multiplier, ops)
+                cell = SearchCell(
+                    C_prev_prev, C_prev, C_curr, reduction, reduction_prev, self.steps, self.multiplier, ops
                 )
                 types.append("reduce" if reduction else "normal")
-            C_prev_prev, C_prev, reduction_prev = C_prev, cells[-1].multiplier * C_curr, reduction
+            cells.append(cell)
+            C_prev_prev, C_prev, reduction_prev = C_prev, cell.multiplier * C_curr, reduction
         return cells, types, C_prev
 
     @property

@@ -22,7 +22,7 @@ import signal
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 import torch
@@ -371,16 +371,17 @@ class TensorBatches:
     def make_batch(self, index: torch.Tensor, epoch: int) -> torch.Tensor:
         """Normalised float images for dataset positions `index`, augmented when training."""
         x = self.images[index].float().div_(255)
-        if self.augment is not None:
-            x = self._crop_flip(x, index, epoch)
+        augment = self.augment
+        if augment is not None:
+            x = self._crop_flip(x, index, epoch, augment)
         x = (x - self.mean) / self.std
-        if self.augment is not None and self.augment.cutout > 0:
-            x = self._cutout(x, index, epoch)
+        if augment is not None and augment.cutout > 0:
+            x = self._cutout(x, index, epoch, augment)
         return x.contiguous(memory_format=self.memory_format)
 
-    def _crop_flip(self, x: torch.Tensor, index: torch.Tensor, epoch: int) -> torch.Tensor:
+    def _crop_flip(self, x: torch.Tensor, index: torch.Tensor, epoch: int, augment: Augment) -> torch.Tensor:
         n, _, h, w = x.shape
-        pad = self.augment.crop_padding
+        pad = augment.crop_padding
         if pad > 0:
             padded = torch.nn.functional.pad(x, (pad, pad, pad, pad))  # zeros = black, as PIL padding
             dy = keyed_randint(index, self.seed, epoch, 1, 2 * pad + 1)
@@ -389,15 +390,15 @@ class TensorBatches:
             cols = dx[:, None] + torch.arange(w, device=x.device)
             batch = torch.arange(n, device=x.device)[:, None, None]
             x = padded[batch, :, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
-        if self.augment.flip:
+        if augment.flip:
             flip = keyed_randint(index, self.seed, epoch, 3, 2).bool()
             x = torch.where(flip[:, None, None, None], x.flip(3), x)
         return x
 
-    def _cutout(self, x: torch.Tensor, index: torch.Tensor, epoch: int) -> torch.Tensor:
+    def _cutout(self, x: torch.Tensor, index: torch.Tensor, epoch: int, augment: Augment) -> torch.Tensor:
         """Zero a length x length square centred at a random pixel, clipped at the borders (as the 2019 Cutout)."""
         _, _, h, w = x.shape
-        half = self.augment.cutout // 2
+        half = augment.cutout // 2
         cy = keyed_randint(index, self.seed, epoch, 4, h)[:, None, None]
         cx = keyed_randint(index, self.seed, epoch, 5, w)[:, None, None]
         ys = torch.arange(h, device=x.device)[None, :, None]
@@ -510,6 +511,18 @@ class Cutout:
         return image
 
 
+class _SourceOptions(TypedDict):
+    """The keyword arguments TensorBatches and LoaderBatches share."""
+
+    batch_size: int
+    device: torch.device
+    seed: int
+    shuffle: bool
+    rank: int
+    world_size: int
+    memory_format: torch.memory_format
+
+
 def make_batches(
     data: ImageData,
     split: str,
@@ -535,7 +548,7 @@ def make_batches(
     """
     per_rank = per_rank_batch(batch_size, world_size)
     source = data.train if split == "train" else data.test
-    common = dict(
+    common = _SourceOptions(
         batch_size=per_rank,
         device=device,
         seed=seed,

@@ -9,6 +9,7 @@ the task state after every epoch and on resume, so they always match the checkpo
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 from pathlib import Path
@@ -58,7 +59,10 @@ class SearchTask(Task):
         self.split = split_indices(len(data.train), cfg.split_seed if cfg.split_seed is not None else cfg.seed)
         # both halves get the training augmentation as in the 2019 code, but never cutout
         augment = dataclasses.replace(data.augment, cutout=0) if data.augment else None
-        common = dict(
+        batches = functools.partial(
+            make_batches,
+            data,
+            "train",
             batch_size=cfg.batch_size,
             device=rt.device,
             train=True,
@@ -68,8 +72,8 @@ class SearchTask(Task):
             num_workers=cfg.workers,
             memory_format=rt.memory_format,
         )
-        train = make_batches(data, "train", seed=cfg.seed, indices=self.split[0], **common)
-        valid = make_batches(data, "train", seed=cfg.seed + 1, indices=self.split[1], **common)
+        train = batches(seed=cfg.seed, indices=self.split[0])
+        valid = batches(seed=cfg.seed + 1, indices=self.split[1])
         self.batches = PairedBatches(train, valid)
         if len(self.batches) == 0:
             raise GdasError(f"--dataset {cfg.dataset}: too few images for one batch of {cfg.batch_size} per half")
@@ -90,7 +94,10 @@ class SearchTask(Task):
             self.net.weights(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=cfg.nesterov
         )
         self.arch_optimizer = torch.optim.Adam(
-            self.net.alphas(), lr=cfg.arch_lr, betas=tuple(cfg.arch_betas), weight_decay=cfg.arch_weight_decay
+            self.net.alphas(),
+            lr=cfg.arch_lr,
+            betas=(cfg.arch_betas[0], cfg.arch_betas[1]),
+            weight_decay=cfg.arch_weight_decay,
         )
         self.rt = rt
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import sys
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
@@ -272,7 +273,9 @@ class TrainTask(Task):
         cfg = self.cfg
         base = data.augment or Augment()
         augment = Augment(crop_padding=base.crop_padding, flip=base.flip, cutout=cfg.cutout)
-        common = dict(
+        batches = functools.partial(
+            make_batches,
+            data,
             batch_size=cfg.batch_size,
             device=rt.device,
             seed=rt.seed,
@@ -281,8 +284,8 @@ class TrainTask(Task):
             num_workers=cfg.workers,
             memory_format=rt.memory_format,
         )
-        self.train_source = make_batches(data, "train", train=True, augment=augment, augmented=cfg.augment, **common)
-        self.test_source = make_batches(data, "test", train=False, **common)
+        self.train_source = batches("train", train=True, augment=augment, augmented=cfg.augment)
+        self.test_source = batches("test", train=False)
 
     def train_batches(self) -> Any:
         return self.train_source

@@ -54,7 +54,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import numpy as np
 import torch
@@ -168,7 +168,8 @@ class Runtime:
         Returns the module to call in train steps; keep the unwrapped `model` for saving and eval.
         `find_unused_parameters`: for models whose forward uses only some parameters (a GDAS supernet).
         """
-        model.to(self.device, memory_format=self.memory_format)
+        model.to(self.device)
+        model.to(memory_format=self.memory_format)
         if self.sync_bn and self.distributed:
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         wrapped: nn.Module = model
@@ -178,7 +179,8 @@ class Runtime:
                 model, device_ids=ids, find_unused_parameters=find_unused_parameters
             )
         if self.compile if compile is None else compile:
-            wrapped = torch.compile(wrapped)
+            # torch.compile gives a module an OptimizedModule (its stub only says a callable)
+            wrapped = cast(nn.Module, torch.compile(wrapped))
         return wrapped
 
     def backward_step(
@@ -303,8 +305,10 @@ def setup_runtime(cfg: EngineConfig) -> Runtime:
     owns = False
     if world > 1 and not dist.is_initialized():
         backend = "nccl" if device.type == "cuda" else "gloo"
-        kwargs = {"device_id": device} if device.type == "cuda" else {}
-        dist.init_process_group(backend, **kwargs)
+        if device.type == "cuda":
+            dist.init_process_group(backend, device_id=device)
+        else:
+            dist.init_process_group(backend)
         owns = True
     _set_determinism(cfg.deterministic, device)
     scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
@@ -411,7 +415,10 @@ class RunInterrupted(Exception):
 
 def capture_rng(device: torch.device) -> dict[str, Any]:
     """Every RNG a step may draw from, as weights_only-loadable values."""
-    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    numpy_state = np.random.get_state()
+    if isinstance(numpy_state, dict):  # only when the global RandomState's bit generator is not MT19937
+        raise TypeError("numpy's global RandomState is not MT19937; its state cannot be captured")
+    kind, keys, pos, has_gauss, gauss = numpy_state
     state: dict[str, Any] = {
         "python": random.getstate(),
         "numpy": (kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss),
@@ -815,7 +822,10 @@ class Engine:
                     if "top1" in pos.sums:
                         info += f"  top1 {(pos.sums['top1'] / pos.sums['n']).item():.3f}"
                     info = f"{info}  {fixed}".strip()
-                progress.update(bar, completed=pos.step, **({"info": info} if info else {}))
+                if info:
+                    progress.update(bar, completed=pos.step, info=info)
+                else:
+                    progress.update(bar, completed=pos.step)
 
             yield advance
 

@@ -156,7 +156,9 @@ def _run_source(run_dir: Path) -> ExportSource:
     weights = found.weights
     genotype = _weights_genotype(weights)
     config = _read_json_object(run.config_file)
-    task = config.get("task") if isinstance(config.get("task"), dict) else {}
+    task = config.get("task")
+    if not isinstance(task, dict):
+        task = {}
     dataset = task.get("dataset") if isinstance(task.get("dataset"), str) else None
     records = _read_metrics(run.metrics_file)
     record = _record_for(records, progress_of(weights.parent).get("epoch"))
@@ -218,7 +220,9 @@ def _results(record: dict[str, Any], dataset: str, which: str, epochs_run: int) 
 def _training_facts(
     run_dir: Path, which: str, config: dict[str, Any], task: dict[str, Any], record: dict[str, Any] | None
 ) -> dict[str, Any]:
-    engine = config.get("engine") if isinstance(config.get("engine"), dict) else {}
+    engine = config.get("engine")
+    if not isinstance(engine, dict):
+        engine = {}
     facts: dict[str, Any] = {"training run": run_dir.name, "checkpoint": which}
     if record is not None:
         facts["checkpoint"] = f"{which} (epoch {record.get('epoch', '?')})"

@@ -497,7 +497,7 @@ class HubNetwork(
         return render_card(CardFacts(genotype=self.genotype, args=self.args, **facts))
 
     @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path: str | Path, **kwargs: Any) -> HubNetwork:  # type: ignore[override]
+    def from_pretrained(cls, pretrained_model_name_or_path: str | Path, **kwargs: Any) -> HubNetwork:
         name = str(pretrained_model_name_or_path)
         if Path(name).is_dir():
             return super().from_pretrained(name, **kwargs)

@@ -18,7 +18,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from . import __version__
 from .checkpoint import write_json
@@ -190,6 +190,9 @@ def default_files(has_weights: bool) -> dict[str, str]:
     return files
 
 
+_Network = TypeVar("_Network", bound="GdasNetwork")
+
+
 class GdasNetwork(CellNetwork):
     """A CellNetwork that knows the published format: `save_folder`, `from_folder`, `from_network`.
 
@@ -197,7 +200,7 @@ class GdasNetwork(CellNetwork):
     """
 
     @classmethod
-    def from_network(cls, network: CellNetwork) -> GdasNetwork:
+    def from_network(cls: type[_Network], network: CellNetwork) -> _Network:
         """The same weights in this class (a strict copy)."""
         inner = getattr(network, "module", network)
         model = cls(inner.genotype, inner.args)
@@ -205,7 +208,7 @@ class GdasNetwork(CellNetwork):
         return model
 
     @classmethod
-    def from_folder(cls, folder: Path, map_location: str = "cpu") -> GdasNetwork:
+    def from_folder(cls: type[_Network], folder: Path, map_location: str = "cpu") -> _Network:
         return cls.from_network(load_published_folder(folder, map_location=map_location)).eval()
 
     def save_folder(self, folder: Path) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -66,7 +66,7 @@ def load_tensors_into(model: torch.nn.Module, path: Path, what: str, device: str
 
 def save_network(model: CellNetwork, path: Path) -> None:
     """Write `model`'s weights (unwrapped from DDP/compile) with its genotype and arguments."""
-    inner = unwrap(model)
+    inner = cast(CellNetwork, unwrap(model))
     save_tensors(inner, path, network_metadata(inner.genotype, inner.args))
 
 

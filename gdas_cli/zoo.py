@@ -21,7 +21,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from torch import nn
 
@@ -256,14 +256,15 @@ def _args_with(args: NetworkArgs, num_classes: int | None, overrides: dict[str, 
     return NetworkArgs.from_dict(values, what)
 
 
-def _new_head(model: nn.Module, num_classes: int) -> nn.Module:
+def _new_head(model: GdasNetwork, num_classes: int) -> GdasNetwork:
     """Replace the classifiers (main and auxiliary) with fresh ones for `num_classes` classes, as timm does."""
     if num_classes == model.args.num_classes:
         return model
-    model.classifier = nn.Linear(model.classifier.in_features, num_classes)
+    # a published model has classes, so both classifiers are linear layers
+    model.classifier = nn.Linear(cast(nn.Linear, model.classifier).in_features, num_classes)
     if model.aux_head is not None:
         last = len(model.aux_head) - 1
-        model.aux_head[last] = nn.Linear(model.aux_head[last].in_features, num_classes)
+        model.aux_head[last] = nn.Linear(cast(nn.Linear, model.aux_head[last]).in_features, num_classes)
     model.args = dataclasses.replace(model.args, num_classes=num_classes)
     return model
 

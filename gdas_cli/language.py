@@ -12,7 +12,7 @@ import contextlib
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch.nn import functional as F
@@ -43,6 +43,21 @@ class LMConfig:
     seed: int = 0
 
 
+class LMRunConfig(Protocol):
+    """What the shared code reads of a config: LMConfig's fields and the sizes each subclass sets with its own
+    defaults (search and training differ there)."""
+
+    dataset: str
+    data_dir: str | None
+    eval_batch_size: int
+    bptt: int
+    lr: float
+    seed: int
+    epochs: int
+    batch_size: int
+    emsize: int
+
+
 def resolve_lm_config(cls: type, dataset: str, defaults: dict[str, dict[str, Any]], overrides: dict[str, Any]) -> Any:
     if dataset not in CORPORA:
         raise GdasError(f"{dataset!r}: unknown corpus; known: {', '.join(CORPORA)}")
@@ -50,7 +65,7 @@ def resolve_lm_config(cls: type, dataset: str, defaults: dict[str, dict[str, Any
     return cls(dataset=dataset, **values)
 
 
-def check_lm_config(config: LMConfig) -> None:
+def check_lm_config(config: LMRunConfig) -> None:
     rules = [
         (config.epochs >= 1, f"--epochs: {config.epochs} must be >= 1"),
         (config.batch_size >= 1, f"--batch-size: {config.batch_size} must be >= 1"),
@@ -157,7 +172,7 @@ def perplexity(loss: float) -> float:
 class LanguageTask(Task):
     """What search and training share: corpus, segments, the carried hidden state, evaluation."""
 
-    config: LMConfig
+    config: LMRunConfig
     model: LanguageModelBase
     jitter = False
 
@@ -167,14 +182,15 @@ class LanguageTask(Task):
         self.hidden: torch.Tensor | None = None
         self.rt: Runtime | None = None
 
-    def _setup_data(self, rt: Runtime) -> None:
+    def _setup_data(self, rt: Runtime) -> Corpus:
         if rt.distributed:
             raise GdasError("recurrent search and language-model training run in one process; start without torchrun")
         self.rt = rt
         cfg = self.config
-        self.corpus = load_corpus(cfg.dataset, cfg.data_dir)
-        self.train_data = batchify(self.corpus.train, cfg.batch_size).to(rt.device)
-        self.valid_eval = batchify(self.corpus.valid, cfg.eval_batch_size).to(rt.device)
+        self.corpus = corpus = load_corpus(cfg.dataset, cfg.data_dir)
+        self.train_data = batchify(corpus.train, cfg.batch_size).to(rt.device)
+        self.valid_eval = batchify(corpus.valid, cfg.eval_batch_size).to(rt.device)
+        return corpus
 
     def corpus_summary(self) -> dict[str, Any]:
         return self.corpus.summary() if self.corpus is not None else {}
@@ -203,5 +219,8 @@ class LanguageTask(Task):
         return {"hidden": self.hidden.detach().cpu() if self.hidden is not None else None}
 
     def _load_hidden(self, state: dict[str, Any]) -> None:
-        hidden = state.get("hidden")
-        self.hidden = hidden.to(self.rt.device) if hidden is not None and self.rt is not None else hidden
+        self.hidden = self._to_device(state.get("hidden"))
+
+    def _to_device(self, tensor: torch.Tensor | None) -> torch.Tensor | None:
+        """A saved tensor on the run's device (as saved, before setup)."""
+        return tensor.to(self.rt.device) if tensor is not None and self.rt is not None else tensor

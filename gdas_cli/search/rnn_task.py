@@ -137,6 +137,8 @@ def rnn_search_step(
 class RNNSearchTask(LanguageTask):
     """GDAS search of a recurrent cell (one W step and one A step per segment)."""
 
+    config: LMSearchConfig
+    model: RNNSearchNetwork
     kind = "search"
     best_metric = ("valid_loss", "min")
 
@@ -153,11 +155,11 @@ class RNNSearchTask(LanguageTask):
         return {"network": "rnn", **dataclasses.asdict(self.config), "corpus": self.corpus_summary()}
 
     def setup(self, rt: Runtime) -> None:
-        self._setup_data(rt)
+        corpus = self._setup_data(rt)
         cfg = self.config
-        self.valid_arch = batchify(self.corpus.valid, cfg.batch_size).to(rt.device)
+        self.valid_arch = batchify(corpus.valid, cfg.batch_size).to(rt.device)
         self.model = build_rnn_search_network(
-            len(self.corpus.vocab),
+            len(corpus.vocab),
             ninp=cfg.emsize,
             steps=cfg.steps,
             sampling=cfg.sampling,
@@ -232,8 +234,7 @@ class RNNSearchTask(LanguageTask):
         self.w_optimizer.load_state_dict(state["w_optimizer"])
         self.a_optimizer.load_state_dict(state["a_optimizer"])
         self._load_hidden(state)
-        hidden_valid = state.get("hidden_valid")
-        self.hidden_valid = hidden_valid.to(self.rt.device) if hidden_valid is not None else None
+        self.hidden_valid = self._to_device(state.get("hidden_valid"))
         self.alpha_history = list(state["alpha_history"])
         self.genotype_history = list(state["genotype_history"])
 
@@ -286,7 +287,9 @@ class RNNSearchTask(LanguageTask):
 
 def _compact(genotype: Genotype) -> str:
     """`relu(0) relu(1) ...`: the node edges of a recurrent genotype on one line (for metrics)."""
-    return " ".join(f"{node[0].op}({node[0].input})" for node in genotype.recurrent.nodes)
+    cell = genotype.recurrent
+    assert cell is not None, "a recurrent genotype has a recurrent cell"
+    return " ".join(f"{node[0].op}({node[0].input})" for node in cell.nodes)
 
 
 # ------------------------------------------------------------------------------------ entry points

@@ -132,6 +132,8 @@ def load_language_model(path: Path, device: str | torch.device = "cpu") -> RNNLa
 class LMTrainTask(LanguageTask):
     """The final language model of an rnn genotype, with the SGD -> ASGD switch."""
 
+    config: LMTrainConfig
+    model: RNNLanguageModel
     kind = "lm"
     best_metric = ("valid_loss", "min")
     jitter = True
@@ -147,10 +149,10 @@ class LMTrainTask(LanguageTask):
         return {**dataclasses.asdict(self.config), "corpus": self.corpus_summary()}
 
     def setup(self, rt: Runtime) -> None:
-        self._setup_data(rt)
+        corpus = self._setup_data(rt)
         cfg = self.config
         args = RNNArgs(
-            ntoken=len(self.corpus.vocab),
+            ntoken=len(corpus.vocab),
             ninp=cfg.emsize,
             dropout=cfg.dropout,
             dropouth=cfg.dropouth,

@@ -47,7 +47,7 @@ from gdas_cli.sampler import SAMPLING_MODES
 from gdas_cli.search import LAYOUTS, build_search_network
 from gdas_cli.search.step import search_step
 
-SOFT_MODE = "darts"
+ALL_OPS_MODES = ("darts", "gdas_all_ops")  # every op runs: no one-path limit, so timed against a GDAS step
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -74,7 +74,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for mode in args.modes + [args.darts_against]:
         if mode not in SAMPLING_MODES:
             parser.error(f"unknown sampling mode {mode!r}; known: {', '.join(SAMPLING_MODES)}")
-    if args.darts_against == SOFT_MODE:
+    if args.darts_against in ALL_OPS_MODES:
         parser.error("--darts-against must be a sampling mode that draws one path")
     for name in args.layouts:
         if name not in LAYOUTS:
@@ -359,8 +359,8 @@ def run_limit(args: argparse.Namespace, layout: str, mode: str, rt: Runtime, tra
     return result
 
 
-def run_darts(args: argparse.Namespace, layout: str, rt: Runtime, train, valid) -> dict:
-    darts = ProjectSide(args, layout, SOFT_MODE, rt)
+def run_all_ops(args: argparse.Namespace, layout: str, mode: str, rt: Runtime, train, valid) -> dict:
+    darts = ProjectSide(args, layout, mode, rt)
     gdas = ProjectSide(args, layout, args.darts_against, rt)
     darts_s: list[float] = []
     gdas_s: list[float] = []
@@ -375,7 +375,7 @@ def run_darts(args: argparse.Namespace, layout: str, rt: Runtime, train, valid) 
         if r >= args.warmup:
             darts_s.append(t_darts)
             gdas_s.append(t_gdas)
-        print(f"  {layout}/{SOFT_MODE} round {r - args.warmup + 1 if r >= args.warmup else 'warmup'}: "
+        print(f"  {layout}/{mode} round {r - args.warmup + 1 if r >= args.warmup else 'warmup'}: "
               f"darts {t_darts:.3f}s gdas({args.darts_against}) {t_gdas:.3f}s ratio {t_darts / t_gdas:.3f}",
               file=sys.stderr)
     result = summarize(darts_s, gdas_s, f"project GDAS step, sampling={args.darts_against}")
@@ -431,8 +431,8 @@ def main(argv: list[str] | None = None) -> int:
         report["results"][layout] = {}
         for mode in args.modes:
             print(f"{layout}/{mode}", file=sys.stderr)
-            if mode == SOFT_MODE:
-                result = run_darts(args, layout, rt, train, valid)
+            if mode in ALL_OPS_MODES:
+                result = run_all_ops(args, layout, mode, rt, train, valid)
             else:
                 result = run_limit(args, layout, mode, rt, train, valid)
             report["results"][layout][mode] = result

@@ -58,13 +58,13 @@ def test_search_step_pairs_every_mode():
     for mode, result in modes.items():
         check_ratios(result)
         assert report["median_ratios"][f"{layout}/{mode}"] == result["median_ratio"]
-        if mode == "darts":
+        if mode in ("darts", "gdas_all_ops"):
             assert result["baseline"].startswith("project GDAS step")
             continue
         assert result["baseline"] == "one-path limit"
         assert result["check"]["project_step_made_the_predicted_draws"] is True
         diff = result["check"]["limit_max_abs_logit_diff"]
-        assert diff is None if mode == "sample" else diff < 1e-4, (mode, diff)
+        assert diff is None if mode in ("sample", "sample_cell") else diff < 1e-4, (mode, diff)  # per-example draws: no single limit network
 
 
 def test_xautodl_step_pairs_the_released_step():

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import typer
-from typer._click.exceptions import ClickException, NoArgsIsHelpError  # typer vendors click; pinned
 from typer.core import TyperGroup
+from typer.exceptions import TyperException
 
 from ..errors import GdasError
 from ._output import print_error
@@ -37,14 +37,15 @@ class GdasGroup(TyperGroup):
         except GdasError as err:
             print_error(str(err))
             sys.exit(2)
-        except NoArgsIsHelpError as err:
-            err.show()
-            sys.exit(0)
-        except ClickException as err:
+        except TyperException as err:  # Typer's public base of the usage and parameter errors
+            if type(err).__name__ == "NoArgsIsHelpError":  # a group called bare: its help, not an error
+                err.show()  # type: ignore[attr-defined]  # every such error has show()
+                sys.exit(0)
             ctx = getattr(err, "ctx", None)  # UsageError and its subclasses carry the context
             where = ctx.command_path if ctx is not None else "gdas"
-            print_error(f"{where}: {err.format_message()}")
-            sys.exit(err.exit_code)
+            message = err.format_message() if hasattr(err, "format_message") else str(err)
+            print_error(f"{where}: {message}")
+            sys.exit(getattr(err, "exit_code", 2))
         except typer.Abort:
             print_error("aborted")
             sys.exit(130)

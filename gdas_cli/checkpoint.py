@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from . import jsonio
 from .errors import GdasError
 from .files import atomic_write_bytes, atomic_write_text, current_umask
 
@@ -91,10 +92,5 @@ def write_json(path: Path, data: Any) -> None:
 
 
 def read_json(path: Path) -> Any:
-    path = Path(path)
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise GdasError(f"{path}: no such file") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise GdasError(f"{path}: not readable JSON ({err})") from None
+    """A JSON file the package wrote (bounded: see jsonio)."""
+    return jsonio.read_json(Path(path))

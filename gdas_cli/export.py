@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import io
-import json
 import math
 import os
 import shutil
@@ -32,6 +31,7 @@ from .checkpoint import write_json
 from .errors import GdasError
 from .genotype import HUB_PREFIX, Genotype, read_genotype_file
 from .hub import CardFacts, HubNetwork, PushResult, Result, check_push, push_folder, render_card
+from .jsonio import read_json_object, read_jsonl
 from .published import CARD_FILE, CONFIG_FILE, INPUT_SIZES, default_files, write_genotype_files
 from .refs import load_genotype
 from .rundir import RunDir, progress_of, resolve
@@ -169,31 +169,11 @@ def _run_source(run_dir: Path) -> ExportSource:
 
 def _read_json_object(path: Path) -> dict[str, Any]:
     """A JSON object, or {} when the file is missing; a malformed file is an error naming it."""
-    if not path.is_file():
-        return {}
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise GdasError(f"{path}: unreadable JSON ({err})") from None
-    if not isinstance(data, dict):
-        raise GdasError(f"{path}: expected a JSON object")
-    return data
+    return read_json_object(path) if path.is_file() else {}
 
 
 def _read_metrics(path: Path) -> list[dict[str, Any]]:
-    if not path.is_file():
-        return []
-    records = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise GdasError(f"{path}: line {number} is not JSON ({err.msg})") from None
-        if isinstance(record, dict):
-            records.append(record)
-    return records
+    return read_jsonl(path) if path.is_file() else []
 
 
 def _is_number(value: Any) -> bool:
@@ -380,7 +360,7 @@ def build_folder(source: ExportSource, folder: Path, request: ExportRequest) -> 
     extra = {"dataset": dataset, "exports": exports or None}
     if any(extra.values()):
         config_path = folder / CONFIG_FILE
-        config = json.loads(config_path.read_text(encoding="utf-8"))
+        config = read_json_object(config_path)
         config.update({k: v for k, v in extra.items() if v})
         write_json(config_path, config)
     return sorted(p.name for p in folder.iterdir()), exports

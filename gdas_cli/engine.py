@@ -64,7 +64,18 @@ from torch import nn
 from . import __version__
 from .checkpoint import STATE_FORMAT, load_state, save_state, write_checkpoint, write_json, write_jsonl
 from .errors import GdasError
-from .rundir import PROGRESS_FILE, STATE_FILE, RunDir
+from .rundir import (
+    PROGRESS_FILE,
+    STATE_FILE,
+    RunDir,
+    RunLock,
+    checkpoint_digests,
+    clear_restartable,
+    lock_holder,
+    never_checkpointed,
+    remove_stale_temporaries,
+    verify_checkpoint,
+)
 
 PRECISIONS = ("fp32", "bf16", "fp16", "amp")
 DEVICES = ("auto", "cpu", "cuda")
@@ -485,14 +496,24 @@ def default_run_dir(run_name: str, root: Path = Path("runs")) -> Path:
 
 def check_run_dir(run_dir: Path, resume: bool) -> None:
     """A new run needs an empty or missing folder; a resumed one needs config.json and a checkpoint."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise GdasError(f"{run_dir}: is a file, not a run directory")
+    holder = lock_holder(run_dir) if run_dir.is_dir() else None
+    if holder is not None:
+        raise GdasError(f"{run_dir}: in use by process {holder} (.lock); wait for it or stop it")
     if resume:
         run = RunDir(run_dir)
         if not run.exists():
             raise GdasError(f"{run_dir}: not a run directory (no config.json)")
         if not run.has_checkpoint("last"):
-            raise GdasError(f"{run_dir}: no checkpoint to resume from (checkpoint/last is missing)")
+            hint = (
+                "; it never wrote a checkpoint: start it again with the same command and --run-dir"
+                if never_checkpointed(run_dir)
+                else ""
+            )
+            raise GdasError(f"{run_dir}: no checkpoint to resume from (checkpoint/last is missing){hint}")
         return
-    if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
+    if run_dir.exists() and any(run_dir.iterdir()) and not never_checkpointed(run_dir):
         raise GdasError(
             f"{run_dir}: run directory is not empty; pass --resume {run_dir} to continue it, "
             "or choose another --run-dir"
@@ -556,6 +577,15 @@ def resume_settings(
     engine.update({k: v for k, v in given.items() if k in RESUME_SAFE and v is not None})
     engine["run_dir"] = str(run_dir)
     return task, EngineConfig.from_dict(engine)
+
+
+def check_finite(config: Any) -> None:
+    """Every float setting of a config dataclass is a finite number (inf and nan name their option)."""
+    for item in fields(config):
+        value = getattr(config, item.name)
+        values = value if isinstance(value, (list, tuple)) else [value]
+        if any(isinstance(v, float) and not math.isfinite(v) for v in values):
+            raise GdasError(f"--{item.name.replace('_', '-')}: {value} is not a finite number")
 
 
 def config_from_dict(cls: type, data: dict[str, Any], source: str, what: str = "configuration") -> Any:
@@ -640,7 +670,7 @@ class Engine:
             def write(tmp: Path) -> None:
                 self.task.save_weights(tmp)
                 save_state(tmp / STATE_FILE, state)
-                write_json(tmp / PROGRESS_FILE, progress)
+                write_json(tmp / PROGRESS_FILE, {**progress, "sha256": checkpoint_digests(tmp)})
 
             write_checkpoint(target, write)
 
@@ -649,6 +679,7 @@ class Engine:
         directory = self.run_files.find("last")
         if directory is None:
             raise GdasError(f"{self.run_dir}: no checkpoint to resume from")
+        verify_checkpoint(directory)
         state = load_state(directory / STATE_FILE)
         self.task.load_weights(directory)
         self.task.load_state_dict(state["task"])
@@ -849,11 +880,12 @@ def run_task(task: Task, cfg: EngineConfig, *, resume: bool = False) -> dict[str
     resumable checkpoint has been saved.
     """
     rt = setup_runtime(cfg)
+    lock: RunLock | None = None
     try:
         run_dir = _agree_run_dir(cfg, rt)
         check_run_dir(run_dir, resume)
-        if resume and rt.is_main:
-            RunDir(run_dir).find("last")  # recover from a crash mid-swap
+        if rt.is_main:
+            lock = _take_run_dir(run_dir, resume)
         rt.barrier()  # every rank has checked the folder before rank 0 creates it
         seed_all(cfg.seed)  # the same initial weights on every rank and in a one-process run
         task.setup(rt)
@@ -870,7 +902,25 @@ def run_task(task: Task, cfg: EngineConfig, *, resume: bool = False) -> dict[str
         rt.barrier()
         return engine.run()
     finally:
+        if lock is not None:
+            lock.release()
         teardown_runtime(rt)
+
+
+def _take_run_dir(run_dir: Path, resume: bool) -> RunLock:
+    """Lock the run folder for this process; clean what killed runs left (see README, run folders)."""
+    if not resume and never_checkpointed(run_dir):
+        clear_restartable(run_dir)  # a run killed before its first checkpoint: start it afresh
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise GdasError(f"--run-dir {run_dir}: cannot create it ({err.strerror})") from None
+    lock = RunLock(run_dir)
+    lock.acquire()
+    remove_stale_temporaries(run_dir)
+    if resume:
+        RunDir(run_dir).find("last")  # recover from a crash mid-swap
+    return lock
 
 
 def _agree_run_dir(cfg: EngineConfig, rt: Runtime) -> Path:

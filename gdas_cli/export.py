@@ -34,7 +34,7 @@ from .hub import CardFacts, HubNetwork, PushResult, Result, check_push, push_fol
 from .jsonio import read_json_object, read_jsonl
 from .published import CARD_FILE, CONFIG_FILE, INPUT_SIZES, default_files, write_genotype_files
 from .refs import load_genotype
-from .rundir import RunDir, progress_of, resolve
+from .rundir import RunDir, guard_output, progress_of, resolve
 from .weights import WEIGHTS_FILE, load_network, read_header, read_metadata
 
 FORMATS = ("onnx", "torchscript")
@@ -366,13 +366,9 @@ def build_folder(source: ExportSource, folder: Path, request: ExportRequest) -> 
     return sorted(p.name for p in folder.iterdir()), exports
 
 
-def _check_output(output: Path, overwrite: bool) -> None:
-    if output.exists() and not output.is_dir():
-        raise GdasError(f"--output {output}: exists and is not a folder")
-    if output.is_dir() and any(output.iterdir()) and not overwrite:
-        raise GdasError(f"--output {output}: folder exists and is not empty; pass --overwrite to replace it")
-    if not output.absolute().parent.is_dir():
-        raise GdasError(f"--output {output}: parent folder {output.absolute().parent} does not exist")
+def _check_output(output: Path, overwrite: bool, source: str) -> None:
+    reads = [Path(source)] if Path(source).exists() else []
+    guard_output(output, overwrite=overwrite, reads=reads, folder=True)
 
 
 def _make_readable(folder: Path) -> None:
@@ -422,7 +418,7 @@ def _validate(request: ExportRequest, source: ExportSource) -> None:
     for fmt in request.formats:
         _require_modules(fmt)
     if request.output is not None:
-        _check_output(Path(request.output), request.overwrite)
+        _check_output(Path(request.output), request.overwrite, request.source)
 
 
 def export(request: ExportRequest) -> ExportResult:

@@ -119,10 +119,13 @@ def info(
 def plot(
     ref: RefArg,
     output: Annotated[Path, typer.Option("--output", "-o", help="Image file to write: .png, .svg or .pdf.")],
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --output file.")] = False,
 ) -> None:
     """Draw the genotype's cells as the paper's Fig. 4 does."""
     from ..plot import plot_genotype
+    from ..rundir import guard_output
 
+    guard_output(output, overwrite=overwrite, reads=[Path(ref)] if Path(ref).exists() else [])
     genotype = load_genotype(ref)
     plot_genotype(genotype, output)
     console.print(f"wrote {output}", highlight=False)

@@ -71,7 +71,6 @@ from .rundir import (
     RunLock,
     checkpoint_digests,
     clear_restartable,
-    lock_holder,
     never_checkpointed,
     remove_stale_temporaries,
     verify_checkpoint,
@@ -498,9 +497,6 @@ def check_run_dir(run_dir: Path, resume: bool) -> None:
     """A new run needs an empty or missing folder; a resumed one needs config.json and a checkpoint."""
     if run_dir.exists() and not run_dir.is_dir():
         raise GdasError(f"{run_dir}: is a file, not a run directory")
-    holder = lock_holder(run_dir) if run_dir.is_dir() else None
-    if holder is not None:
-        raise GdasError(f"{run_dir}: in use by process {holder} (.lock); wait for it or stop it")
     if resume:
         run = RunDir(run_dir)
         if not run.exists():
@@ -884,9 +880,10 @@ def run_task(task: Task, cfg: EngineConfig, *, resume: bool = False) -> dict[str
     try:
         run_dir = _agree_run_dir(cfg, rt)
         check_run_dir(run_dir, resume)
+        rt.barrier()  # every rank has checked the folder before rank 0 locks and fills it
         if rt.is_main:
             lock = _take_run_dir(run_dir, resume)
-        rt.barrier()  # every rank has checked the folder before rank 0 creates it
+        rt.barrier()
         seed_all(cfg.seed)  # the same initial weights on every rank and in a one-process run
         task.setup(rt)
         seed_all(rank_seed(cfg.seed, rt.rank))

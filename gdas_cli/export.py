@@ -144,14 +144,13 @@ def _header_format(path: Path) -> str | None:
 
 def _run_source(run_dir: Path) -> ExportSource:
     run = RunDir(run_dir)
-    try:
-        found = resolve(run_dir, prefer=("best", "last"))
-    except GdasError:
+    if not any((run.checkpoint(w) / WEIGHTS_FILE).is_file() for w in ("best", "last")):
         hint = f"; it holds a searched genotype: export {run.genotype_file}" if run.genotype_file.is_file() else ""
         raise GdasError(
             f"{run_dir}: no checkpoint/best/{WEIGHTS_FILE} or checkpoint/last/{WEIGHTS_FILE} "
             f"(not a training run?){hint}"
-        ) from None
+        )
+    found = resolve(run_dir, prefer=("best", "last"))
     which = found.which or "last"
     weights = found.weights
     genotype = _weights_genotype(weights)

@@ -74,7 +74,8 @@ def load_state(path: Path) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises UnpicklingError, RuntimeError, EOFError... for bad files
-        raise GdasError(f"{path}: unreadable or untrusted run state ({type(err).__name__}: {err})") from None
+        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        raise GdasError(f"{path}: unreadable or untrusted run state ({type(err).__name__}: {first})") from None
     if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
         raise GdasError(f"{path}: not a gdas run state file")
     return state

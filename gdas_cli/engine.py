@@ -672,11 +672,24 @@ class Engine:
 
     def restore(self) -> None:
         """Load checkpoint/last: weights, task state, scaler, this rank's RNG and partial sums."""
+        state_file = self.run_files.checkpoint("last") / STATE_FILE
+        try:
+            self._restore()
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError) as err:
+            raise GdasError(f"{state_file}: a run state of the right format but wrong content ({err!r})") from None
+
+    def _restore(self) -> None:
         directory = self.run_files.find("last")
         if directory is None:
             raise GdasError(f"{self.run_dir}: no checkpoint to resume from")
         verify_checkpoint(directory)
         state = load_state(directory / STATE_FILE)
+        expected = {"epoch": int, "step": int, "global_step": int, "train_seconds": float, "history": list,
+                    "ranks": list, "task": dict}
+        for key, kind in expected.items():
+            value = state.get(key)
+            if not isinstance(value, kind) or isinstance(value, bool):
+                raise TypeError(f"{key} should be {kind.__name__}, got {type(value).__name__}")
         self.task.load_weights(directory)
         self.task.load_state_dict(state["task"])
         if self.rt.scaler is not None and state.get("scaler"):

@@ -344,3 +344,53 @@ def test_hub_files(hub_repo):
     refused(gdas("eval", "--from-hub", ref), ref, "no weights.sha256")
     ref = put("local-dataset", {"config.json": _config_with(good, lambda c: c.update(dataset="folder:/etc"))})
     refused(gdas("eval", "--from-hub", ref), ref, "not a known data set")
+
+
+def _rewrite_checkpoint(folder: Path, change) -> None:
+    """Change a checkpoint's files and record their new sha256, as a careful tamperer would."""
+    from gdas_cli.rundir import PROGRESS_FILE, checkpoint_digests
+
+    change(folder)
+    progress = json.loads((folder / PROGRESS_FILE).read_text())
+    (folder / PROGRESS_FILE).write_text(json.dumps({**progress, "sha256": checkpoint_digests(folder)}))
+
+
+@pytest.mark.parametrize("damage", ["missing keys", "wrong types"])
+def test_state_file_of_the_right_format_but_wrong_content(run_copy, damage):
+    import torch
+
+    def change(folder: Path) -> None:
+        state = torch.load(folder / "state.pt", weights_only=True)
+        if damage == "missing keys":
+            del state["history"], state["task"]
+        else:
+            state["epoch"] = "one"
+        torch.save(state, folder / "state.pt")
+
+    _rewrite_checkpoint(run_copy / "checkpoint" / "last", change)
+    before = tree_digest(run_copy)
+    refused(gdas("train", "digits", "--resume", run_copy, "--epochs", "1", "-q"), "state.pt")
+    assert tree_digest(run_copy) == before
+
+
+def test_resume_checks_the_weights_header(run_copy, tiny_checkpoint):
+    def change(folder: Path) -> None:
+        (folder / "model.safetensors").write_bytes(tiny_checkpoint("gdas").read_bytes())
+
+    _rewrite_checkpoint(run_copy / "checkpoint" / "last", change)
+    refused(gdas("train", "digits", "--resume", run_copy, "-q"), "model.safetensors", "gdas@1.0.0")
+
+
+def test_a_pickle_in_the_state_file_is_one_line(run_copy):
+    def change(folder: Path) -> None:
+        import pickle
+
+        (folder / "state.pt").write_bytes(pickle.dumps(Path("/etc")))
+
+    _rewrite_checkpoint(run_copy / "checkpoint" / "last", change)
+    refused(gdas("train", "digits", "--resume", run_copy, "-q"), "state.pt")
+
+
+def test_frc_channel_rule_is_one_rule_naming_the_option():
+    refused(gdas("genotypes", "info", "gdas_frc", "-C", "9"), "--channels", "9", "divisible by 4")
+    refused(gdas("train", "digits", "-g", "gdas_frc", "-C", "9"), "--channels", "9", "divisible by 4")

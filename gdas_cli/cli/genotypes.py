@@ -84,7 +84,7 @@ def info(
     the genotype uses the fixed reduction cell).
     """
     from ..metrics import count_mult_adds, count_parameters
-    from ..models import build_network, default_args
+    from ..models import build_network, check_frc_channels, default_args
 
     nets = {"cifar10": ("cifar", 10, 32), "cifar100": ("cifar", 100, 32), "imagenet": ("imagenet", 1000, 224)}
     if net not in nets:
@@ -95,6 +95,7 @@ def info(
     family, classes, size = nets[net]
     args = default_args(genotype, family, classes)
     args = type(args)(**{**args.to_dict(), "C": channels or args.C, "layers": layers or args.layers})
+    check_frc_channels(genotype, args.C)
     model = build_network(genotype, args)
     params, mult_adds = count_parameters(model), count_mult_adds(model, (1, 3, size, size))
     result = {

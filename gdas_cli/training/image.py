@@ -16,8 +16,8 @@ from ..engine import EngineConfig, Runtime, Task, check_finite, config_from_dict
 from ..errors import GdasError
 from ..genotype import Genotype
 from ..metrics import topk_correct
-from ..models import CellNetwork, NetworkArgs, TrainForward, build_network, default_args
-from ..weights import WEIGHTS_FILE, load_tensors_into, save_network
+from ..models import CellNetwork, NetworkArgs, TrainForward, build_network, check_frc_channels, default_args
+from ..weights import WEIGHTS_FILE, load_tensors_into, read_metadata, save_network
 
 
 @dataclass(frozen=True)
@@ -206,10 +206,10 @@ def validate_config(cfg: TrainConfig, genotype: Genotype) -> None:
         (cfg.workers >= 0, "--workers", cfg.workers, "must be >= 0"),
         (cfg.limit_eval_batches >= 0, "--limit-eval-batches", cfg.limit_eval_batches, "must be >= 0"),
         (cfg.net in ("cifar", "imagenet"), "--net", cfg.net, "must be cifar or imagenet"),
-        (not (genotype.uses_frc and cfg.C % 4), "--channels", cfg.C, "the fixed reduction cell needs C divisible by 4"),
         (cfg.C <= 4096, "--channels", cfg.C, "must be at most 4096"),
     ]
     check_finite(cfg)
+    check_frc_channels(genotype, cfg.C)
     for ok, option, value, problem in checks:
         if not ok:
             raise GdasError(f"{option}: {problem}, got {value}")
@@ -331,6 +331,13 @@ class TrainTask(Task):
         save_network(self.model, Path(directory) / WEIGHTS_FILE)
 
     def load_weights(self, directory: Path) -> None:
+        path = Path(directory) / WEIGHTS_FILE
+        genotype, args = read_metadata(path)  # the header check gdas eval makes, before any tensor is read
+        if genotype != self.genotype or args != self.model.args:
+            raise GdasError(
+                f"{path}: weights of {genotype.ref} with {args}, but the run trains "
+                f"{self.genotype.ref} with {self.model.args}"
+            )
         device = next(self.model.parameters()).device
         load_tensors_into(self.model, Path(directory) / WEIGHTS_FILE, f"genotype {self.genotype.ref}", device)
 

@@ -684,8 +684,15 @@ class Engine:
             raise GdasError(f"{self.run_dir}: no checkpoint to resume from")
         verify_checkpoint(directory)
         state = load_state(directory / STATE_FILE)
-        expected = {"epoch": int, "step": int, "global_step": int, "train_seconds": float, "history": list,
-                    "ranks": list, "task": dict}
+        expected = {
+            "epoch": int,
+            "step": int,
+            "global_step": int,
+            "train_seconds": float,
+            "history": list,
+            "ranks": list,
+            "task": dict,
+        }
         for key, kind in expected.items():
             value = state.get(key)
             if not isinstance(value, kind) or isinstance(value, bool):

@@ -394,3 +394,24 @@ def test_a_pickle_in_the_state_file_is_one_line(run_copy):
 def test_frc_channel_rule_is_one_rule_naming_the_option():
     refused(gdas("genotypes", "info", "gdas_frc", "-C", "9"), "--channels", "9", "divisible by 4")
     refused(gdas("train", "digits", "-g", "gdas_frc", "-C", "9"), "--channels", "9", "divisible by 4")
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_a_corrupt_image_in_a_folder_dataset_is_named(tmp_path, workers):
+    import numpy as np
+    from PIL import Image
+
+    root = tmp_path / "images"
+    for split in ("train", "val"):
+        for label in ("a", "b"):
+            folder = root / split / label
+            folder.mkdir(parents=True)
+            for i in range(4):
+                Image.fromarray(np.full((8, 8, 3), 40 * i, dtype=np.uint8)).save(folder / f"{i}.png")
+    broken = root / "train" / "a" / "9.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n not an image")
+    run = tmp_path / "run"
+    i = TINY_TRAIN.index("--limit-eval-batches")
+    folder_options = TINY_TRAIN[:i] + TINY_TRAIN[i + 2 :]  # `train folder` has no --limit-eval-batches
+    result = gdas("train", f"folder:{root}", "-g", "gdas_frc", *folder_options, "--workers", workers, "--run-dir", run)
+    refused(result, str(broken), "not a readable image")

@@ -901,11 +901,11 @@ def run_task(task: Task, cfg: EngineConfig, *, resume: bool = False) -> dict[str
         run_dir = _agree_run_dir(cfg, rt)
         check_run_dir(run_dir, resume)
         rt.barrier()  # every rank has checked the folder before rank 0 locks and fills it
+        seed_all(cfg.seed)  # the same initial weights on every rank and in a one-process run
+        task.setup(rt)  # bad data fails here, before the run folder is made
         if rt.is_main:
             lock = _take_run_dir(run_dir, resume)
         rt.barrier()
-        seed_all(cfg.seed)  # the same initial weights on every rank and in a one-process run
-        task.setup(rt)
         seed_all(rank_seed(cfg.seed, rt.rank))
         engine = Engine(task, cfg, rt, run_dir)
         if resume:

@@ -224,7 +224,7 @@ def guard_output(
         raise GdasError(f"{option} {path}: exists; pass --overwrite to replace it")
     parent = target.parent
     if not parent.exists():
-        raise GdasError(f"{option} {path}: folder {parent} does not exist")
+        raise GdasError(f"{option} {path}: parent folder {parent} does not exist")
     if not parent.is_dir():
         raise GdasError(f"{option} {path}: {parent} is not a folder")
 
@@ -287,7 +287,7 @@ def never_checkpointed(run: Path) -> bool:
     """A run folder that holds only what a run writes before its first checkpoint (and no live lock)."""
     run = Path(run)
     folder = RunDir(run)
-    if not run.is_dir() or folder.has_checkpoint("last") or folder.has_checkpoint("best"):
+    if not run.is_dir() or not folder.exists() or folder.has_checkpoint("last") or folder.has_checkpoint("best"):
         return False
     children = list(run.iterdir())
     if not children or any(child.name not in _RESTARTABLE for child in children):

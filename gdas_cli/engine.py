@@ -780,6 +780,12 @@ class Engine:
         record: dict[str, Any] = {"epoch": epoch + 1, "step": pos.global_step}
         record.update(scalars)
         record.update({f"train_{k}": v / n if n else math.nan for k, v in sums.items()})
+        if n and not all(math.isfinite(v) for k, v in sums.items() if "loss" in k):
+            last = self.run_files.checkpoint("last")
+            raise GdasError(
+                f"{self.run_dir}: the training loss of epoch {epoch + 1} is not finite (the run diverged); stopped "
+                f"without saving it, {last} is kept; start a new run with a smaller --lr"
+            )
         record.update(task.end_epoch(epoch))
         if (epoch + 1) % self.cfg.eval_every == 0 or epoch + 1 == self.cfg.epochs:
             record.update(task.evaluate(epoch, rt))

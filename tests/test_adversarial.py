@@ -415,3 +415,11 @@ def test_a_corrupt_image_in_a_folder_dataset_is_named(tmp_path, workers):
     folder_options = TINY_TRAIN[:i] + TINY_TRAIN[i + 2 :]  # `train folder` has no --limit-eval-batches
     result = gdas("train", f"folder:{root}", "-g", "gdas_frc", *folder_options, "--workers", workers, "--run-dir", run)
     refused(result, str(broken), "not a readable image")
+
+
+def test_a_diverging_run_stops_with_one_line_and_keeps_its_checkpoint(tmp_path):
+    run = tmp_path / "run"
+    result = gdas("train", "digits", "-g", "gdas_frc", *TINY_TRAIN, "--lr", "1e30", "--grad-clip", "0",
+                  "--run-dir", run)
+    refused(result, "not finite", "--lr")
+    assert not (run / "checkpoint" / "last").exists()

@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from . import jsonio
 from .errors import GdasError
 from .files import atomic_write_bytes, atomic_write_text, current_umask
 
@@ -73,7 +74,8 @@ def load_state(path: Path) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises UnpicklingError, RuntimeError, EOFError... for bad files
-        raise GdasError(f"{path}: unreadable or untrusted run state ({type(err).__name__}: {err})") from None
+        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        raise GdasError(f"{path}: unreadable or untrusted run state ({type(err).__name__}: {first})") from None
     if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
         raise GdasError(f"{path}: not a gdas run state file")
     return state
@@ -91,10 +93,5 @@ def write_json(path: Path, data: Any) -> None:
 
 
 def read_json(path: Path) -> Any:
-    path = Path(path)
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise GdasError(f"{path}: no such file") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise GdasError(f"{path}: not readable JSON ({err})") from None
+    """A JSON file the package wrote (bounded: see jsonio)."""
+    return jsonio.read_json(Path(path))

@@ -158,13 +158,26 @@ def _load_cifar(classes: int) -> Callable[[Path, bool, str | None], ImageData]:
     return load
 
 
+def read_image(path: str) -> Any:
+    """An RGB PIL image; a file PIL cannot decode is one GdasError naming it."""
+    from PIL import Image
+
+    try:
+        with open(path, "rb") as handle:
+            image = Image.open(handle)
+            return image.convert("RGB")
+    except (OSError, SyntaxError, ValueError) as err:  # PIL signals truncated or unknown files these ways
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise GdasError(f"{path}: not a readable image ({first})") from None
+
+
 def _image_folder(path: Path, what: str) -> Any:
     from torchvision import datasets
 
     if not path.is_dir():
         raise GdasError(f"{path}: missing {what} folder (expected one subfolder of images per class)")
     try:
-        return datasets.ImageFolder(str(path))
+        return datasets.ImageFolder(str(path), loader=read_image)
     except (FileNotFoundError, OSError) as err:
         raise GdasError(f"{path}: no images found for {what} ({str(err).splitlines()[0]})") from None
 
@@ -478,9 +491,13 @@ class LoaderBatches:
             drop_last=False,
             worker_init_fn=_ignore_sigint if self.num_workers else None,
         )
-        for images, labels in loader:
-            images = images.to(self.device, non_blocking=pin, memory_format=self.memory_format)
-            yield images, labels.to(self.device, non_blocking=pin)
+        try:
+            for images, labels in loader:
+                images = images.to(self.device, non_blocking=pin, memory_format=self.memory_format)
+                yield images, labels.to(self.device, non_blocking=pin)
+        except GdasError as err:  # from a worker, the message carries its traceback: keep the error line
+            last = str(err).strip().splitlines()[-1]
+            raise GdasError(last.split("GdasError: ", 1)[-1]) from None
 
 
 class PairedBatches:

@@ -64,7 +64,17 @@ from torch import nn
 from . import __version__
 from .checkpoint import STATE_FORMAT, load_state, save_state, write_checkpoint, write_json, write_jsonl
 from .errors import GdasError
-from .rundir import PROGRESS_FILE, STATE_FILE, RunDir
+from .rundir import (
+    PROGRESS_FILE,
+    STATE_FILE,
+    RunDir,
+    RunLock,
+    checkpoint_digests,
+    clear_restartable,
+    never_checkpointed,
+    remove_stale_temporaries,
+    verify_checkpoint,
+)
 
 PRECISIONS = ("fp32", "bf16", "fp16", "amp")
 DEVICES = ("auto", "cpu", "cuda")
@@ -485,14 +495,21 @@ def default_run_dir(run_name: str, root: Path = Path("runs")) -> Path:
 
 def check_run_dir(run_dir: Path, resume: bool) -> None:
     """A new run needs an empty or missing folder; a resumed one needs config.json and a checkpoint."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise GdasError(f"{run_dir}: is a file, not a run directory")
     if resume:
         run = RunDir(run_dir)
         if not run.exists():
             raise GdasError(f"{run_dir}: not a run directory (no config.json)")
         if not run.has_checkpoint("last"):
-            raise GdasError(f"{run_dir}: no checkpoint to resume from (checkpoint/last is missing)")
+            hint = (
+                "; it never wrote a checkpoint: start it again with the same command and --run-dir"
+                if never_checkpointed(run_dir)
+                else ""
+            )
+            raise GdasError(f"{run_dir}: no checkpoint to resume from (checkpoint/last is missing){hint}")
         return
-    if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
+    if run_dir.exists() and any(run_dir.iterdir()) and not never_checkpointed(run_dir):
         raise GdasError(
             f"{run_dir}: run directory is not empty; pass --resume {run_dir} to continue it, "
             "or choose another --run-dir"
@@ -556,6 +573,15 @@ def resume_settings(
     engine.update({k: v for k, v in given.items() if k in RESUME_SAFE and v is not None})
     engine["run_dir"] = str(run_dir)
     return task, EngineConfig.from_dict(engine)
+
+
+def check_finite(config: Any) -> None:
+    """Every float setting of a config dataclass is a finite number (inf and nan name their option)."""
+    for item in fields(config):
+        value = getattr(config, item.name)
+        values = value if isinstance(value, (list, tuple)) else [value]
+        if any(isinstance(v, float) and not math.isfinite(v) for v in values):
+            raise GdasError(f"--{item.name.replace('_', '-')}: {value} is not a finite number")
 
 
 def config_from_dict(cls: type, data: dict[str, Any], source: str, what: str = "configuration") -> Any:
@@ -640,16 +666,37 @@ class Engine:
             def write(tmp: Path) -> None:
                 self.task.save_weights(tmp)
                 save_state(tmp / STATE_FILE, state)
-                write_json(tmp / PROGRESS_FILE, progress)
+                write_json(tmp / PROGRESS_FILE, {**progress, "sha256": checkpoint_digests(tmp)})
 
             write_checkpoint(target, write)
 
     def restore(self) -> None:
         """Load checkpoint/last: weights, task state, scaler, this rank's RNG and partial sums."""
+        state_file = self.run_files.checkpoint("last") / STATE_FILE
+        try:
+            self._restore()
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError) as err:
+            raise GdasError(f"{state_file}: a run state of the right format but wrong content ({err!r})") from None
+
+    def _restore(self) -> None:
         directory = self.run_files.find("last")
         if directory is None:
             raise GdasError(f"{self.run_dir}: no checkpoint to resume from")
+        verify_checkpoint(directory)
         state = load_state(directory / STATE_FILE)
+        expected = {
+            "epoch": int,
+            "step": int,
+            "global_step": int,
+            "train_seconds": float,
+            "history": list,
+            "ranks": list,
+            "task": dict,
+        }
+        for key, kind in expected.items():
+            value = state.get(key)
+            if not isinstance(value, kind) or isinstance(value, bool):
+                raise TypeError(f"{key} should be {kind.__name__}, got {type(value).__name__}")
         self.task.load_weights(directory)
         self.task.load_state_dict(state["task"])
         if self.rt.scaler is not None and state.get("scaler"):
@@ -733,6 +780,12 @@ class Engine:
         record: dict[str, Any] = {"epoch": epoch + 1, "step": pos.global_step}
         record.update(scalars)
         record.update({f"train_{k}": v / n if n else math.nan for k, v in sums.items()})
+        if n and not all(math.isfinite(v) for k, v in sums.items() if "loss" in k):
+            last = self.run_files.checkpoint("last")
+            raise GdasError(
+                f"{self.run_dir}: the training loss of epoch {epoch + 1} is not finite (the run diverged); stopped "
+                f"without saving it, {last} is kept; start a new run with a smaller --lr"
+            )
         record.update(task.end_epoch(epoch))
         if (epoch + 1) % self.cfg.eval_every == 0 or epoch + 1 == self.cfg.epochs:
             record.update(task.evaluate(epoch, rt))
@@ -849,14 +902,16 @@ def run_task(task: Task, cfg: EngineConfig, *, resume: bool = False) -> dict[str
     resumable checkpoint has been saved.
     """
     rt = setup_runtime(cfg)
+    lock: RunLock | None = None
     try:
         run_dir = _agree_run_dir(cfg, rt)
         check_run_dir(run_dir, resume)
-        if resume and rt.is_main:
-            RunDir(run_dir).find("last")  # recover from a crash mid-swap
-        rt.barrier()  # every rank has checked the folder before rank 0 creates it
+        rt.barrier()  # every rank has checked the folder before rank 0 locks and fills it
         seed_all(cfg.seed)  # the same initial weights on every rank and in a one-process run
-        task.setup(rt)
+        task.setup(rt)  # bad data fails here, before the run folder is made
+        if rt.is_main:
+            lock = _take_run_dir(run_dir, resume)
+        rt.barrier()
         seed_all(rank_seed(cfg.seed, rt.rank))
         engine = Engine(task, cfg, rt, run_dir)
         if resume:
@@ -870,7 +925,25 @@ def run_task(task: Task, cfg: EngineConfig, *, resume: bool = False) -> dict[str
         rt.barrier()
         return engine.run()
     finally:
+        if lock is not None:
+            lock.release()
         teardown_runtime(rt)
+
+
+def _take_run_dir(run_dir: Path, resume: bool) -> RunLock:
+    """Lock the run folder for this process; clean what killed runs left (see README, run folders)."""
+    if not resume and never_checkpointed(run_dir):
+        clear_restartable(run_dir)  # a run killed before its first checkpoint: start it afresh
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise GdasError(f"--run-dir {run_dir}: cannot create it ({err.strerror})") from None
+    lock = RunLock(run_dir)
+    lock.acquire()
+    remove_stale_temporaries(run_dir)
+    if resume:
+        RunDir(run_dir).find("last")  # recover from a crash mid-swap
+    return lock
 
 
 def _agree_run_dir(cfg: EngineConfig, rt: Runtime) -> Path:

@@ -6,7 +6,6 @@ language-model weights to `evaluate_lm_run`; `evaluate_hub_model` fetches a publ
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -14,11 +13,12 @@ from typing import Any
 import torch
 
 from .corpus import batchify, load_corpus
-from .data import load_images, make_batches
+from .data import DATASETS, load_images, make_batches
 from .engine import Runtime, config_from_dict, pick_device
 from .errors import GdasError
 from .genotype import Genotype
 from .hub import load_hub_model, parse_ref
+from .jsonio import parse_json
 from .language import perplexity, stream_loss
 from .metrics import count_mult_adds, count_parameters
 from .published import CONFIG_FILE, read_config
@@ -41,9 +41,10 @@ def _header_kind(weights: Path, config: dict[str, Any] | None) -> str:
             return str(genotype["kind"])
     metadata = read_header(weights)
     try:
-        return str(json.loads(metadata.get("gdas_genotype", "{}")).get("kind", "cnn"))
-    except (json.JSONDecodeError, AttributeError):
-        return "cnn"
+        header = parse_json(metadata.get("gdas_genotype", "{}"), f"{weights} (header genotype)")
+    except GdasError:
+        return "cnn"  # loading it later names the problem
+    return str(header.get("kind", "cnn")) if isinstance(header, dict) else "cnn"
 
 
 def evaluate_checkpoint(
@@ -137,7 +138,13 @@ def evaluate_hub_model(spec: str, *, dataset: str | None = None, which: str = "l
     _, snapshot = load_hub_model(ref)
     weights = snapshot.files[WEIGHTS_FILE]
     config = read_config(snapshot.files[CONFIG_FILE], f"{ref.label}/{CONFIG_FILE}")
-    dataset = dataset or config.extra.get("dataset")
+    named = config.extra.get("dataset")
+    if not dataset and named is not None and named not in DATASETS:
+        raise GdasError(
+            f"{ref.label}/{CONFIG_FILE}: dataset {named!r} is not a known data set "
+            f"({', '.join(DATASETS)}); a published model never names a local path: pass --dataset"
+        )
+    dataset = dataset or named
     if not dataset:
         raise GdasError(f"{ref.label}: the model does not name the data set it was trained on; pass --dataset")
     label = f"{ref.label}/{WEIGHTS_FILE}"

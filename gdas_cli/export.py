@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import io
-import json
 import math
 import os
 import shutil
@@ -32,9 +31,10 @@ from .checkpoint import write_json
 from .errors import GdasError
 from .genotype import HUB_PREFIX, Genotype, read_genotype_file
 from .hub import CardFacts, HubNetwork, PushResult, Result, check_push, push_folder, render_card
+from .jsonio import read_json_object, read_jsonl
 from .published import CARD_FILE, CONFIG_FILE, INPUT_SIZES, default_files, write_genotype_files
 from .refs import load_genotype
-from .rundir import RunDir, progress_of, resolve
+from .rundir import RunDir, guard_output, progress_of, resolve
 from .weights import WEIGHTS_FILE, load_network, read_header, read_metadata
 
 FORMATS = ("onnx", "torchscript")
@@ -144,14 +144,13 @@ def _header_format(path: Path) -> str | None:
 
 def _run_source(run_dir: Path) -> ExportSource:
     run = RunDir(run_dir)
-    try:
-        found = resolve(run_dir, prefer=("best", "last"))
-    except GdasError:
+    if not any((run.checkpoint(w) / WEIGHTS_FILE).is_file() for w in ("best", "last")):
         hint = f"; it holds a searched genotype: export {run.genotype_file}" if run.genotype_file.is_file() else ""
         raise GdasError(
             f"{run_dir}: no checkpoint/best/{WEIGHTS_FILE} or checkpoint/last/{WEIGHTS_FILE} "
             f"(not a training run?){hint}"
-        ) from None
+        )
+    found = resolve(run_dir, prefer=("best", "last"))
     which = found.which or "last"
     weights = found.weights
     genotype = _weights_genotype(weights)
@@ -169,31 +168,11 @@ def _run_source(run_dir: Path) -> ExportSource:
 
 def _read_json_object(path: Path) -> dict[str, Any]:
     """A JSON object, or {} when the file is missing; a malformed file is an error naming it."""
-    if not path.is_file():
-        return {}
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise GdasError(f"{path}: unreadable JSON ({err})") from None
-    if not isinstance(data, dict):
-        raise GdasError(f"{path}: expected a JSON object")
-    return data
+    return read_json_object(path) if path.is_file() else {}
 
 
 def _read_metrics(path: Path) -> list[dict[str, Any]]:
-    if not path.is_file():
-        return []
-    records = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise GdasError(f"{path}: line {number} is not JSON ({err.msg})") from None
-        if isinstance(record, dict):
-            records.append(record)
-    return records
+    return read_jsonl(path) if path.is_file() else []
 
 
 def _is_number(value: Any) -> bool:
@@ -380,19 +359,15 @@ def build_folder(source: ExportSource, folder: Path, request: ExportRequest) -> 
     extra = {"dataset": dataset, "exports": exports or None}
     if any(extra.values()):
         config_path = folder / CONFIG_FILE
-        config = json.loads(config_path.read_text(encoding="utf-8"))
+        config = read_json_object(config_path)
         config.update({k: v for k, v in extra.items() if v})
         write_json(config_path, config)
     return sorted(p.name for p in folder.iterdir()), exports
 
 
-def _check_output(output: Path, overwrite: bool) -> None:
-    if output.exists() and not output.is_dir():
-        raise GdasError(f"--output {output}: exists and is not a folder")
-    if output.is_dir() and any(output.iterdir()) and not overwrite:
-        raise GdasError(f"--output {output}: folder exists and is not empty; pass --overwrite to replace it")
-    if not output.absolute().parent.is_dir():
-        raise GdasError(f"--output {output}: parent folder {output.absolute().parent} does not exist")
+def _check_output(output: Path, overwrite: bool, source: str) -> None:
+    reads = [Path(source)] if Path(source).exists() else []
+    guard_output(output, overwrite=overwrite, reads=reads, folder=True)
 
 
 def _make_readable(folder: Path) -> None:
@@ -442,7 +417,7 @@ def _validate(request: ExportRequest, source: ExportSource) -> None:
     for fmt in request.formats:
         _require_modules(fmt)
     if request.output is not None:
-        _check_output(Path(request.output), request.overwrite)
+        _check_output(Path(request.output), request.overwrite, request.source)
 
 
 def export(request: ExportRequest) -> ExportResult:

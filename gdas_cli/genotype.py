@@ -20,10 +20,13 @@ from pathlib import Path
 from typing import Any
 
 from .errors import GdasError
+from .jsonio import parse_json, read_text
 from .ops import OPS, RNN_PRIMITIVES
 
 SCHEMA_ID = "gdas-genotype"
 SCHEMA_VERSION = 1
+MAX_GENOTYPE_BYTES = 1024 * 1024  # the largest shipped genotype is about 2 KB
+MAX_NODES = 64  # the published cells have 4 (CNN) and 8 (RNN)
 FRC = "frc"
 HUB_PREFIX = "hf-hub:"
 
@@ -120,11 +123,9 @@ class Genotype:
 
     @classmethod
     def from_json(cls, text: str, source: str = "<genotype>") -> Genotype:
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise GdasError(f"{source}: not valid JSON ({err.msg} at line {err.lineno} column {err.colno})") from None
-        return cls.from_dict(data, source)
+        if len(text) > MAX_GENOTYPE_BYTES:
+            raise GdasError(f"{source}: {len(text):,} characters; a genotype file holds at most {MAX_GENOTYPE_BYTES:,}")
+        return cls.from_dict(parse_json(text, source), source)
 
 
 class _Validator:
@@ -139,7 +140,7 @@ class _Validator:
             raise self.fail("", "a genotype must be a JSON object")
         if data.get("schema") != SCHEMA_ID:
             raise self.fail("schema", f"expected {SCHEMA_ID!r}, got {data.get('schema')!r}")
-        if data.get("schema_version") != SCHEMA_VERSION:
+        if not _is_int(data.get("schema_version")) or data.get("schema_version") != SCHEMA_VERSION:
             raise self.fail(
                 "schema_version",
                 f"unsupported version {data.get('schema_version')!r} (this gdas reads version {SCHEMA_VERSION})",
@@ -192,6 +193,8 @@ class _Validator:
         nodes = data.get("nodes")
         if not isinstance(nodes, list) or not nodes:
             raise self.fail(f"{role}.nodes", "wrong number of nodes: need a non-empty list of nodes")
+        if len(nodes) > MAX_NODES:
+            raise self.fail(f"{role}.nodes", f"wrong number of nodes: {len(nodes)}, at most {MAX_NODES}")
         parsed = tuple(self.node(node, f"{role} node {i}", ops, n_inputs + i, arity) for i, node in enumerate(nodes))
         concat = data.get("concat")
         n_states = n_inputs + len(parsed)
@@ -238,13 +241,7 @@ def _version_key(version: str) -> tuple[int, ...]:
 
 
 def read_genotype_file(path: Path) -> Genotype:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise GdasError(f"{path}: no such genotype file") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise GdasError(f"{path}: cannot read genotype file ({err})") from None
-    return Genotype.from_json(text, str(path))
+    return Genotype.from_json(read_text(path, "genotype file", MAX_GENOTYPE_BYTES), str(path))
 
 
 def zoo_genotypes() -> list[Genotype]:

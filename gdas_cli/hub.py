@@ -33,7 +33,8 @@ from huggingface_hub.repocard_data import EvalResult
 
 from . import __version__
 from .errors import GdasError
-from .genotype import HUB_PREFIX, Genotype, describe_cell
+from .genotype import HUB_PREFIX, MAX_GENOTYPE_BYTES, Genotype, describe_cell
+from .jsonio import read_text
 from .models import NetworkArgs
 from .published import (
     CARD_FILE,
@@ -210,11 +211,12 @@ def load_hub_genotype(spec: str) -> Genotype:
     """The genotype.json of `org/name[@rev]`; the resolver behind `hf-hub:` genotype references."""
     ref = parse_ref(spec)
     path = download(ref, GENOTYPE_FILE)
+    label = f"{ref.label}/{GENOTYPE_FILE}"
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
-        raise GdasError(f"{ref.label}/{GENOTYPE_FILE}: cannot read ({err})") from None
-    return Genotype.from_json(text, f"{ref.label}/{GENOTYPE_FILE}")
+        text = read_text(path, "genotype file", MAX_GENOTYPE_BYTES)
+    except GdasError as err:
+        raise GdasError(str(err).replace(str(path), label, 1)) from None
+    return Genotype.from_json(text, label)
 
 
 def load_hub_model(

@@ -18,7 +18,7 @@ import torch
 from torch.nn import functional as F
 
 from .corpus import CORPORA, Corpus, batchify, get_batch, load_corpus
-from .engine import Runtime, Task
+from .engine import Runtime, Task, check_finite
 from .errors import GdasError
 from .models.rnn import LanguageModelBase
 
@@ -66,6 +66,7 @@ def resolve_lm_config(cls: type, dataset: str, defaults: dict[str, dict[str, Any
 
 
 def check_lm_config(config: LMRunConfig) -> None:
+    check_finite(config)
     rules = [
         (config.epochs >= 1, f"--epochs: {config.epochs} must be >= 1"),
         (config.batch_size >= 1, f"--batch-size: {config.batch_size} must be >= 1"),

@@ -14,7 +14,6 @@ Fetching from and pushing to the Hub is `hub.py`'s business, one layer up.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +24,7 @@ from .checkpoint import write_json
 from .errors import GdasError
 from .files import atomic_write_text, sha256_file
 from .genotype import Genotype
+from .jsonio import parse_json, read_text
 from .models import CellNetwork, NetworkArgs
 from .weights import WEIGHTS_FILE, load_state_strict, read_metadata, read_tensors, save_network
 
@@ -66,14 +66,12 @@ def make_config(genotype: Genotype, args: NetworkArgs, weights_sha256: str | Non
 
 
 def parse_config(text: str, source: str) -> PublishedConfig:
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise GdasError(f"{source}: not valid JSON ({err.msg} at line {err.lineno})") from None
+    data = parse_json(text, source)
     if not isinstance(data, dict) or data.get("schema") != CONFIG_SCHEMA:
         found = data.get("schema") if isinstance(data, dict) else None
         raise GdasError(f"{source}: not a gdas model config (schema {found!r}, expected {CONFIG_SCHEMA!r})")
-    if data.get("schema_version") != CONFIG_SCHEMA_VERSION:
+    version = data.get("schema_version")
+    if isinstance(version, bool) or version != CONFIG_SCHEMA_VERSION:
         raise GdasError(f"{source}: unsupported schema_version {data.get('schema_version')!r} (this gdas reads 1)")
     genotype = Genotype.from_dict(data.get("genotype"), f"{source} genotype")
     args = NetworkArgs.from_dict(data.get("network"), f"{source} network")
@@ -90,11 +88,9 @@ def parse_config(text: str, source: str) -> PublishedConfig:
 def read_config(path: Path, label: str) -> PublishedConfig:
     """parse_config of a config.json file, naming it as `label` in errors."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise GdasError(f"{label}: no such file") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise GdasError(f"{label}: cannot read ({err})") from None
+        text = read_text(Path(path), "model config")
+    except GdasError as err:
+        raise GdasError(str(err).replace(str(path), label, 1)) from None
     return parse_config(text, label)
 
 
@@ -119,12 +115,21 @@ def load_published_model(
     """Check config, genotype file, header and hashes against each other; build; load strictly."""
     config = read_config(config_path, f"{label}/{CONFIG_FILE}")
     if genotype_path is not None:
-        stored = Genotype.from_json(Path(genotype_path).read_text(encoding="utf-8"), f"{label}/{GENOTYPE_FILE}")
+        try:
+            text = read_text(Path(genotype_path), "genotype file")
+        except GdasError as err:
+            raise GdasError(str(err).replace(str(genotype_path), f"{label}/{GENOTYPE_FILE}", 1)) from None
+        stored = Genotype.from_json(text, f"{label}/{GENOTYPE_FILE}")
         if stored != config.genotype:
             raise GdasError(
                 f"{label}: {GENOTYPE_FILE} ({stored.ref}) and {CONFIG_FILE} ({config.genotype.ref}) "
                 "describe different cells"
             )
+    if not expected_sha256 and not config.weights_sha256:
+        raise GdasError(
+            f"{label}/{CONFIG_FILE}: no weights.sha256, so {WEIGHTS_FILE} cannot be checked; refusing to load "
+            "unverified weights (re-export the model with gdas export)"
+        )
     digest = sha256_file(weights_path)
     for want, where in ((expected_sha256, "the zoo entry"), (config.weights_sha256, CONFIG_FILE)):
         if want and digest != want:

@@ -19,12 +19,16 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .checkpoint import find_checkpoint, read_json
 from .errors import GdasError
+from .files import sha256_file
 from .weights import WEIGHTS_FILE
 
 CONFIG_FILE = "config.json"
@@ -110,6 +114,29 @@ def progress_of(checkpoint: Path) -> dict[str, Any]:
     return data
 
 
+def checkpoint_digests(folder: Path) -> dict[str, str]:
+    """sha256 of every file of a checkpoint folder being written (progress.json records them)."""
+    return {p.name: sha256_file(p) for p in sorted(Path(folder).iterdir()) if p.is_file() and p.name != PROGRESS_FILE}
+
+
+def verify_checkpoint(folder: Path) -> None:
+    """Check the files of a checkpoint folder against the sha256 its progress.json records.
+
+    Checkpoints written before the digests were recorded have none and are accepted as they are.
+    """
+    recorded = progress_of(folder).get("sha256")
+    if recorded is None:
+        return
+    if not isinstance(recorded, dict):
+        raise GdasError(f"{Path(folder) / PROGRESS_FILE}: sha256 must map file names to digests")
+    for name, want in recorded.items():
+        path = Path(folder) / str(name)
+        if not path.is_file():
+            raise GdasError(f"{path}: missing; {PROGRESS_FILE} lists it, so the checkpoint is incomplete")
+        if sha256_file(path) != want:
+            raise GdasError(f"{path}: sha256 does not match {PROGRESS_FILE}; the file is corrupted")
+
+
 @dataclass(frozen=True)
 class Resolved:
     """What a user's path points at: the run (if the weights are inside one), the checkpoint folder, the weights."""
@@ -139,6 +166,7 @@ def resolve(path: Path | str, prefer: tuple[str, ...] = ("last",), weights_file:
     """
     path = Path(path).expanduser()
     if path.is_file():
+        verify_checkpoint(path.parent)
         return Resolved(_enclosing_run(path.parent), path.parent, path)
     if not path.is_dir():
         raise GdasError(f"{path}: no such run folder, checkpoint folder or weights file")
@@ -147,10 +175,142 @@ def resolve(path: Path | str, prefer: tuple[str, ...] = ("last",), weights_file:
         for which in prefer:
             folder = run.find(which)
             if folder is not None and (folder / weights_file).is_file():
+                verify_checkpoint(folder)
                 return Resolved(run, folder, folder / weights_file, which)
         wanted = " or ".join(f"checkpoint/{w}" for w in prefer)
         raise GdasError(f"{path}: the run has no {wanted} yet")
     if (path / weights_file).is_file():
+        verify_checkpoint(path)
         run_of = _enclosing_run(path)
         return Resolved(run_of, path, path / weights_file, path.name if run_of is not None else None)
     raise GdasError(f"{path}: neither a run folder ({CONFIG_FILE}) nor a checkpoint folder ({weights_file})")
+
+
+def enclosing_run(path: Path) -> Path | None:
+    """The run folder `path` is, or lies inside, if any."""
+    current = Path(os.path.abspath(Path(path).expanduser()))
+    for candidate in (current, *current.parents):
+        if RunDir(candidate).exists():
+            return candidate
+    return None
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+def guard_output(
+    path: Path, *, overwrite: bool = False, reads: Sequence[Path] = (), option: str = "--output", folder: bool = False
+) -> None:
+    """Refuse an output that would clobber what the command reads, a run directory, or (without
+    --overwrite) anything that exists. `folder`: the output is a folder, else a file."""
+    target = Path(os.path.abspath(Path(path).expanduser()))
+    for source in reads:
+        read = Path(os.path.abspath(Path(source).expanduser()))
+        if _inside(target, read) or _inside(read, target):
+            raise GdasError(f"{option} {path}: would write over {source}, which this command reads")
+    run = enclosing_run(target)
+    if run is not None:
+        raise GdasError(f"{option} {path}: inside the run directory {run}; write outside it (runs are never changed)")
+    if target.exists() and target.is_dir() and not folder:
+        raise GdasError(f"{option} {path}: is a folder; give a file name")
+    if target.exists() and not target.is_dir() and folder:
+        raise GdasError(f"{option} {path}: exists and is not a folder")
+    if folder and target.is_dir() and any(target.iterdir()) and not overwrite:
+        raise GdasError(f"{option} {path}: folder exists and is not empty; pass --overwrite to replace it")
+    if folder and target.is_dir() and any(RunDir(child).exists() for child in target.iterdir() if child.is_dir()):
+        raise GdasError(f"{option} {path}: holds run directories; --overwrite never replaces runs")
+    if not folder and target.exists() and not overwrite:
+        raise GdasError(f"{option} {path}: exists; pass --overwrite to replace it")
+    parent = target.parent
+    if not parent.exists():
+        raise GdasError(f"{option} {path}: parent folder {parent} does not exist")
+    if not parent.is_dir():
+        raise GdasError(f"{option} {path}: {parent} is not a folder")
+
+
+LOCK_FILE = ".lock"
+# what a run that never wrote a checkpoint can hold; such a folder may be started again
+_RESTARTABLE = {CONFIG_FILE, METRICS_FILE, ALPHAS_FILE, GENOTYPES_FILE, SPLIT_FILE, LOCK_FILE, CHECKPOINT_DIR}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def lock_holder(run: Path) -> int | None:
+    """The PID of a live process holding `run`'s lock, if any (a dead holder's lock is stale)."""
+    path = Path(run) / LOCK_FILE
+    try:
+        pid = int(path.read_text(encoding="ascii").strip() or 0)
+    except (OSError, ValueError):
+        return None
+    return pid if pid > 0 and pid != os.getpid() and _alive(pid) else None
+
+
+class RunLock:
+    """`<run>/.lock` holding this process's PID while it runs or resumes the run."""
+
+    def __init__(self, run: Path) -> None:
+        self.path = Path(run) / LOCK_FILE
+        self.held = False
+
+    def acquire(self) -> None:
+        holder = lock_holder(self.path.parent)
+        if holder is not None:
+            raise GdasError(f"{self.path.parent}: in use by process {holder} ({LOCK_FILE}); wait for it or stop it")
+        self.path.unlink(missing_ok=True)  # a dead holder's
+        try:
+            fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            holder = lock_holder(self.path.parent)
+            raise GdasError(f"{self.path.parent}: in use by process {holder or 'another'} ({LOCK_FILE})") from None
+        except OSError as err:
+            raise GdasError(f"{self.path.parent}: cannot write the run's lock file ({err.strerror})") from None
+        with os.fdopen(fd, "w") as handle:
+            handle.write(f"{os.getpid()}\n")
+        self.held = True
+
+    def release(self) -> None:
+        if self.held:
+            self.path.unlink(missing_ok=True)
+            self.held = False
+
+
+def never_checkpointed(run: Path) -> bool:
+    """A run folder that holds only what a run writes before its first checkpoint (and no live lock)."""
+    run = Path(run)
+    folder = RunDir(run)
+    if not run.is_dir() or not folder.exists() or folder.has_checkpoint("last") or folder.has_checkpoint("best"):
+        return False
+    children = list(run.iterdir())
+    if not children or any(child.name not in _RESTARTABLE for child in children):
+        return False
+    checkpoints = run / CHECKPOINT_DIR
+    if checkpoints.is_dir() and any(not c.name.startswith(".") for c in checkpoints.iterdir()):
+        return False
+    return lock_holder(run) is None
+
+
+def clear_restartable(run: Path) -> None:
+    """Empty a folder `never_checkpointed` accepted, so the same command starts it afresh."""
+    for child in Path(run).iterdir():
+        if child.is_dir():
+            shutil.rmtree(child)
+        else:
+            child.unlink()
+
+
+def remove_stale_temporaries(run: Path) -> None:
+    """Half-written checkpoint folders (`checkpoint/.<which>.tmp-*`) left by a killed process."""
+    checkpoints = Path(run) / CHECKPOINT_DIR
+    if checkpoints.is_dir():
+        for child in checkpoints.iterdir():
+            if child.is_dir() and child.name.startswith(".") and ".tmp-" in child.name:
+                shutil.rmtree(child, ignore_errors=True)

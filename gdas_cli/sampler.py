@@ -31,6 +31,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .errors import GdasError
+
 MAX_REDRAWS = 100
 
 
@@ -66,7 +68,10 @@ def draw(
             # (p - p.detach()) is exactly 0 forward, so the values stay exactly 0/1; backward is d p.
             hard = one_hot + (probs - probs.detach())
             return Draw(hard=hard, index=host[:-1].view(index.shape))
-    raise FloatingPointError(f"Gumbel sampling gave non-finite values {MAX_REDRAWS} times; alphas may be NaN")
+    raise GdasError(
+        f"Gumbel sampling gave non-finite values {MAX_REDRAWS} times: the alphas are NaN or infinite (the search "
+        "diverged); the last checkpoint is kept: start a new run with a smaller --lr or --arch-lr"
+    )
 
 
 def soft_weights(alphas: torch.Tensor) -> torch.Tensor:

@@ -7,6 +7,7 @@ loads the weights strictly, so a genotype/weights mismatch is an error naming bo
 from __future__ import annotations
 
 import json
+from dataclasses import fields
 from pathlib import Path
 from typing import Any, cast
 
@@ -17,6 +18,7 @@ from safetensors.torch import load_file, save_file
 from .errors import GdasError
 from .files import atomic_write_bytes
 from .genotype import Genotype
+from .jsonio import parse_json
 from .models import CellNetwork, NetworkArgs, build_network
 
 FORMAT = "gdas-weights-v1"
@@ -75,12 +77,32 @@ def read_model_header(path: Path, fmt: str, args_key: str, args_type: type, what
     metadata = read_header(path)
     if metadata.get("format") != fmt:
         raise GdasError(f"{path}: not a gdas {what} file (header format {metadata.get('format')!r})")
+    missing = [key for key in ("gdas_genotype", args_key) if key not in metadata]
+    if missing:
+        raise GdasError(f"{path}: the header has no {' or '.join(missing)}; not a complete gdas {what} file")
     genotype = Genotype.from_json(metadata["gdas_genotype"], f"{path} (header genotype)")
+    return genotype, typed_args(args_type, parse_json(metadata[args_key], f"{path} (header {args_key})"), str(path))
+
+
+_SCALARS: dict[str, tuple[type, ...]] = {"int": (int,), "float": (float, int), "str": (str,), "bool": (bool,)}
+
+
+def typed_args(args_type: type, data: Any, source: str) -> Any:
+    """`args_type(**data)` for a dataclass of scalar fields, every value checked against its annotation."""
+    if not isinstance(data, dict):
+        raise GdasError(f"{source}: model arguments must be a JSON object")
+    declared = {f.name: str(f.type) for f in fields(args_type)}
+    unknown = sorted(set(data) - set(declared))
+    if unknown:
+        raise GdasError(f"{source}: unknown model argument(s) {', '.join(unknown)}")
+    for key, value in data.items():
+        allowed = _SCALARS.get(declared[key], (object,))
+        if not isinstance(value, allowed) or (bool not in allowed and isinstance(value, bool)):
+            raise GdasError(f"{source}: model argument {key} must be {declared[key]}, got {value!r}")
     try:
-        args = args_type(**json.loads(metadata[args_key]))
-    except (KeyError, TypeError, json.JSONDecodeError) as err:
-        raise GdasError(f"{path}: bad model arguments in header ({err})") from None
-    return genotype, args
+        return args_type(**data)
+    except TypeError as err:
+        raise GdasError(f"{source}: bad model arguments ({err})") from None
 
 
 def read_metadata(path: Path) -> tuple[Genotype, NetworkArgs]:

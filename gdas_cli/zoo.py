@@ -16,7 +16,6 @@ sha256 is checked before they are loaded (strictly). Folders listed in GDAS_ZOO_
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import re
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from torch import nn
 from . import hub
 from .errors import GdasError
 from .genotype import HUB_PREFIX, Genotype, data_dir
+from .jsonio import read_json
 from .models import NetworkArgs
 from .published import GdasNetwork
 from .refs import load_genotype
@@ -103,12 +103,7 @@ class _EntryReader:
         return GdasError(f"{self.path}: {where}: {problem}")
 
     def read(self) -> ZooEntry:
-        try:
-            data = json.loads(self.path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError) as err:
-            raise GdasError(f"{self.path}: cannot read zoo entry ({err})") from None
-        except json.JSONDecodeError as err:
-            raise GdasError(f"{self.path}: not valid JSON ({err.msg} at line {err.lineno})") from None
+        data = read_json(self.path, "zoo entry")
         if not isinstance(data, dict):
             raise GdasError(f"{self.path}: a zoo entry must be a JSON object")
         return self.entry(data)

@@ -17,6 +17,7 @@ from gdas_cli.checkpoint import find_checkpoint, load_state, write_checkpoint
 from gdas_cli.data import Augment, LoaderBatches, TensorBatches, TensorImages, epoch_order, split_indices
 from gdas_cli.engine import EngineConfig, RunInterrupted, Runtime, Task, run_task
 from gdas_cli.errors import GdasError
+from gdas_cli.rundir import checkpoint_digests
 
 
 def synthetic_images(n: int = 48, seed: int = 0) -> TensorImages:
@@ -125,7 +126,9 @@ def test_run_directory_layout_and_records(reference):
         assert r["train_loss"] > 0 and r["images_per_s"] > 0
     assert records[0]["lr"] == pytest.approx(0.1) and records[1]["lr"] < 0.1
     progress = json.loads((reference / "checkpoint" / "last" / "progress.json").read_text())
+    digests = progress.pop("sha256")
     assert progress == {"epoch": 3, "step": 0, "global_step": 18, "epochs": 3, "finished": True}
+    assert digests == checkpoint_digests(reference / "checkpoint" / "last")
     best = load_state(reference / "checkpoint" / "best" / "state.pt")
     assert best["best"] == max(r["test_acc"] for r in records)
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from gdas_cli import sampler
+from gdas_cli import GdasError, sampler
 from gdas_cli.sampler import SAMPLING_MODES, draw, linear_tau, sample_cells
 from gdas_cli.search import build_search_network
 
@@ -71,7 +71,7 @@ def test_draw_resamples_non_finite_noise(monkeypatch: pytest.MonkeyPatch) -> Non
 
 
 def test_draw_gives_up_on_nan_alphas() -> None:
-    with pytest.raises(FloatingPointError):
+    with pytest.raises(GdasError, match="non-finite"):
         draw(torch.full((2, K), float("nan")), 1.0)
 
 

@@ -224,7 +224,9 @@ def test_plot_alphas(frc_run: Path, tmp_path: Path) -> None:
     result = gdas("plot", "alphas", frc_run, "-o", tmp_path / "alphas.png")
     assert result.exit_code == 0, result.output
     assert (tmp_path / "alphas.png").read_bytes()[:4] == b"\x89PNG"
-    assert_one_line_error(gdas("plot", "alphas", tmp_path, "-o", tmp_path / "x.png"), str(tmp_path), "alphas.jsonl")
+    not_a_run = tmp_path / "not-a-run"
+    not_a_run.mkdir()
+    assert_one_line_error(gdas("plot", "alphas", not_a_run, "-o", tmp_path / "x.png"), str(not_a_run), "alphas.jsonl")
 
 
 # ------------------------------------------------------------------------------------------ bad input

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -49,6 +51,14 @@ class GdasGroup(TyperGroup):
         except typer.Abort:
             print_error("aborted")
             sys.exit(130)
+        except KeyboardInterrupt:
+            print_error("interrupted")
+            sys.exit(130)
+        except Exception as err:  # anything unforeseen: still one line, the traceback on request
+            if os.environ.get("GDAS_DEBUG"):
+                raise
+            print_error(describe_failure(err))
+            sys.exit(1)
         sys.exit(code if isinstance(code, int) else 0)
 
 
@@ -62,3 +72,28 @@ def make_app(help_text: str) -> typer.Typer:
         pretty_exceptions_enable=False,
         rich_markup_mode="rich",
     )
+
+
+_OS_PROBLEMS = {
+    errno.ENOSPC: "the disk is full",
+    errno.EFBIG: "the file-size limit was reached",
+    errno.EROFS: "the file system is read-only",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "permission denied",
+    errno.ENOTDIR: "a part of the path is a file, not a folder",
+}
+
+
+def describe_failure(err: BaseException) -> str:
+    """One line for a failure that is not a GdasError (disk full, out of memory, a bug)."""
+    hint = "rerun with GDAS_DEBUG=1 for the traceback"
+    if isinstance(err, MemoryError) or "out of memory" in str(err).lower():
+        return f"out of memory ({type(err).__name__}); try a smaller --batch-size or --channels ({hint})"
+    if isinstance(err, OSError) and err.errno in _OS_PROBLEMS:
+        where = f"{err.filename}: " if err.filename else ""
+        return f"{where}{_OS_PROBLEMS[err.errno]} ({err.strerror}); nothing half-written was kept"
+    for code, problem in _OS_PROBLEMS.items():  # libraries that wrap the OS error in their own (safetensors)
+        if os.strerror(code).lower() in str(err).lower():
+            return f"{problem} while writing ({type(err).__name__}); nothing half-written was kept"
+    first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+    return f"unexpected {type(err).__name__}: {first} ({hint})"

@@ -23,6 +23,7 @@ def derive(
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Write the genotype JSON here (default: print it).")
     ] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --output file.")] = False,
 ) -> None:
     """Derive a genotype from the alphas of a GDAS search.
 
@@ -32,8 +33,11 @@ def derive(
 
       gdas derive runs/search-digits --rule pairs --epoch 1
     """
+    from ..rundir import guard_output
     from ..search.source import derive_from_source, write_genotype
 
+    if output is not None:
+        guard_output(output, overwrite=overwrite, reads=[source])
     genotype = derive_from_source(source, rule=rule, epoch=epoch, name=name, version=version)
     if output is None:
         typer.echo(genotype.to_json(), nl=False)

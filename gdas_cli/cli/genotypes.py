@@ -84,7 +84,7 @@ def info(
     the genotype uses the fixed reduction cell).
     """
     from ..metrics import count_mult_adds, count_parameters
-    from ..models import build_network, default_args
+    from ..models import build_network, check_frc_channels, default_args
 
     nets = {"cifar10": ("cifar", 10, 32), "cifar100": ("cifar", 100, 32), "imagenet": ("imagenet", 1000, 224)}
     if net not in nets:
@@ -95,6 +95,7 @@ def info(
     family, classes, size = nets[net]
     args = default_args(genotype, family, classes)
     args = type(args)(**{**args.to_dict(), "C": channels or args.C, "layers": layers or args.layers})
+    check_frc_channels(genotype, args.C)
     model = build_network(genotype, args)
     params, mult_adds = count_parameters(model), count_mult_adds(model, (1, 3, size, size))
     result = {
@@ -119,10 +120,13 @@ def info(
 def plot(
     ref: RefArg,
     output: Annotated[Path, typer.Option("--output", "-o", help="Image file to write: .png, .svg or .pdf.")],
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --output file.")] = False,
 ) -> None:
     """Draw the genotype's cells as the paper's Fig. 4 does."""
     from ..plot import plot_genotype
+    from ..rundir import guard_output
 
+    guard_output(output, overwrite=overwrite, reads=[Path(ref)] if Path(ref).exists() else [])
     genotype = load_genotype(ref)
     plot_genotype(genotype, output)
     console.print(f"wrote {output}", highlight=False)

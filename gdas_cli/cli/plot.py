@@ -17,11 +17,14 @@ app = make_app("Charts of runs.\n\nExamples:\n\n  gdas plot alphas runs/search-d
 def alphas(
     run_dir: Annotated[Path, typer.Argument(help="A search run directory (holds alphas.jsonl).")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Image file to write: .png, .svg or .pdf.")],
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --output file.")] = False,
 ) -> None:
     """Plot softmax(alpha) of every op on every edge across the epochs of a search."""
+    from ..rundir import guard_output
     from ..search.history import load_alpha_history
     from ..search.plots import plot_alpha_history
 
+    guard_output(output, overwrite=overwrite, reads=[run_dir])
     records = load_alpha_history(run_dir)
     plot_alpha_history(records, output, title=f"{run_dir}: op probabilities per edge")
     console.print(f"wrote {output} ({len(records)} epochs)", highlight=False)

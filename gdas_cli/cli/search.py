@@ -222,12 +222,21 @@ in minutes on a laptop CPU; override with -C, -N, --image-size, --batch-size.
             resume_hint="gdas search cnn --resume {run_dir}",
         )
         engine.seed, engine.limit_train_batches = config.seed, config.limit_train_batches or 0
+    _check_output(output, run)
     result = run_until_interrupted(lambda: run_search(config, engine, resume=run.resume is not None))
     _finish(result, output, run.quiet)
 
 
 # a resumed search may also change where its data is and how it is read
 _SEARCH_RESUME_SAFE = frozenset({"data_dir", "workers"})
+
+
+def _check_output(output: Path | None, run: RunOptions) -> None:
+    """-o is checked before the search starts, not after it ran for hours."""
+    from ..rundir import guard_output
+
+    if output is not None:
+        guard_output(output, reads=[p for p in (run.run_dir, run.resume) if p is not None])
 
 
 def _finish(result: dict[str, Any], output: Path | None, quiet: bool) -> None:
@@ -347,6 +356,7 @@ def rnn(
             run_name=f"search-rnn-{run_slug(config.dataset)}",
             resume_hint="gdas search rnn --resume {run_dir}",
         )
+    _check_output(output, run)
     result = run_until_interrupted(lambda: run_rnn_search(config, engine, resume=run.resume is not None))
     _finish(result, output, run.quiet)
 

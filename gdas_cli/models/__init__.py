@@ -9,6 +9,7 @@ from .networks import (
     NetworkArgs,
     TrainForward,
     build_network,
+    check_frc_channels,
     default_args,
     pretrained_cfg_for,
 )
@@ -22,6 +23,7 @@ __all__ = [
     "TrainForward",
     "build_cell",
     "build_network",
+    "check_frc_channels",
     "default_args",
     "pretrained_cfg_for",
 ]

@@ -25,6 +25,7 @@ from ..engine import EngineConfig, Runtime, Task, run_task
 from ..errors import GdasError
 from ..files import atomic_write_text
 from ..genotype import Genotype
+from ..jsonio import parse_json
 from ..rundir import RunDir
 from ..sampler import linear_tau
 from ..weights import WEIGHTS_FILE, load_state_strict, read_header, read_tensors, save_tensors
@@ -242,10 +243,12 @@ def read_search_weights(path: Path) -> tuple[dict[str, torch.Tensor], SearchConf
     state = read_tensors(path)
     if metadata.get("format") != WEIGHTS_FORMAT:
         raise GdasError(f"{path}: not a gdas search checkpoint (header format {metadata.get('format')!r})")
-    try:
-        config = SearchConfig.from_dict(json.loads(metadata["gdas_search"]), str(path))
-    except (KeyError, json.JSONDecodeError) as err:
-        raise GdasError(f"{path}: bad search config in header ({err})") from None
+    if "gdas_search" not in metadata:
+        raise GdasError(f"{path}: the header has no gdas_search config; not a complete search checkpoint")
+    data = parse_json(metadata["gdas_search"], f"{path} (header gdas_search)")
+    if not isinstance(data, dict):
+        raise GdasError(f"{path}: the header's search config is not a JSON object")
+    config = SearchConfig.from_dict(data, str(path))
     return state, config
 
 

@@ -11,7 +11,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from ..engine import config_from_dict
+from ..engine import check_finite, config_from_dict
 from ..errors import GdasError
 
 
@@ -103,8 +103,13 @@ def resolve_config(recipe: str, dataset: str, overrides: dict[str, Any]) -> Sear
     return SearchConfig(recipe=recipe, dataset=dataset, **values)
 
 
+MAX_CHANNELS = 1024  # far above any searched supernet (paper: 16); larger ones only fail to allocate
+
+
 def check_config(config: SearchConfig) -> None:
     """Option-level checks, each naming the option, before anything is built or written."""
+    check_finite(config)
+    beta1, beta2 = config.arch_betas
     rules = [
         (config.epochs >= 1, f"--epochs: {config.epochs} must be >= 1"),
         (config.batch_size >= 2, f"--batch-size: {config.batch_size} must be >= 2 (batch norm needs 2 examples)"),
@@ -119,6 +124,15 @@ def check_config(config: SearchConfig) -> None:
         (config.cells_per_stage >= 1, f"--cells-per-stage: {config.cells_per_stage} must be >= 1"),
         (config.limit_train_batches is None or config.limit_train_batches >= 1, "--limit-train-batches must be >= 1"),
         (config.image_size is None or config.image_size >= 8, "--image-size must be >= 8"),
+        (0 <= config.momentum < 1, f"--momentum: {config.momentum} must be in [0, 1)"),
+        (config.weight_decay >= 0, f"--weight-decay: {config.weight_decay} must be >= 0"),
+        (config.grad_clip >= 0, f"--grad-clip: {config.grad_clip} must be >= 0 (0: no clipping)"),
+        (config.arch_lr > 0, f"--arch-lr: {config.arch_lr} must be positive"),
+        (0 <= beta1 < 1 and 0 <= beta2 < 1, f"--arch-beta1/--arch-beta2: {beta1}, {beta2} must be in [0, 1)"),
+        (config.arch_weight_decay >= 0, f"--arch-weight-decay: {config.arch_weight_decay} must be >= 0"),
+        (config.tau_min <= config.tau_max, f"--tau-min: {config.tau_min} must not exceed --tau-max {config.tau_max}"),
+        (config.workers >= 0, f"--workers: {config.workers} must be >= 0"),
+        (config.channels <= MAX_CHANNELS, f"--channels: {config.channels} must be at most {MAX_CHANNELS}"),
     ]
     for ok, message in rules:
         if not ok:

@@ -18,6 +18,7 @@ import torch
 
 from ..errors import GdasError
 from ..files import atomic_write_text
+from ..jsonio import parse_json, read_text
 from ..rundir import ALPHAS_FILE
 
 
@@ -44,14 +45,17 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     if not path.is_file():
         return []
     records = []
-    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    lines = read_text(path, "history file").splitlines(keepends=True)
     for number, line in enumerate(lines, 1):
         try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
+            record = parse_json(line, f"{path}: line {number}")
+        except GdasError:
             if number == len(lines) and not line.endswith("\n"):
                 break
-            raise GdasError(f"{path}: line {number} is not valid JSON") from None
+            raise
+        if not isinstance(record, dict):
+            raise GdasError(f"{path}: line {number} is not a JSON object")
+        records.append(record)
     return records
 
 

@@ -82,8 +82,5 @@ def derive_from_source(
 
 
 def write_genotype(genotype: Genotype, path: Path) -> None:
-    """Write the genotype JSON atomically; the folder must exist."""
-    path = Path(path)
-    if not path.parent.is_dir():
-        raise GdasError(f"--output {path}: folder {path.parent} does not exist")
-    atomic_write_text(path, genotype.to_json())
+    """Write the genotype JSON atomically (callers check the path first with rundir.guard_output)."""
+    atomic_write_text(Path(path), genotype.to_json())

@@ -12,12 +12,12 @@ import torch
 from torch import nn
 
 from ..data import Augment, ImageData, load_images, make_batches
-from ..engine import EngineConfig, Runtime, Task, config_from_dict, run_task
+from ..engine import EngineConfig, Runtime, Task, check_finite, config_from_dict, run_task
 from ..errors import GdasError
 from ..genotype import Genotype
 from ..metrics import topk_correct
-from ..models import CellNetwork, NetworkArgs, TrainForward, build_network, default_args
-from ..weights import WEIGHTS_FILE, load_tensors_into, save_network
+from ..models import CellNetwork, NetworkArgs, TrainForward, build_network, check_frc_channels, default_args
+from ..weights import WEIGHTS_FILE, load_tensors_into, read_metadata, save_network
 
 
 @dataclass(frozen=True)
@@ -196,7 +196,7 @@ def validate_config(cfg: TrainConfig, genotype: Genotype) -> None:
         (cfg.lr_min >= 0, "--lr-min", cfg.lr_min, "must be >= 0"),
         (cfg.schedule in SCHEDULES, "--schedule", cfg.schedule, f"must be one of {', '.join(SCHEDULES)}"),
         (0 < cfg.lr_gamma <= 1, "--lr-gamma", cfg.lr_gamma, "must be in (0, 1]"),
-        (cfg.momentum >= 0, "--momentum", cfg.momentum, "must be >= 0"),
+        (0 <= cfg.momentum < 1, "--momentum", cfg.momentum, "must be in [0, 1)"),
         (cfg.weight_decay >= 0, "--weight-decay", cfg.weight_decay, "must be >= 0"),
         (cfg.grad_clip >= 0, "--grad-clip", cfg.grad_clip, "must be >= 0 (0: no clipping)"),
         (cfg.aux_weight >= 0, "--aux-weight", cfg.aux_weight, "must be >= 0"),
@@ -206,8 +206,10 @@ def validate_config(cfg: TrainConfig, genotype: Genotype) -> None:
         (cfg.workers >= 0, "--workers", cfg.workers, "must be >= 0"),
         (cfg.limit_eval_batches >= 0, "--limit-eval-batches", cfg.limit_eval_batches, "must be >= 0"),
         (cfg.net in ("cifar", "imagenet"), "--net", cfg.net, "must be cifar or imagenet"),
-        (not (genotype.uses_frc and cfg.C % 4), "--channels", cfg.C, "the fixed reduction cell needs C divisible by 4"),
+        (cfg.C <= 4096, "--channels", cfg.C, "must be at most 4096"),
     ]
+    check_finite(cfg)
+    check_frc_channels(genotype, cfg.C)
     for ok, option, value, problem in checks:
         if not ok:
             raise GdasError(f"{option}: {problem}, got {value}")
@@ -329,6 +331,13 @@ class TrainTask(Task):
         save_network(self.model, Path(directory) / WEIGHTS_FILE)
 
     def load_weights(self, directory: Path) -> None:
+        path = Path(directory) / WEIGHTS_FILE
+        genotype, args = read_metadata(path)  # the header check gdas eval makes, before any tensor is read
+        if genotype != self.genotype or args != self.model.args:
+            raise GdasError(
+                f"{path}: weights of {genotype.ref} with {args}, but the run trains "
+                f"{self.genotype.ref} with {self.model.args}"
+            )
         device = next(self.model.parameters()).device
         load_tensors_into(self.model, Path(directory) / WEIGHTS_FILE, f"genotype {self.genotype.ref}", device)
 

@@ -1,0 +1,425 @@
+"""Hostile and careless input, family by family: every case is exit code 2 (1 for faults of the
+machine), one stderr line naming the file or option, no traceback, and no file changed or left
+behind. Commands run in-process where they can (fast); a few need a subprocess (a limit on file
+size, a second process holding a run's lock)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from cli_helpers import assert_one_line_error, gdas
+from safetensors.torch import load_file, save_file
+
+TINY_TRAIN = ["-C", "4", "--layers", "3", "--batch-size", "32", "--limit-train-batches", "2",
+              "--limit-eval-batches", "1", "--epochs", "1", "--device", "cpu", "-q"]
+
+
+def tree_digest(root: Path) -> dict[str, str]:
+    """Every file under `root` with its sha256 (and every folder), to prove nothing changed."""
+    found = {}
+    for path in sorted(root.rglob("*")):
+        rel = str(path.relative_to(root))
+        found[rel] = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "dir"
+    return found
+
+
+def refused(result, *needles: str) -> str:
+    return assert_one_line_error(result, *needles)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    """A finished tiny training run on the built-in digits (C=4, 3 cells, 1 epoch of 2 batches)."""
+    run = tmp_path_factory.mktemp("adversarial") / "train-run"
+    result = gdas("train", "digits", "-g", "gdas_frc", *TINY_TRAIN, "--run-dir", run)
+    assert result.exit_code == 0, result.output
+    return run
+
+
+@pytest.fixture
+def run_copy(trained, tmp_path) -> Path:
+    copy = tmp_path / "run"
+    shutil.copytree(trained, copy)
+    return copy
+
+
+# ------------------------------------------------------------------------------- genotype files
+
+
+def _deep(depth: int) -> str:
+    return "[" * depth + "]" * depth
+
+
+GENOTYPE_CASES = {
+    "nested 200,000 deep": (lambda p: p.write_text(_deep(200_000)), "nested too deeply"),
+    "a 5,000-digit number": (lambda p: p.write_text('{"schema_version": ' + "9" * 5000 + "}"), "not valid JSON"),
+    "binary bytes": (lambda p: p.write_bytes(b"\x80\x81\xfe\xff" * 100), "not UTF-8"),
+    "larger than a genotype can be": (lambda p: p.write_text(" " * (1024 * 1024 + 10)), "larger than"),
+    "schema_version true": (
+        lambda p: p.write_text(json.dumps({**json.loads(_zoo_text("gdas")), "schema_version": True})),
+        "schema_version",
+    ),
+    "10,000 nodes": (lambda p: p.write_text(_many_nodes(10_000)), "wrong number of nodes"),
+    "a folder": (lambda p: p.mkdir(), "not a regular file"),
+    "empty": (lambda p: p.write_text(""), "not valid JSON"),
+}
+
+
+def _zoo_text(name: str) -> str:
+    from gdas_cli.genotype import load_local_genotype
+
+    return load_local_genotype(name).to_json()
+
+
+def _many_nodes(n: int) -> str:
+    data = json.loads(_zoo_text("gdas"))
+    data["normal"]["nodes"] = [[["skip_connect", 0], ["skip_connect", 1]]] * n
+    return json.dumps(data)
+
+
+@pytest.mark.parametrize("case", sorted(GENOTYPE_CASES))
+@pytest.mark.parametrize("command", ["show", "info", "train", "export"])
+def test_bad_genotype_files(case, command, tmp_path):
+    write, needle = GENOTYPE_CASES[case]
+    path = tmp_path / "cell.json"
+    write(path)
+    before = tree_digest(tmp_path)
+    args = {
+        "show": ["genotypes", "show", path],
+        "info": ["genotypes", "info", path],
+        "train": ["train", "digits", "-g", path, "--run-dir", tmp_path / "never", "-q"],
+        "export": ["export", path, "-o", tmp_path / "never-out"],
+    }[command]
+    if command == "export" and case == "a folder":
+        needle = "not a training run"  # export also takes run folders, so it says what a folder should be
+    refused(gdas(*args), str(path), needle)
+    assert tree_digest(tmp_path) == before
+
+
+def test_genotype_from_a_device_file_is_bounded():
+    refused(gdas("genotypes", "show", "/dev/zero"), "/dev/zero", "not a regular file")
+
+
+# ------------------------------------------------------------------------- checkpoints and runs
+
+
+def _flip_a_tensor_byte(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF  # the end of the file is tensor data, not the header
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("command", ["eval", "export", "resume"])
+def test_flipped_bytes_in_checkpoint_weights_are_refused(run_copy, command, tmp_path):
+    for which in ("last", "best"):  # export takes best, eval and resume take last
+        _flip_a_tensor_byte(run_copy / "checkpoint" / which / "model.safetensors")
+    before = tree_digest(run_copy)
+    args = {
+        "eval": ["eval", run_copy],
+        "export": ["export", run_copy, "-o", tmp_path / "out"],
+        "resume": ["train", "digits", "--resume", run_copy, "-q"],
+    }[command]
+    refused(gdas(*args), "model.safetensors", "sha256")
+    assert tree_digest(run_copy) == before
+    assert not (tmp_path / "out").exists()
+
+
+def _rewrite_header(path: Path, change) -> None:
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as handle:
+        metadata = dict(handle.metadata())
+    tensors = load_file(str(path))
+    change(metadata)
+    save_file(tensors, str(path), metadata)
+
+
+HEADER_CASES = {
+    "no gdas_genotype": (lambda m: m.pop("gdas_genotype"), "no gdas_genotype"),
+    "C is a string": (lambda m: m.update(gdas_network=json.dumps({**json.loads(m["gdas_network"]), "C": "8"})),
+                      "C must be int"),
+    "args nested deep": (lambda m: m.update(gdas_network=_deep(100_000)), "nested too deeply"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HEADER_CASES))
+def test_bad_weights_headers(case, tmp_path, tiny_checkpoint):
+    path = tmp_path / "model.safetensors"
+    path.write_bytes(tiny_checkpoint("gdas_frc").read_bytes())
+    change, needle = HEADER_CASES[case]
+    _rewrite_header(path, change)
+    refused(gdas("eval", path, "--dataset", "digits"), str(path), needle)
+    refused(gdas("export", path, "-o", tmp_path / "out"), str(path), needle)
+    assert not (tmp_path / "out").exists()
+
+
+def test_config_whose_task_is_a_list(run_copy):
+    config = json.loads((run_copy / "config.json").read_text())
+    (run_copy / "config.json").write_text(json.dumps({**config, "task": [1, 2]}))
+    refused(gdas("eval", run_copy), "config.json", "not a gdas run config")
+    refused(gdas("train", "digits", "--resume", run_copy), "config.json", "not a gdas run config")
+
+
+def test_run_dir_that_is_a_file(tmp_path):
+    target = tmp_path / "a-file"
+    target.write_text("x")
+    refused(gdas("train", "digits", "-g", "gdas_frc", *TINY_TRAIN, "--run-dir", target), str(target), "is a file")
+    assert target.read_text() == "x"
+
+
+def test_run_dir_under_a_file(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    refused(gdas("train", "digits", "-g", "gdas_frc", *TINY_TRAIN, "--run-dir", blocker / "run"), "--run-dir")
+
+
+def test_a_live_lock_stops_a_second_process(run_copy):
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (run_copy / ".lock").write_text(f"{holder.pid}\n")
+        refused(gdas("train", "digits", "--resume", run_copy, "-q"), str(run_copy), f"process {holder.pid}")
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_a_dead_lock_and_stale_temporaries_are_cleaned(run_copy):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (run_copy / ".lock").write_text(f"{dead.pid}\n")
+    stale = run_copy / "checkpoint" / ".last.tmp-killed"
+    stale.mkdir()
+    result = gdas("train", "digits", "--resume", run_copy, "-q")
+    assert result.exit_code == 0, result.output
+    assert not stale.exists() and not (run_copy / ".lock").exists()
+
+
+def test_a_run_killed_before_its_first_checkpoint_can_be_started_again(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"kind": "train", "engine": {}, "task": {}}))
+    (run / "checkpoint").mkdir()
+    (run / "checkpoint" / ".last.tmp-x").mkdir()
+    refused(gdas("train", "digits", "--resume", run), "never wrote a checkpoint", "--run-dir")
+    result = gdas("train", "digits", "-g", "gdas_frc", *TINY_TRAIN, "--run-dir", run)
+    assert result.exit_code == 0, result.output
+    assert (run / "checkpoint" / "last" / "model.safetensors").is_file()
+
+
+# ------------------------------------------------------------------------------------- options
+
+OPTION_CASES = [
+    (["search", "cnn", "--dataset", "digits", "--lr", "inf"], "--lr"),
+    (["search", "cnn", "--dataset", "digits", "--arch-beta1", "2"], "--arch-beta1"),
+    (["search", "cnn", "--dataset", "digits", "--momentum", "5"], "--momentum"),
+    (["search", "cnn", "--dataset", "digits", "--grad-clip", "-1"], "--grad-clip"),
+    (["search", "cnn", "--dataset", "digits", "--tau-min", "20", "--tau-max", "1"], "--tau-min"),
+    (["search", "cnn", "--dataset", "digits", "--workers", "-1"], "--workers"),
+    (["search", "cnn", "--dataset", "digits", "-C", "80000"], "--channels"),
+    (["train", "digits", "-g", "gdas_frc", "--lr", "nan"], "--lr"),
+    (["train", "digits", "-g", "gdas_frc", "--momentum", "5"], "--momentum"),
+    (["train", "digits", "-g", "gdas_frc", "-C", "80000"], "--channels"),
+    (["train", "demo-text", "-g", "gdas_rnn", "--lr", "inf"], "--lr"),
+]
+
+
+@pytest.mark.parametrize("args, option", OPTION_CASES, ids=[" ".join(a[-2:]) for a, _ in OPTION_CASES])
+def test_bad_numbers_are_refused_before_anything_is_written(args, option, tmp_path):
+    run = tmp_path / "run"
+    refused(gdas(*args, "--run-dir", run, "-q"), option)
+    assert not run.exists()
+
+
+# ------------------------------------------------------------------------------------- outputs
+
+
+def test_export_never_replaces_a_run(run_copy, tmp_path):
+    before = tree_digest(run_copy)
+    refused(gdas("export", run_copy, "-o", run_copy, "--overwrite"), "--output", "reads")
+    refused(gdas("export", run_copy, "-o", run_copy / "checkpoint", "--overwrite"), "--output", "reads")
+    holder = tmp_path / "runs"
+    holder.mkdir()
+    refused(gdas("export", "gdas_frc", "-o", run_copy, "--overwrite"), "--output", "run directory")
+    assert tree_digest(run_copy) == before
+
+
+def test_derive_never_writes_into_another_run_or_over_a_file(run_copy, tmp_path):
+    search = tmp_path / "search"
+    result = gdas("search", "cnn", "--dataset", "digits", "--epochs", "1", "--limit-train-batches", "1",
+                  "-C", "8", "--batch-size", "16", "--run-dir", search, "-q")
+    assert result.exit_code == 0, result.output
+    before = tree_digest(run_copy)
+    refused(gdas("derive", search, "-o", run_copy / "config.json"), "--output", "run directory")
+    refused(gdas("derive", search, "-o", search / "cell.json"), "--output", "reads")
+    existing = tmp_path / "cell.json"
+    existing.write_text("mine")
+    refused(gdas("derive", search, "-o", existing), "--output", "--overwrite")
+    assert existing.read_text() == "mine"
+    (tmp_path / "a-folder").mkdir()
+    refused(gdas("derive", search, "-o", tmp_path / "a-folder"), "--output", "is a folder")
+    refused(gdas("derive", search, "-o", existing / "cell.json"), "--output", "not a folder")
+    assert gdas("derive", search, "-o", existing, "--overwrite").exit_code == 0
+    refused(gdas("plot", "alphas", search, "-o", search / "alphas.png"), "--output")
+    refused(gdas("genotypes", "plot", "gdas", "-o", existing), "--output", "--overwrite")
+    assert tree_digest(run_copy) == before
+
+
+# -------------------------------------------------------------------------------------- faults
+
+
+def _limit_file_size() -> None:
+    resource.setrlimit(resource.RLIMIT_FSIZE, (16 * 1024, 16 * 1024))  # smaller than the tiny weights
+
+
+def test_file_size_limit_during_a_checkpoint_is_one_line(tmp_path):
+    run = tmp_path / "run"
+    args = ["train", "digits", "-g", "gdas_frc", *TINY_TRAIN, "--run-dir", str(run)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONDONTWRITEBYTECODE": "1"}
+    result = subprocess.run([sys.executable, "-c", "from gdas_cli.cli import main; main()", *args], env=env,
+                            capture_output=True, text=True, timeout=300, preexec_fn=_limit_file_size)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert len(lines) == 1 and "file-size limit" in lines[0], result.stderr
+    assert not any(run.rglob("*.tmp")) and not any(p.name.startswith(".last.tmp") for p in run.rglob("*"))
+
+
+def test_unforeseen_errors_are_one_line_with_a_debug_hint(monkeypatch):
+    import gdas_cli.cli.genotypes as genotypes_cli
+
+    def broken(*args, **kwargs):
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr(genotypes_cli, "zoo_genotypes", broken)
+    result = gdas("genotypes", "list")
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "GDAS_DEBUG=1" in result.stderr and "ZeroDivisionError" in result.stderr
+
+
+# -------------------------------------------------------------------------------------- Hub files
+
+
+@pytest.fixture
+def hub_repo(loopback_hub, tiny_checkpoint, tmp_path, monkeypatch):
+    """put(name, change) -> a repo at tag v1 holding a real published folder, one file changed."""
+    from huggingface_hub import constants
+
+    from gdas_cli.hub import HubNetwork
+    from gdas_cli.weights import load_network
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub-cache"))
+    folder = tmp_path / "published"
+    HubNetwork.from_network(load_network(tiny_checkpoint("gdas_frc"))).save_folder(folder)
+    good = {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
+
+    def put(name: str, files: dict[str, bytes]) -> str:
+        loopback_hub.state.put_files(f"adversarial/{name}", {**good, **files}, tag="v1")
+        return f"adversarial/{name}@v1"
+
+    return put, good
+
+
+def _config_with(good: dict[str, bytes], change) -> bytes:
+    config = json.loads(good["config.json"])
+    change(config)
+    return json.dumps(config).encode()
+
+
+def test_hub_files(hub_repo):
+    put, good = hub_repo
+    ref = put("binary-config", {"config.json": b"\x80\xff" * 50})
+    refused(gdas("eval", "--from-hub", ref), ref, "not UTF-8")
+    ref = put("binary-genotype", {"genotype.json": b"\x80\xff" * 50})
+    refused(gdas("genotypes", "show", f"hf-hub:{ref}"), ref, "not UTF-8")
+    ref = put("deep-config", {"config.json": _deep(200_000).encode()})
+    refused(gdas("eval", "--from-hub", ref), ref, "nested too deeply")
+    ref = put("no-sha", {"config.json": _config_with(good, lambda c: c.pop("weights"))})
+    refused(gdas("eval", "--from-hub", ref), ref, "no weights.sha256")
+    ref = put("local-dataset", {"config.json": _config_with(good, lambda c: c.update(dataset="folder:/etc"))})
+    refused(gdas("eval", "--from-hub", ref), ref, "not a known data set")
+
+
+def _rewrite_checkpoint(folder: Path, change) -> None:
+    """Change a checkpoint's files and record their new sha256, as a careful tamperer would."""
+    from gdas_cli.rundir import PROGRESS_FILE, checkpoint_digests
+
+    change(folder)
+    progress = json.loads((folder / PROGRESS_FILE).read_text())
+    (folder / PROGRESS_FILE).write_text(json.dumps({**progress, "sha256": checkpoint_digests(folder)}))
+
+
+@pytest.mark.parametrize("damage", ["missing keys", "wrong types"])
+def test_state_file_of_the_right_format_but_wrong_content(run_copy, damage):
+    import torch
+
+    def change(folder: Path) -> None:
+        state = torch.load(folder / "state.pt", weights_only=True)
+        if damage == "missing keys":
+            del state["history"], state["task"]
+        else:
+            state["epoch"] = "one"
+        torch.save(state, folder / "state.pt")
+
+    _rewrite_checkpoint(run_copy / "checkpoint" / "last", change)
+    before = tree_digest(run_copy)
+    refused(gdas("train", "digits", "--resume", run_copy, "--epochs", "1", "-q"), "state.pt")
+    assert tree_digest(run_copy) == before
+
+
+def test_resume_checks_the_weights_header(run_copy, tiny_checkpoint):
+    def change(folder: Path) -> None:
+        (folder / "model.safetensors").write_bytes(tiny_checkpoint("gdas").read_bytes())
+
+    _rewrite_checkpoint(run_copy / "checkpoint" / "last", change)
+    refused(gdas("train", "digits", "--resume", run_copy, "-q"), "model.safetensors", "gdas@1.0.0")
+
+
+def test_a_pickle_in_the_state_file_is_one_line(run_copy):
+    def change(folder: Path) -> None:
+        import pickle
+
+        (folder / "state.pt").write_bytes(pickle.dumps(Path("/etc")))
+
+    _rewrite_checkpoint(run_copy / "checkpoint" / "last", change)
+    refused(gdas("train", "digits", "--resume", run_copy, "-q"), "state.pt")
+
+
+def test_frc_channel_rule_is_one_rule_naming_the_option():
+    refused(gdas("genotypes", "info", "gdas_frc", "-C", "9"), "--channels", "9", "divisible by 4")
+    refused(gdas("train", "digits", "-g", "gdas_frc", "-C", "9"), "--channels", "9", "divisible by 4")
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_a_corrupt_image_in_a_folder_dataset_is_named(tmp_path, workers):
+    import numpy as np
+    from PIL import Image
+
+    root = tmp_path / "images"
+    for split in ("train", "val"):
+        for label in ("a", "b"):
+            folder = root / split / label
+            folder.mkdir(parents=True)
+            for i in range(4):
+                Image.fromarray(np.full((8, 8, 3), 40 * i, dtype=np.uint8)).save(folder / f"{i}.png")
+    broken = root / "train" / "a" / "9.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n not an image")
+    run = tmp_path / "run"
+    i = TINY_TRAIN.index("--limit-eval-batches")
+    folder_options = TINY_TRAIN[:i] + TINY_TRAIN[i + 2 :]  # `train folder` has no --limit-eval-batches
+    result = gdas("train", f"folder:{root}", "-g", "gdas_frc", *folder_options, "--workers", workers, "--run-dir", run)
+    refused(result, str(broken), "not a readable image")
+
+
+def test_a_diverging_run_stops_with_one_line_and_keeps_its_checkpoint(tmp_path):
+    run = tmp_path / "run"
+    result = gdas("train", "digits", "-g", "gdas_frc", *TINY_TRAIN, "--lr", "1e30", "--grad-clip", "0",
+                  "--run-dir", run)
+    refused(result, "not finite", "--lr")
+    assert not (run / "checkpoint" / "last").exists()

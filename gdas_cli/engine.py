@@ -64,6 +64,7 @@ from torch import nn
 from . import __version__
 from .checkpoint import STATE_FORMAT, load_state, save_state, write_checkpoint, write_json, write_jsonl
 from .errors import GdasError
+from .progress import quiet as quiet_progress
 from .rundir import PROGRESS_FILE, STATE_FILE, RunDir
 
 PRECISIONS = ("fp32", "bf16", "fp16", "amp")
@@ -361,6 +362,7 @@ class Task:
 
     kind: str = "run"
     best_metric: tuple[str, str] | None = None
+    examples: str = "images"  # what train_step's "n" counts; names the record's throughput (images_per_s)
 
     def config_dict(self) -> dict[str, Any]:
         raise NotImplementedError
@@ -737,7 +739,7 @@ class Engine:
         if (epoch + 1) % self.cfg.eval_every == 0 or epoch + 1 == self.cfg.epochs:
             record.update(task.evaluate(epoch, rt))
         record["seconds"] = round(pos.train_seconds + time.perf_counter() - eval_started, 3)
-        record["images_per_s"] = round(n / pos.train_seconds, 2) if pos.train_seconds > 0 else None
+        record[f"{task.examples}_per_s"] = round(n / pos.train_seconds, 2) if pos.train_seconds > 0 else None
         pos.history.append(record)
         improved = self._improved(record)
         pos.epoch, pos.step, pos.sums, pos.train_seconds = epoch + 1, 0, {}, 0.0
@@ -868,7 +870,8 @@ def run_task(task: Task, cfg: EngineConfig, *, resume: bool = False) -> dict[str
             run_dir.mkdir(parents=True, exist_ok=True)
             write_json(RunDir(run_dir).config_file, run_config(task, cfg, rt, run_dir))
         rt.barrier()
-        return engine.run()
+        with quiet_progress(cfg.quiet or not rt.is_main):  # the evaluation bars follow --quiet too
+            return engine.run()
     finally:
         teardown_runtime(rt)
 

@@ -18,7 +18,14 @@ def alphas(
     run_dir: Annotated[Path, typer.Argument(help="A search run directory (holds alphas.jsonl).")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Image file to write: .png, .svg or .pdf.")],
 ) -> None:
-    """Plot softmax(alpha) of every op on every edge across the epochs of a search."""
+    """Plot softmax(alpha) of every op on every edge across the epochs of a search.
+
+    Examples:
+
+      gdas plot alphas runs/search-digits -o alphas.png
+
+      gdas plot alphas runs/rnn-search -o alphas.svg
+    """
     from ..search.history import load_alpha_history
     from ..search.plots import plot_alpha_history
 

@@ -11,6 +11,7 @@ see nothing extra. The training loop keeps its own bar (engine.py), with the run
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterable, Iterator
 from typing import TypeVar
 
@@ -45,6 +46,11 @@ def track(items: Iterable[T], description: str, total: int | None = None) -> Ite
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, console=console, transient=True) as progress:
         bar = progress.add_task(description, total=total)
+        done, shown_at = 0, time.monotonic()
         for item in items:
             yield item
-            progress.advance(bar)
+            done += 1
+            if time.monotonic() - shown_at >= 0.1:  # a bar update per item would slow a loop over lines
+                progress.update(bar, completed=done)
+                shown_at = time.monotonic()
+        progress.update(bar, completed=done)

@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -51,18 +52,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def time_command(args: list[str]) -> tuple[float, bool]:
-    """Wall seconds of one fresh `gdas ARGS`, and whether it imported torch."""
+def time_command(args: list[str]) -> tuple[float, float, bool]:
+    """Wall and CPU seconds of one fresh `gdas ARGS`, and whether it imported torch.
+
+    CPU time (user + system) does not grow when other processes share the cores; wall time does.
+    """
     paths = [p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths), "COLUMNS": "100"}
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     done = subprocess.run(
         [sys.executable, "-c", _RUNNER, *args], capture_output=True, text=True, env=env, cwd=ROOT, check=False
     )
     seconds = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     if done.returncode != 0:
         raise SystemExit(f"gdas {' '.join(args)} failed ({done.returncode}): {done.stderr.strip()[-500:]}")
-    return seconds, "TORCH_IMPORTED=True" in done.stderr
+    return seconds, cpu, "TORCH_IMPORTED=True" in done.stderr
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -73,11 +80,17 @@ def main(argv: list[str] | None = None) -> None:
         runs = [time_command(COMMANDS[name]) for _ in range(opts.repeat)]
         results[name] = {
             "command": "gdas " + " ".join(COMMANDS[name]),
-            "median_s": round(statistics.median(s for s, _ in runs), 3),
-            "runs_s": [round(s, 3) for s, _ in runs],
-            "imports_torch": any(t for _, t in runs),
+            "median_s": round(statistics.median(s for s, _, _ in runs), 3),
+            "median_cpu_s": round(statistics.median(c for _, c, _ in runs), 3),
+            "runs_s": [round(s, 3) for s, _, _ in runs],
+            "imports_torch": any(t for _, _, t in runs),
         }
-    info = {"python": platform.python_version(), "cpus": os.cpu_count(), "repeat": opts.repeat}
+    info = {
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+        "repeat": opts.repeat,
+    }
     print(json.dumps({"machine": info, "commands": results}, indent=2))
 
 

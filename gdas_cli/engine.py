@@ -844,6 +844,28 @@ def _format_record(record: dict[str, Any], epochs: int) -> str:
 # -------------------------------------------------------------------------------------------- entry
 
 
+def _run(task: Task, cfg: EngineConfig, rt: Runtime, resume: bool) -> dict[str, Any]:
+    run_dir = _agree_run_dir(cfg, rt)
+    check_run_dir(run_dir, resume)
+    if resume and rt.is_main:
+        RunDir(run_dir).find("last")  # recover from a crash mid-swap
+    rt.barrier()  # every rank has checked the folder before rank 0 creates it
+    seed_all(cfg.seed)  # the same initial weights on every rank and in a one-process run
+    task.setup(rt)
+    seed_all(rank_seed(cfg.seed, rt.rank))
+    engine = Engine(task, cfg, rt, run_dir)
+    if resume:
+        engine.restore()
+        if rt.is_main:
+            write_jsonl(RunDir(run_dir).metrics_file, engine.pos.history)
+            task.after_epoch(run_dir, engine.pos.history)
+    elif rt.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_json(RunDir(run_dir).config_file, run_config(task, cfg, rt, run_dir))
+    rt.barrier()
+    return engine.run()
+
+
 def run_task(task: Task, cfg: EngineConfig, *, resume: bool = False) -> dict[str, Any]:
     """Set up the runtime, check and create the run directory, run the task, tear down.
 
@@ -852,26 +874,8 @@ def run_task(task: Task, cfg: EngineConfig, *, resume: bool = False) -> dict[str
     """
     rt = setup_runtime(cfg)
     try:
-        run_dir = _agree_run_dir(cfg, rt)
-        check_run_dir(run_dir, resume)
-        if resume and rt.is_main:
-            RunDir(run_dir).find("last")  # recover from a crash mid-swap
-        rt.barrier()  # every rank has checked the folder before rank 0 creates it
-        seed_all(cfg.seed)  # the same initial weights on every rank and in a one-process run
-        task.setup(rt)
-        seed_all(rank_seed(cfg.seed, rt.rank))
-        engine = Engine(task, cfg, rt, run_dir)
-        if resume:
-            engine.restore()
-            if rt.is_main:
-                write_jsonl(RunDir(run_dir).metrics_file, engine.pos.history)
-                task.after_epoch(run_dir, engine.pos.history)
-        elif rt.is_main:
-            run_dir.mkdir(parents=True, exist_ok=True)
-            write_json(RunDir(run_dir).config_file, run_config(task, cfg, rt, run_dir))
-        rt.barrier()
-        with quiet_progress(cfg.quiet or not rt.is_main):  # the evaluation bars follow --quiet too
-            return engine.run()
+        with quiet_progress(cfg.quiet or not rt.is_main):  # data preparation and evaluation bars too
+            return _run(task, cfg, rt, resume)
     finally:
         teardown_runtime(rt)
 

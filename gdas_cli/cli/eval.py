@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
+from ..progress import quiet as quiet_progress
 from ._choices import Checkpoint, Device, Split
 from ._output import console, print_json
 
@@ -64,38 +65,28 @@ def eval_command(
       gdas eval runs/lm-ptb-20260101-120000 --split test --test-batch-size 1
     """
     from ..errors import GdasError
-    from ..evaluate import evaluate_checkpoint
+    from ..evaluate import evaluate_checkpoint, evaluate_hub_model
 
-    if path is not None and from_hub is None:
-        result = evaluate_checkpoint(
-            path,
-            dataset=dataset,
-            split=split.value,
-            data_dir=data_dir,
-            genotype=genotype,
-            which=checkpoint.value,
-            batch_size=batch_size,
-            device=device.value,
-            limit_batches=limit_batches,
-            test_batch_size=test_batch_size,
-        )
-    elif from_hub is not None and path is None:  # same options; fetches the repo, verifies it, then as above
-        from ..evaluate import evaluate_hub_model
-
-        result = evaluate_hub_model(
-            from_hub,
-            dataset=dataset,
-            split=split.value,
-            data_dir=data_dir,
-            genotype=genotype,
-            which=checkpoint.value,
-            batch_size=batch_size,
-            device=device.value,
-            limit_batches=limit_batches,
-            test_batch_size=test_batch_size,
-        )
-    else:
-        raise GdasError("gdas eval: give a run folder or checkpoint, or --from-hub org/name[@revision] (one of them)")
+    options: dict[str, Any] = {
+        "dataset": dataset,
+        "split": split.value,
+        "data_dir": data_dir,
+        "genotype": genotype,
+        "which": checkpoint.value,
+        "batch_size": batch_size,
+        "device": device.value,
+        "limit_batches": limit_batches,
+        "test_batch_size": test_batch_size,
+    }
+    with quiet_progress(quiet):
+        if path is not None and from_hub is None:
+            result = evaluate_checkpoint(path, **options)
+        elif from_hub is not None and path is None:  # same options; fetches the repo, verifies it, then as above
+            result = evaluate_hub_model(from_hub, **options)
+        else:
+            raise GdasError(
+                "gdas eval: give a run folder or checkpoint, or --from-hub org/name[@revision] (one of them)"
+            )
     if as_json:
         print_json(result)
         return

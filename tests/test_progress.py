@@ -32,7 +32,9 @@ def test_quiet_wins_and_nests(terminal, capsys):
 
 
 def test_reading_a_corpus_shows_a_bar(terminal, capsys):
-    from gdas_cli.corpus import load_corpus
+    from gdas_cli.corpus import build_vocabulary, encode
 
-    load_corpus("demo-text")
-    assert "read " in capsys.readouterr().err
+    lines = ["the cat sat", "on the mat"] * 50
+    ids, _ = encode(lines, build_vocabulary(lines), "tiny corpus")
+    assert ids.numel() == 400  # 3 words and the end of line, 100 lines
+    assert "read tiny corpus" in capsys.readouterr().err

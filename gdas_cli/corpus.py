@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 
 from .errors import GdasError
+from .progress import track
 
 EOS = "<eos>"
 UNK = "<unk>"
@@ -102,7 +103,7 @@ def build_vocabulary(train_lines: list[str]) -> Vocabulary:
 def encode(lines: list[str], vocab: Vocabulary, where: str) -> tuple[torch.Tensor, Vocabulary]:
     """Indices of every word of `lines`; unseen words become `<unk>` (added to the vocabulary if needed)."""
     ids: list[int] = []
-    for line in lines:
+    for line in track(lines, f"read {where}", total=len(lines)):
         for word in line_words(line):
             index = vocab.index(word)
             if index is None:

@@ -64,6 +64,7 @@ from torch import nn
 from . import __version__
 from .checkpoint import STATE_FORMAT, load_state, save_state, write_checkpoint, write_json, write_jsonl
 from .errors import GdasError
+from .progress import quiet as quiet_progress
 from .rundir import (
     PROGRESS_FILE,
     STATE_FILE,
@@ -371,6 +372,7 @@ class Task:
 
     kind: str = "run"
     best_metric: tuple[str, str] | None = None
+    examples: str = "images"  # what train_step's "n" counts; names the record's throughput (images_per_s)
 
     def config_dict(self) -> dict[str, Any]:
         raise NotImplementedError
@@ -790,7 +792,7 @@ class Engine:
         if (epoch + 1) % self.cfg.eval_every == 0 or epoch + 1 == self.cfg.epochs:
             record.update(task.evaluate(epoch, rt))
         record["seconds"] = round(pos.train_seconds + time.perf_counter() - eval_started, 3)
-        record["images_per_s"] = round(n / pos.train_seconds, 2) if pos.train_seconds > 0 else None
+        record[f"{task.examples}_per_s"] = round(n / pos.train_seconds, 2) if pos.train_seconds > 0 else None
         pos.history.append(record)
         improved = self._improved(record)
         pos.epoch, pos.step, pos.sums, pos.train_seconds = epoch + 1, 0, {}, 0.0
@@ -895,22 +897,14 @@ def _format_record(record: dict[str, Any], epochs: int) -> str:
 # -------------------------------------------------------------------------------------------- entry
 
 
-def run_task(task: Task, cfg: EngineConfig, *, resume: bool = False) -> dict[str, Any]:
-    """Set up the runtime, check and create the run directory, run the task, tear down.
-
-    Bad input raises GdasError before anything is written; Ctrl-C raises RunInterrupted after a
-    resumable checkpoint has been saved.
-    """
-    rt = setup_runtime(cfg)
-    lock: RunLock | None = None
+def _run(task: Task, cfg: EngineConfig, rt: Runtime, resume: bool) -> dict[str, Any]:
+    run_dir = _agree_run_dir(cfg, rt)
+    check_run_dir(run_dir, resume)
+    rt.barrier()  # every rank has checked the folder before rank 0 locks and fills it
+    seed_all(cfg.seed)  # the same initial weights on every rank and in a one-process run
+    task.setup(rt)  # bad data fails here, before the run folder is made
+    lock = _take_run_dir(run_dir, resume) if rt.is_main else None
     try:
-        run_dir = _agree_run_dir(cfg, rt)
-        check_run_dir(run_dir, resume)
-        rt.barrier()  # every rank has checked the folder before rank 0 locks and fills it
-        seed_all(cfg.seed)  # the same initial weights on every rank and in a one-process run
-        task.setup(rt)  # bad data fails here, before the run folder is made
-        if rt.is_main:
-            lock = _take_run_dir(run_dir, resume)
         rt.barrier()
         seed_all(rank_seed(cfg.seed, rt.rank))
         engine = Engine(task, cfg, rt, run_dir)
@@ -920,30 +914,26 @@ def run_task(task: Task, cfg: EngineConfig, *, resume: bool = False) -> dict[str
                 write_jsonl(RunDir(run_dir).metrics_file, engine.pos.history)
                 task.after_epoch(run_dir, engine.pos.history)
         elif rt.is_main:
-            run_dir.mkdir(parents=True, exist_ok=True)
             write_json(RunDir(run_dir).config_file, run_config(task, cfg, rt, run_dir))
         rt.barrier()
         return engine.run()
     finally:
         if lock is not None:
             lock.release()
-        teardown_runtime(rt)
 
 
-def _take_run_dir(run_dir: Path, resume: bool) -> RunLock:
-    """Lock the run folder for this process; clean what killed runs left (see README, run folders)."""
-    if not resume and never_checkpointed(run_dir):
-        clear_restartable(run_dir)  # a run killed before its first checkpoint: start it afresh
+def run_task(task: Task, cfg: EngineConfig, *, resume: bool = False) -> dict[str, Any]:
+    """Set up the runtime, check and create the run directory, run the task, tear down.
+
+    Bad input raises GdasError before anything is written; Ctrl-C raises RunInterrupted after a
+    resumable checkpoint has been saved.
+    """
+    rt = setup_runtime(cfg)
     try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise GdasError(f"--run-dir {run_dir}: cannot create it ({err.strerror})") from None
-    lock = RunLock(run_dir)
-    lock.acquire()
-    remove_stale_temporaries(run_dir)
-    if resume:
-        RunDir(run_dir).find("last")  # recover from a crash mid-swap
-    return lock
+        with quiet_progress(cfg.quiet or not rt.is_main):  # data preparation and evaluation bars too
+            return _run(task, cfg, rt, resume)
+    finally:
+        teardown_runtime(rt)
 
 
 def _agree_run_dir(cfg: EngineConfig, rt: Runtime) -> Path:
@@ -966,3 +956,19 @@ def run_config(task: Task, cfg: EngineConfig, rt: Runtime, run_dir: Path) -> dic
         "engine": engine,
         "task": task.config_dict(),
     }
+
+
+def _take_run_dir(run_dir: Path, resume: bool) -> RunLock:
+    """Lock the run folder for this process; clean what killed runs left (see README, run folders)."""
+    if not resume and never_checkpointed(run_dir):
+        clear_restartable(run_dir)  # a run killed before its first checkpoint: start it afresh
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise GdasError(f"--run-dir {run_dir}: cannot create it ({err.strerror})") from None
+    lock = RunLock(run_dir)
+    lock.acquire()
+    remove_stale_temporaries(run_dir)
+    if resume:
+        RunDir(run_dir).find("last")  # recover from a crash mid-swap
+    return lock

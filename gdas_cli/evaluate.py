@@ -59,12 +59,14 @@ def evaluate_checkpoint(
     device: str = "auto",
     download: bool = False,
     limit_batches: int = 0,
+    test_batch_size: int | None = None,
 ) -> dict[str, Any]:
-    """Top-1/top-5 error (%), mean loss, parameters and mult-adds as the paper counts them, images/s.
+    """Top-1/top-5 accuracy (%) and mean loss on `split` (<split>_top1, <split>_top5, <split>_loss), parameters
+    and mult-adds as the paper counts them, images/s.
 
     `genotype` evaluates the weights as that genotype instead of the one in the file header (a strict
     load: weights that do not fit are an error naming both). `dataset` and `data_dir` default to the
-    run's own.
+    run's own. Language-model weights go to `evaluate_lm_run` (with `test_batch_size`).
     """
     if which not in CHECKPOINTS:
         raise GdasError(f"--checkpoint: {which!r} must be one of {', '.join(CHECKPOINTS)}")
@@ -77,7 +79,9 @@ def evaluate_checkpoint(
         )
     weights = found.weights
     if _header_kind(weights, config) == "rnn":
-        return evaluate_lm_run(Path(path), dataset=dataset, split=split, data_dir=data_dir)
+        return evaluate_lm_run(
+            Path(path), dataset=dataset, split=split, data_dir=data_dir, test_batch_size=test_batch_size
+        )
     if split not in SPLITS:
         raise GdasError(f"--split: {split!r} must be one of {', '.join(SPLITS)}")
     if batch_size < 1:
@@ -117,9 +121,9 @@ def evaluate_checkpoint(
         "dataset": dataset,
         "split": split,
         "images": int(n),
-        "top1_error": 100.0 - sums["top1"].item() / n,
-        "top5_error": 100.0 - sums["top5"].item() / n,
-        "loss": sums["loss"].item() / n,
+        f"{split}_top1": sums["top1"].item() / n,  # accuracy in %, as metrics.jsonl records it
+        f"{split}_top5": sums["top5"].item() / n,
+        f"{split}_loss": sums["loss"].item() / n,
         "params": count_parameters(model),
         "mult_adds": count_mult_adds(model, (1, 3, size, size)),
         "images_per_s": round(n / seconds, 2),
@@ -162,10 +166,12 @@ def evaluate_lm_run(
     split: str = "test",
     data_dir: str | Path | None = None,
     device: str = "cpu",
+    test_batch_size: int | None = None,
 ) -> dict[str, Any]:
     """Validation and `split` perplexity of a language-model run's best weights (ASGD-averaged if any).
 
     `dataset`/`data_dir` default to the run's own; the corpus vocabulary must match the model's.
+    `test_batch_size` defaults to the run's (1 is the 2019 code's paper-exact setting).
     Returns valid_loss, valid_ppl, <split>_loss, <split>_ppl, params and where the weights came from.
     """
     found = resolve(Path(path), prefer=("best", "last"))
@@ -190,7 +196,7 @@ def evaluate_lm_run(
     recorded = task_data.get("corpus", {}).get("sha256")
     if recorded and dataset == cfg.dataset and recorded != corpus.fingerprint():
         raise GdasError(f"{dataset}: the corpus differs from the one the run trained on (sha256 mismatch)")
-    valid = stream_loss(model, batchify(corpus.valid, cfg.eval_batch_size).to(device), cfg.bptt)
+    valid = stream_loss(model, batchify(corpus.valid, cfg.eval_batch_size).to(device), cfg.bptt, description="valid")
     result: dict[str, Any] = {
         "dataset": dataset,
         "genotype": model.genotype.ref,
@@ -201,6 +207,9 @@ def evaluate_lm_run(
         "valid_ppl": perplexity(valid),
     }
     if split == "test":
-        test = stream_loss(model, batchify(corpus.test, cfg.test_batch_size).to(device), cfg.bptt)
+        if test_batch_size is not None and test_batch_size < 1:
+            raise GdasError(f"--test-batch-size: {test_batch_size} must be >= 1")
+        streams = test_batch_size or cfg.test_batch_size
+        test = stream_loss(model, batchify(corpus.test, streams).to(device), cfg.bptt, description="test")
         result.update({"test_loss": test, "test_ppl": perplexity(test)})
     return result

@@ -32,6 +32,7 @@ from .errors import GdasError
 from .genotype import HUB_PREFIX, Genotype, read_genotype_file
 from .hub import CardFacts, HubNetwork, PushResult, Result, check_push, push_folder, render_card
 from .jsonio import read_json_object, read_jsonl
+from .progress import track
 from .published import CARD_FILE, CONFIG_FILE, INPUT_SIZES, default_files, write_genotype_files
 from .refs import load_genotype
 from .rundir import RunDir, guard_output, progress_of, resolve
@@ -343,7 +344,8 @@ def build_folder(source: ExportSource, folder: Path, request: ExportRequest) -> 
         return sorted(p.name for p in folder.iterdir()), {}
     model = HubNetwork.from_network(load_network(source.weights)).eval()
     sample, check = _test_batches(model)
-    exports = {fmt: EXPORTERS[fmt](model, folder, sample, check) for fmt in request.formats}
+    steps = track(request.formats, "export and verify", total=len(request.formats))
+    exports = {fmt: EXPORTERS[fmt](model, folder, sample, check) for fmt in steps}
     files = default_files(True)
     files.update({info["file"]: _describe_export(fmt, info) for fmt, info in exports.items()})
     card = {

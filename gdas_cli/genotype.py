@@ -21,7 +21,6 @@ from typing import Any
 
 from .errors import GdasError
 from .jsonio import parse_json, read_text
-from .ops import OPS, RNN_PRIMITIVES
 
 SCHEMA_ID = "gdas-genotype"
 SCHEMA_VERSION = 1
@@ -29,11 +28,31 @@ MAX_GENOTYPE_BYTES = 1024 * 1024  # the largest shipped genotype is about 2 KB
 MAX_NODES = 64  # the published cells have 4 (CNN) and 8 (RNN)
 FRC = "frc"
 HUB_PREFIX = "hf-hub:"
+SIZES_FILE = "sizes.json"  # in genotypes/: the zoo networks' counts (models/size.py measures them)
+
+# The op names a genotype may use; `ops.OPS` and `ops.RNN_PRIMITIVES` implement exactly these
+# (tests/test_ops.py checks). Names only, so reading a genotype does not import torch.
+CNN_OPS = frozenset(
+    {
+        "none",
+        "max_pool_3x3",
+        "avg_pool_3x3",
+        "skip_connect",
+        "sep_conv_3x3",
+        "sep_conv_5x5",
+        "sep_conv_7x7",
+        "dil_conv_3x3",
+        "dil_conv_5x5",
+        "conv_7x1_1x7",
+        "conv_3x1_1x3",
+    }
+)
+RNN_OPS = ("none", "tanh", "relu", "sigmoid", "identity")
 
 # Per kind: the op space name, its ops, the inputs a cell has before its first node, the edges per node.
 SPACES: dict[str, tuple[str, frozenset[str], int, int]] = {
-    "cnn": ("darts", frozenset(OPS), 2, 2),
-    "rnn": ("darts_rnn", frozenset(RNN_PRIMITIVES), 1, 1),
+    "cnn": ("darts", CNN_OPS, 2, 2),
+    "rnn": ("darts_rnn", frozenset(RNN_OPS), 1, 1),
 }
 DERIVE_RULES = ("published", "paper", "pairs", "rnn")
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
@@ -246,8 +265,21 @@ def read_genotype_file(path: Path) -> Genotype:
 
 def zoo_genotypes() -> list[Genotype]:
     """Every shipped genotype, sorted by name then version."""
-    found = [read_genotype_file(path) for path in sorted(data_dir("genotypes").glob("*.json"))]
+    paths = sorted(p for p in data_dir("genotypes").glob("*.json") if p.name != SIZES_FILE)
+    found = [read_genotype_file(path) for path in paths]
     return sorted(found, key=lambda g: (g.name, _version_key(g.version)))
+
+
+def shipped_size(genotype: Genotype, net: str) -> dict[str, Any] | None:
+    """The counts of a zoo genotype's network for `net` at the paper's sizes, from genotypes/sizes.json.
+
+    None when `genotype` is not exactly a shipped one (a file that reuses a zoo name counts live).
+    """
+    shipped = next((g for g in zoo_genotypes() if g.ref == genotype.ref), None)
+    if shipped is None or shipped.cells() != genotype.cells():
+        return None
+    table = json.loads((data_dir("genotypes") / SIZES_FILE).read_text(encoding="utf-8"))
+    return next((row for row in table["sizes"] if row["genotype"] == genotype.ref and row["net"] == net), None)
 
 
 def iter_zoo(kind: str | None = None) -> Iterator[Genotype]:
@@ -282,6 +314,13 @@ def load_local_genotype(ref: str | Path) -> Genotype:
     if _looks_like_path(ref):
         return read_genotype_file(Path(ref))
     return _from_zoo(ref)
+
+
+def check_frc_channels(genotype: Genotype, C: int, option: str = "--channels") -> None:
+    """The one channel rule of final networks with the FRC: its grouped convolutions see 2C channels at the
+    first reduction and need a multiple of 8, so C must be divisible by 4."""
+    if genotype.uses_frc and C % 4:
+        raise GdasError(f"{option}: {C} must be divisible by 4 for the fixed reduction cell (it gets 2C channels)")
 
 
 def describe_cell(cell: Cell | str, kind: str) -> list[str]:

@@ -12,13 +12,25 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from huggingface_hub import HfApi, ModelCard, ModelCardData, ModelHubMixin, constants, get_token, hf_hub_download
+from huggingface_hub import (
+    HfApi,
+    ModelCard,
+    ModelCardData,
+    ModelHubMixin,
+    constants,
+    get_hf_file_metadata,
+    get_token,
+    hf_hub_download,
+    hf_hub_url,
+    scan_cache_dir,
+)
 from huggingface_hub.errors import (
     EntryNotFoundError,
     GatedRepoError,
@@ -164,18 +176,79 @@ def _commit_of(path: Path) -> str | None:
     return parent.name if parent.parent.name == "snapshots" and _COMMIT_RE.match(parent.name) else None
 
 
+# Seconds to wait for the Hub before giving up on a request. huggingface_hub waits 10 s for a file's
+# metadata and, when nothing is cached, retries five times more with 60 s each and a backoff (about
+# 27 s against a closed port, minutes against a silent one); we ask once, briefly, and say what to do.
+HUB_TIMEOUT_S = float(os.environ.get("HF_HUB_ETAG_TIMEOUT") or 3)
+_answered: set[str] = set()  # endpoints that answered once in this process
+
+
 def download(ref: HubRef, filename: str, **options: Any) -> Path:
-    """hf_hub_download into the Hub cache (or read it there when offline), errors as GdasError."""
+    """hf_hub_download into the Hub cache (or read it there when offline), errors as GdasError.
+
+    An unreachable Hub fails within about HUB_TIMEOUT_S: the file comes from the cache when this
+    revision's copy is there, else one line suggests HF_HUB_OFFLINE=1 and names what is cached.
+    """
     with hub_errors(ref, filename):
+        if not constants.is_offline_mode() and constants.ENDPOINT not in _answered:
+            why = _unreachable(hf_hub_url(ref.repo_id, filename, revision=ref.revision))
+            if why is not None:
+                return _from_cache_or_fail(ref, filename, why, **options)
+            _answered.add(constants.ENDPOINT)
         path = hf_hub_download(
             ref.repo_id,
             filename,
             revision=ref.revision,
             library_name=LIBRARY_NAME,
             library_version=__version__,
+            etag_timeout=HUB_TIMEOUT_S,
             **options,
         )
     return Path(path)
+
+
+def _unreachable(url: str) -> str | None:
+    """None when the Hub answers a HEAD of `url` within HUB_TIMEOUT_S (whatever the status), else why not."""
+    try:
+        get_hf_file_metadata(url, timeout=HUB_TIMEOUT_S, library_name=LIBRARY_NAME, library_version=__version__)
+    except HfHubHTTPError:
+        return None  # an HTTP answer: the Hub is there; hf_hub_download reports what it said
+    except Exception as err:
+        if isinstance(err, (ConnectionError, TimeoutError)) or type(err).__module__.startswith(("httpx", "httpcore")):
+            return _first_line(err) or type(err).__name__
+        return None  # anything else (a malformed answer): hf_hub_download reports it
+    return None
+
+
+def _from_cache_or_fail(ref: HubRef, filename: str, why: str, **options: Any) -> Path:
+    """This revision's cached copy of `filename`, or one GdasError naming the cached revisions."""
+    try:
+        path = hf_hub_download(ref.repo_id, filename, revision=ref.revision, local_files_only=True, **options)
+        return Path(path)
+    except (LocalEntryNotFoundError, OfflineModeIsEnabled, EntryNotFoundError):
+        pass
+    cached = _cached_revisions(ref.repo_id)
+    hint = (
+        f"the cache holds {ref.repo_id}@{cached}: run with HF_HUB_OFFLINE=1 to use it"
+        if cached
+        else "nothing of it is cached (HF_HUB_OFFLINE=1 reads only the cache)"
+    )
+    raise GdasError(f"{ref.label}: cannot reach {constants.ENDPOINT} within {HUB_TIMEOUT_S:g} s ({why}); {hint}")
+
+
+def _cached_revisions(repo_id: str) -> str:
+    """The cached revisions of a model repo, as `v1 (commit 0123456789ab), ...`; "" when none."""
+    try:
+        repos = scan_cache_dir(constants.HF_HUB_CACHE).repos
+    except Exception:  # no cache folder yet, or one the scanner cannot read
+        return ""
+    named = []
+    for repo in repos:
+        if repo.repo_id == repo_id and repo.repo_type == "model":
+            for revision in sorted(repo.revisions, key=lambda r: r.last_modified, reverse=True):
+                refs = ", ".join(sorted(revision.refs)) or revision.commit_hash[:12]
+                named.append(f"{refs} (commit {revision.commit_hash[:12]})")
+    return "; ".join(named)
 
 
 def fetch_model_files(ref: HubRef, **options: Any) -> HubSnapshot:

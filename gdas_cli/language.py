@@ -21,6 +21,7 @@ from .corpus import CORPORA, Corpus, batchify, get_batch, load_corpus
 from .engine import Runtime, Task, check_finite
 from .errors import GdasError
 from .models.rnn import LanguageModelBase
+from .progress import track
 
 MAX_SEQ_LEN_DELTA = 20
 
@@ -141,9 +142,17 @@ class SegmentBatches:
 
 
 def stream_loss(
-    model: LanguageModelBase, data: torch.Tensor, bptt: int, *extra: Any, autocast: Any = contextlib.nullcontext
+    model: LanguageModelBase,
+    data: torch.Tensor,
+    bptt: int,
+    *extra: Any,
+    autocast: Any = contextlib.nullcontext,
+    description: str = "evaluate",
 ) -> float:
-    """Mean NLL per token over a batchified split, hidden state carried across segments (eval mode)."""
+    """Mean NLL per token over a batchified split, hidden state carried across segments (eval mode).
+
+    `description` names the progress bar (progress.track) shown on a terminal.
+    """
     was_training = model.training
     model.eval()
     total = torch.zeros((), dtype=torch.float64, device=data.device)
@@ -151,7 +160,8 @@ def stream_loss(
     hidden = model.init_hidden(data.size(1))
     try:
         with torch.no_grad():
-            for start in range(0, data.size(0) - 1, bptt):
+            starts = range(0, data.size(0) - 1, bptt)
+            for start in track(starts, description, total=len(starts)):
                 inputs, targets = get_batch(data, start, bptt)
                 with autocast():
                     out = model(inputs, hidden, *extra)

@@ -19,6 +19,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .errors import GdasError
+from .genotype import RNN_OPS
 
 PRIMITIVES: tuple[str, ...] = (
     "none",
@@ -31,7 +32,7 @@ PRIMITIVES: tuple[str, ...] = (
     "dil_conv_5x5",
 )
 
-RNN_PRIMITIVES: tuple[str, ...] = ("none", "tanh", "relu", "sigmoid", "identity")
+RNN_PRIMITIVES: tuple[str, ...] = RNN_OPS  # the recurrent space, in the order of the 2019 code
 
 
 class Zero(nn.Module):

@@ -9,11 +9,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from .genotype import HUB_PREFIX, Genotype, load_local_genotype
-from .hub import load_hub_genotype
 
 
 def load_genotype(ref: str | Path) -> Genotype:
     """Resolve a zoo name, `name@version`, a JSON path or an `hf-hub:` reference to a validated Genotype."""
     if isinstance(ref, str) and ref.startswith(HUB_PREFIX):
+        from .hub import load_hub_genotype  # only here: the Hub client is slow to import
+
         return load_hub_genotype(ref[len(HUB_PREFIX) :])
     return load_local_genotype(ref)

@@ -269,6 +269,10 @@ def test_derive_never_writes_into_another_run_or_over_a_file(run_copy, tmp_path)
     assert gdas("derive", search, "-o", existing, "--overwrite").exit_code == 0
     refused(gdas("plot", "alphas", search, "-o", search / "alphas.png"), "--output")
     refused(gdas("genotypes", "plot", "gdas", "-o", existing), "--output", "--overwrite")
+    for kind in ("cnn", "rnn"):  # checked before the search starts, and nothing is made
+        refused(gdas("search", kind, "--run-dir", tmp_path / f"new-{kind}", "-o", existing), "--output", "--overwrite")
+        assert not (tmp_path / f"new-{kind}").exists()
+    assert existing.read_text() != "mine"  # the one --overwrite above replaced it
     assert tree_digest(run_copy) == before
 
 

@@ -1,15 +1,23 @@
 """The `gdas genotypes` commands end to end through the real Typer app, and one-line errors for bad input."""
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
+import typer
 from typer.testing import CliRunner
+
+import gdas_cli
 
 from gdas_cli.cli import app
 from gdas_cli.genotype import load_local_genotype as load_genotype
 from cli_helpers import assert_one_line_error
 
 runner = CliRunner()
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def run(*args):
@@ -59,6 +67,14 @@ def test_info_json(args, params, madds):
     assert data["params"] == pytest.approx(params, rel=1e-3)
     if madds:
         assert data["mult_adds"] == pytest.approx(madds, rel=1e-3)
+
+
+@pytest.mark.parametrize("net, params", [("ptb", 22_960_000), ("wt2", 33_127_878)])
+def test_info_counts_the_language_model_at_the_papers_sizes(net, params):
+    """Tables 3-4: 23M parameters on PTB, 33M on WT2."""
+    data = json.loads(run("genotypes", "info", "gdas_rnn", "--net", net, "--json").stdout)
+    assert data == {**data, "genotype": "gdas_rnn@1.0.0", "net": net, "params": params}
+    assert "22.96M params" in run("genotypes", "info", "gdas_rnn").stdout  # ptb by default
 
 
 def test_info_with_widths():
@@ -115,6 +131,91 @@ def test_missing_file_and_unknown_name(tmp_path):
 def test_bad_options(tmp_path):
     assert_one_line_error(run("genotypes", "info", "gdas", "--layers", "abc"), "--layers")
     assert_one_line_error(run("genotypes", "info", "gdas", "--net", "mnist"), "--net", "mnist")
-    assert_one_line_error(run("genotypes", "info", "gdas_rnn"), "gdas_rnn", "rnn genotype")
+    assert_one_line_error(run("genotypes", "info", "gdas_rnn", "--net", "imagenet"), "--net", "rnn genotype")
+    assert_one_line_error(run("genotypes", "info", "gdas", "--net", "ptb"), "--net", "cnn genotype")
+    assert_one_line_error(run("genotypes", "info", "gdas_rnn", "-C", "16"), "--channels", "paper's sizes")
     assert_one_line_error(run("genotypes", "plot", "gdas", "-o", str(tmp_path / "cell.gif")), "--output", ".png")
     assert not (tmp_path / "cell.gif").exists()
+
+
+def _leaves(command, path=()):
+    """(path, click command) of every runnable command under `command`."""
+    children = getattr(command, "commands", None)
+    if not children:
+        yield path, command
+        return
+    for name, child in children.items():
+        yield from _leaves(child, (*path, name))
+
+
+LEAVES = list(_leaves(typer.main.get_command(app)))
+
+
+def test_every_command_is_reached():
+    names = {" ".join(path) for path, _ in LEAVES}
+    assert {"search cnn", "search rnn", "derive", "train digits", "train folder", "train ptb", "eval", "export",
+            "genotypes list", "genotypes show", "genotypes info", "genotypes plot", "plot alphas"} <= names
+
+
+@pytest.mark.parametrize("path, command", LEAVES, ids=[" ".join(p) for p, _ in LEAVES])
+def test_help_teaches_at_80_columns(path, command):
+    """Every leaf's help has examples, and every option name is printed whole in an 80-column terminal."""
+    result = runner.invoke(app, [*path, "--help"], env={"COLUMNS": "80"}, terminal_width=80)
+    assert result.exit_code == 0, result.output
+    assert "Examples" in result.output
+    assert max(len(line) for line in result.output.splitlines()) <= 80
+    words = set(result.output.replace("│", " ").split())
+    for param in command.params:
+        for name in [*param.opts, *param.secondary_opts]:
+            if name.startswith("-"):
+                assert name in words, f"gdas {' '.join(path)}: {name} is cut at 80 columns"
+
+
+@pytest.mark.parametrize("args, option, choice", [
+    (("eval", "run"), "--device", "cuda"), (("search", "cnn"), "--sampling", "sample_cell"),
+    (("derive", "run"), "--rule", "pairs"), (("genotypes", "info", "gdas"), "--net", "wt2"),
+    (("train", "digits"), "--precision", "bf16"), (("export", "run"), "--format", "torchscript"),
+])
+def test_fixed_choices_are_enforced_by_name(args, option, choice):
+    """Options with fixed choices refuse anything else on one line that lists the choices."""
+    assert_one_line_error(run(*args, option, "bogus"), option, "bogus", choice)
+
+
+def test_choices_match_the_registries():
+    from gdas_cli.cli import _choices
+    from gdas_cli.engine import DEVICES, PRECISIONS
+    from gdas_cli.export import FORMATS
+    from gdas_cli.rundir import CHECKPOINTS
+    from gdas_cli.sampler import SAMPLING_MODES
+    from gdas_cli.search import LAYOUTS
+    from gdas_cli.search.derive import DERIVE_RULES
+    from gdas_cli.training.image import SCHEDULES
+
+    def values(enum):
+        return {member.value for member in enum}
+
+    assert values(_choices.Device) == set(DEVICES) and values(_choices.Precision) == set(PRECISIONS)
+    assert values(_choices.Sampling) == set(SAMPLING_MODES) and values(_choices.Layout) == set(LAYOUTS)
+    assert values(_choices.Rule) == set(DERIVE_RULES) and values(_choices.ExportFormat) == set(FORMATS)
+    assert values(_choices.Checkpoint) == set(CHECKPOINTS) and values(_choices.Schedule) == set(SCHEDULES)
+
+
+def test_version_and_python_m(tmp_path):
+    assert run("--version").stdout.strip() == f"gdas {gdas_cli.__version__}"
+    done = subprocess.run([sys.executable, "-m", "gdas_cli", "--version"], capture_output=True, text=True,
+                          cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=60)
+    assert done.returncode == 0 and done.stdout.strip() == f"gdas {gdas_cli.__version__}", done.stderr
+    assert "--install-completion" in run("--help").output
+
+
+def test_help_does_not_import_torch():
+    code = ("import sys; from gdas_cli.cli import main; sys.argv = ['gdas', 'train', 'cifar10', '--help']\n"
+            "try:\n    main()\nexcept SystemExit:\n    pass\n"
+            "print('TORCH', 'torch' in sys.modules, file=sys.stderr)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=60)
+    assert "TORCH False" in done.stderr, done.stderr
+    code = code.replace("'train', 'cifar10', '--help'", "'genotypes', 'info', 'gdas_frc'")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=60)
+    assert "TORCH False" in done.stderr and "2.54M params" in done.stdout, done.stdout + done.stderr

@@ -147,7 +147,7 @@ def test_cli_eval_from_hub(published, fresh_cache, tag):
     summary = json.loads(result.stdout)
     assert summary["commit"] == published["commits"][tag] and summary["dataset"] == "digits"
     assert summary["genotype"] == {"v1": "gdas_frc@1.0.0", "v2": "gdas@1.0.0"}[tag]
-    assert summary["checkpoint"] == f"hf-hub:{REPO}@{tag}/model.safetensors" and 0 <= summary["top1_error"] <= 100
+    assert summary["checkpoint"] == f"hf-hub:{REPO}@{tag}/model.safetensors" and 0 <= summary["test_top1"] <= 100
 
 
 def test_hub_genotype_refs_in_the_cli(published, fresh_cache, tmp_path):
@@ -361,3 +361,59 @@ def test_failed_downloads_leave_no_partial_files(published, fresh_cache, good_fi
             create_model(f"hf-hub:{spec}", pretrained=True)
     assert [p for p in fresh_cache.rglob("*") if p.name.endswith(".incomplete")] == []
     assert not (fresh_cache / "models--test-org--does-not-exist" / "snapshots").exists()
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as probe:  # bound, then closed: nothing listens there
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _online(env_cache, code, endpoint, **env_vars):
+    """Run `code` (which prints the seconds a Hub call took) against `endpoint`, HF_HUB_OFFLINE unset."""
+    env = {**os.environ, "HF_HUB_CACHE": str(env_cache), "HF_ENDPOINT": endpoint, "OMP_NUM_THREADS": "1", **env_vars}
+    for name in ("HF_HUB_OFFLINE", "HF_TOKEN"):
+        env.pop(name, None)
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=180)
+
+
+# imports first, so only the Hub call is timed; prints "ok <seconds>" or the one-line error and its seconds
+TIMED_LOAD = (
+    "import time, gdas_cli.hub as hub\n"
+    "from gdas_cli import GdasError, load_genotype\n"
+    "start = time.perf_counter()\n"
+    "try:\n"
+    "    print('ok', load_genotype('hf-hub:{ref}').ref, time.perf_counter() - start)\n"
+    "except GdasError as err:\n"
+    "    print('error', time.perf_counter() - start); print(err)\n"
+)
+
+
+def test_unreachable_hub_fails_fast_and_names_the_cached_revision(published, fresh_cache):
+    create_model(f"hf-hub:{REPO}@v1", pretrained=True)  # online once: v1 is cached, v2 is not
+    endpoint = f"http://127.0.0.1:{_closed_port()}"
+    missing = _online(fresh_cache, TIMED_LOAD.format(ref=f"{REPO}@v2"), endpoint)
+    status, seconds = missing.stdout.splitlines()[0].split()
+    line = missing.stdout.splitlines()[1]
+    assert status == "error" and float(seconds) < 5, missing.stdout + missing.stderr
+    assert f"{REPO}@v2" in line and "HF_HUB_OFFLINE=1" in line and "v1 (commit " in line, line
+    assert published["commits"]["v1"][:12] in line
+    cached = _online(fresh_cache, TIMED_LOAD.format(ref=f"{REPO}@v1"), endpoint)
+    status, ref, seconds = cached.stdout.split()
+    assert (status, ref) == ("ok", "gdas_frc@1.0.0") and float(seconds) < 5, cached.stdout + cached.stderr
+
+
+def test_a_hub_that_never_answers_times_out(tmp_path):
+    import socket
+
+    with socket.socket() as silent:  # accepts connections (the backlog) and never says a word
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        endpoint = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        result = _online(tmp_path / "cache", TIMED_LOAD.format(ref=f"{REPO}@v1"), endpoint, HF_HUB_ETAG_TIMEOUT="1")
+    status, seconds = result.stdout.splitlines()[0].split()
+    line = result.stdout.splitlines()[1]
+    assert status == "error" and float(seconds) < 5, result.stdout + result.stderr
+    assert "within 1 s" in line and "nothing of it is cached" in line and "HF_HUB_OFFLINE=1" in line, line

@@ -108,6 +108,7 @@ def test_training_run_evaluates_perplexity_and_writes_safetensors(tmp_path: Path
     result = run_lm_training(train_config(epochs=2), {**ENGINE, "run_dir": str(run_dir), "limit_train_batches": 5})
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in records] == [1, 2] and all(r["optimizer"] == "sgd" for r in records)
+    assert all(r["tokens_per_s"] > 0 and "images_per_s" not in r for r in records)  # a language model reads tokens
     assert records[1]["valid_ppl"] == pytest.approx(torch.tensor(records[1]["valid_loss"]).exp().item(), rel=1e-6)
     assert result["best"] == min(r["valid_loss"] for r in records)
     config = json.loads((run_dir / "config.json").read_text())
@@ -171,7 +172,7 @@ def test_killed_training_resumes_to_the_same_weights(tmp_path: Path, monkeypatch
         assert same_weights(tmp_path / "straight/checkpoint/last" / name, tmp_path / "killed/checkpoint/last" / name)
     straight = (tmp_path / "straight/metrics.jsonl").read_text().splitlines()
     resumed = (tmp_path / "killed/metrics.jsonl").read_text().splitlines()
-    strip = lambda lines: [{k: v for k, v in json.loads(x).items() if k not in ("seconds", "images_per_s")} for x in lines]
+    strip = lambda lines: [{k: v for k, v in json.loads(x).items() if k not in ("seconds", "tokens_per_s")} for x in lines]
     assert strip(straight) == strip(resumed)
 
 
@@ -239,7 +240,7 @@ def test_cli_search_then_train_then_evaluate_on_demo_text(tmp_path: Path) -> Non
         "--device", "cpu", "-q",
     ])
     assert trained.exit_code == 0, trained.output
-    assert "test ppl" in trained.stdout and "valid ppl" in trained.stdout
+    assert "test_ppl" in trained.stdout and "valid_ppl" in trained.stdout
     metrics = evaluate_lm_run(tmp_path / "lm")
     assert metrics["genotype"] == genotype.ref and metrics["test_ppl"] > 1
 

@@ -1,12 +1,15 @@
 """Final networks from every shipped CNN genotype, and the paper's parameter and mult-add numbers."""
 
+import json
+
 import pytest
 import torch
 
 from gdas_cli import GdasError, NetworkArgs, build_cell, build_network, load_genotype
-from gdas_cli.genotype import iter_zoo
+from gdas_cli.genotype import SIZES_FILE, Genotype, data_dir, iter_zoo, shipped_size, zoo_genotypes
 from gdas_cli.metrics import count_mult_adds, count_parameters
 from gdas_cli.models import default_args
+from gdas_cli.models.size import IMAGE_NETS, TEXT_VOCAB, measure
 
 CNN = list(iter_zoo("cnn"))
 
@@ -115,3 +118,35 @@ def test_build_cell_public_api():
         build_cell(genotype, c_prev_prev=60, c_prev=60, c=20, reduction=True)
     with pytest.raises(GdasError, match="rnn genotype"):
         build_cell(load_genotype("gdas_rnn"), c_prev_prev=8, c_prev=8, c=8, reduction=False)
+
+
+def _shipped_rows():
+    table = json.loads((data_dir("genotypes") / SIZES_FILE).read_text())
+    assert (table["schema"], table["schema_version"]) == ("gdas-genotype-sizes", 1)
+    return table["sizes"]
+
+
+def _size_case(row):
+    # every cifar10 and language-model row by default; the other image rows of the GDAS cells too, the rest with -m slow
+    quick = row["net"] in ("cifar10", "ptb", "wt2") or row["genotype"].split("@")[0] in ("gdas", "gdas_frc")
+    return pytest.param(row, id=f"{row['genotype']}-{row['net']}", marks=() if quick else pytest.mark.slow)
+
+
+def test_shipped_sizes_cover_the_zoo():
+    """genotypes/sizes.json (what `gdas genotypes info` prints without torch) has a row per zoo genotype and target."""
+    rows = {(row["genotype"], row["net"]) for row in _shipped_rows()}
+    assert rows == {(g.ref, net) for g in zoo_genotypes() for net in (TEXT_VOCAB if g.kind == "rnn" else IMAGE_NETS)}
+
+
+@pytest.mark.parametrize("row", [_size_case(row) for row in _shipped_rows()])
+def test_shipped_size_is_the_live_count(row):
+    """After changing a genotype or a network, rewrite the rows with `gdas_cli.models.size.measure`."""
+    genotype = load_genotype(row["genotype"])
+    assert measure(genotype, row["net"]) == row
+    assert shipped_size(genotype, row["net"]) == row
+
+
+def test_a_changed_zoo_genotype_is_counted_live():
+    genotype = load_genotype("gdas")
+    changed = Genotype.from_dict({**genotype.to_dict(), "reduce": load_genotype("darts_v2").to_dict()["reduce"]})
+    assert changed.ref == genotype.ref and shipped_size(changed, "cifar10") is None

@@ -5,6 +5,7 @@ import torch
 from torch import nn
 
 from gdas_cli import GdasError
+from gdas_cli.genotype import CNN_OPS, RNN_OPS
 from gdas_cli.ops import OPS, PRIMITIVES, FactorizedReduce, FixedReductionCell, Identity, Zero, build_op
 
 
@@ -14,6 +15,14 @@ def test_primitives_in_original_order():
         "sep_conv_3x3", "sep_conv_5x5", "dil_conv_3x3", "dil_conv_5x5",
     )
     assert set(PRIMITIVES) <= set(OPS)
+
+
+def test_genotype_op_names_are_the_op_table():
+    """genotype.py validates names without importing torch; its names must be exactly the table's."""
+    from gdas_cli.ops import RNN_PRIMITIVES
+
+    assert CNN_OPS == frozenset(OPS)
+    assert RNN_OPS == RNN_PRIMITIVES
 
 
 @pytest.mark.parametrize("name", list(OPS))

@@ -20,7 +20,7 @@ runner = CliRunner()
 # a tiny network on the real 32x32 digits: a few steps, a couple of seconds on one CPU thread
 TINY = ["-C", "4", "--layers", "3", "--batch-size", "32", "--limit-train-batches", "3", "--limit-eval-batches", "2",
         "--device", "cpu", "--quiet"]
-EVAL_KEYS = {"checkpoint", "genotype", "dataset", "split", "images", "top1_error", "top5_error", "loss", "params",
+EVAL_KEYS = {"checkpoint", "genotype", "dataset", "split", "images", "test_top1", "test_top5", "test_loss", "params",
              "mult_adds", "images_per_s", "device", "network"}
 
 
@@ -67,19 +67,19 @@ def test_eval_json_keys_and_counts(trained):
     report = json.loads(result.stdout)
     assert set(report) == EVAL_KEYS
     assert report["images"] == 64 and report["dataset"] == "digits" and report["split"] == "test"
-    assert 0 <= report["top1_error"] <= 100 and report["top5_error"] <= report["top1_error"]
+    assert 0 <= report["test_top1"] <= report["test_top5"] <= 100
     model = load_network(trained / "checkpoint" / "last" / "model.safetensors")
     assert report["params"] == count_parameters(model)
     assert report["mult_adds"] == count_mult_adds(model, (1, 3, 32, 32))
     text = run("eval", trained, "--checkpoint", "best", "--limit-batches", "1", "--device", "cpu")
-    assert text.exit_code == 0 and "top-1 error" in text.stdout and "mult-adds" in text.stdout
+    assert text.exit_code == 0 and "test_top1" in text.stdout and "mult-adds" in text.stdout
 
 
 def test_eval_matches_the_last_recorded_test_metrics(trained):
     records = [json.loads(line) for line in (trained / "metrics.jsonl").read_text().splitlines()]
     report = json.loads(run("eval", trained, "--json", "--limit-batches", "2", "--batch-size", "32").stdout)
-    assert report["top1_error"] == pytest.approx(100 - records[-1]["test_top1"])
-    assert report["loss"] == pytest.approx(records[-1]["test_loss"], rel=1e-5)
+    assert report["test_top1"] == pytest.approx(records[-1]["test_top1"])  # the same names as metrics.jsonl
+    assert report["test_loss"] == pytest.approx(records[-1]["test_loss"], rel=1e-5)
 
 
 def test_resume_of_a_finished_run_changes_nothing(trained):
@@ -251,11 +251,13 @@ def test_eval_hands_language_model_runs_to_lm(tmp_path, monkeypatch):
     config = {"kind": "lm", "engine": {}, "task": {"genotype": {"kind": "rnn"}}}
     (run_dir / "config.json").write_text(json.dumps(config))
     calls = []
-    def fake(path, dataset=None, split="test", data_dir=None):
-        calls.append((path, split))
+    def fake(path, dataset=None, split="test", data_dir=None, test_batch_size=None):
+        calls.append((path, split, test_batch_size))
         return {"ppl": 1.0}
 
     monkeypatch.setattr(gdas_cli.evaluate, "evaluate_lm_run", fake)
     result = run("eval", run_dir, "--json", "--split", "valid")
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout) == {"ppl": 1.0} and calls == [(run_dir, "valid")]
+    assert json.loads(result.stdout) == {"ppl": 1.0} and calls == [(run_dir, "valid", None)]
+    assert run("eval", run_dir, "--json", "--test-batch-size", "1").exit_code == 0
+    assert calls[-1] == (run_dir, "test", 1)  # the paper-exact perplexity stays one option away

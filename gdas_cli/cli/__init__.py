@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import typer
+
+from .. import __version__
 from ._app import make_app
 from .derive import derive
 from .eval import eval_command
@@ -19,8 +22,26 @@ app = make_app(
     "  gdas train cifar10 --genotype my_cell.json --data-dir ~/data\n\n"
     "  gdas eval runs/train-cifar10-<time>\n\n"
     "  gdas export runs/train-cifar10-<time> --push-to-hub org/my-gdas --tag v1\n\n"
-    "  gdas genotypes info gdas_frc --net imagenet"
+    "  gdas genotypes info gdas_frc --net imagenet",
+    completion=True,
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"gdas {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    pass
+
+
 app.add_typer(search_app, name="search")
 app.command("derive")(derive)
 app.add_typer(train_app, name="train")
@@ -31,4 +52,4 @@ app.add_typer(plot_app, name="plot")
 
 
 def main() -> None:
-    app()
+    app(prog_name="gdas")

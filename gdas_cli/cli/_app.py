@@ -62,13 +62,16 @@ class GdasGroup(TyperGroup):
         sys.exit(code if isinstance(code, int) else 0)
 
 
-def make_app(help_text: str) -> typer.Typer:
-    """A command group; the root app uses GdasGroup so errors inside any group are handled once."""
+def make_app(help_text: str, *, completion: bool = False) -> typer.Typer:
+    """A command group; the root app uses GdasGroup so errors inside any group are handled once.
+
+    `completion`: add --install-completion and --show-completion (the root app only).
+    """
     return typer.Typer(
         cls=GdasGroup,
         help=help_text,
         no_args_is_help=True,
-        add_completion=False,
+        add_completion=completion,
         pretty_exceptions_enable=False,
         rich_markup_mode="rich",
     )

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from ..errors import GdasError
+from ._choices import Device, Precision, plain
 from ._output import err_console
 
 if TYPE_CHECKING:
@@ -31,16 +32,24 @@ if TYPE_CHECKING:
 _PANEL = "Run, devices and checkpoints"
 
 
-def _option(annotation: Any, default: Any, *decls: str, help: str) -> inspect.Parameter:
+def _option(annotation: Any, default: Any, *decls: str, help: str, metavar: str | None = None) -> inspect.Parameter:
     name = decls[0].lstrip("-").split("/")[0].replace("-", "_")
-    option = typer.Option(*decls, help=help, rich_help_panel=_PANEL)
+    # a flag's default is its --no- form, which would only widen the help column
+    option = typer.Option(
+        *decls, help=help, rich_help_panel=_PANEL, metavar=metavar, show_default=annotation is not bool
+    )
     return inspect.Parameter(
         name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=Annotated[annotation, option]
     )
 
 
 RUN_PARAMETERS = [
-    _option(Path | None, None, "--run-dir", help="Run folder to create (default runs/<kind>-<dataset>-<time>)."),
+    _option(
+        Path | None,
+        None,
+        "--run-dir",
+        help="Run folder to create (default: a new one in runs/, named after the command, data set and time).",
+    ),
     _option(
         Path | None,
         None,
@@ -49,17 +58,18 @@ RUN_PARAMETERS = [
         "its config.json is kept and changed settings are refused.",
     ),
     _option(int, 0, "--seed", help="Seed of weights, data order, augmentation and drop-path."),
-    _option(str, "auto", "--device", help="auto (cuda if available), cpu or cuda."),
+    _option(Device, Device.auto, "--device", metavar="DEVICE", help="auto (cuda if available), cpu or cuda."),
     _option(
-        str,
-        "fp32",
+        Precision,
+        Precision.fp32,
         "--precision",
+        metavar="MODE",  # the choices are in the help; listed in the type column they squeeze the names
         help="fp32, bf16, fp16 (AMP with loss scaling) or amp (bf16 where supported, else fp16; fp32 on CPU).",
     ),
-    _option(bool, False, "--channels-last/--no-channels-last", help="NHWC memory format (faster convs on GPUs)."),
-    _option(bool, False, "--compile/--no-compile", help="torch.compile the training module."),
-    _option(bool, False, "--sync-bn/--no-sync-bn", help="SyncBatchNorm across DDP processes (GPU only)."),
-    _option(bool, False, "--deterministic/--no-deterministic", help="Deterministic kernels (slower on GPU)."),
+    _option(bool, False, "--channels-last", help="NHWC memory format (faster convs on GPUs)."),
+    _option(bool, False, "--compile", help="torch.compile the training module."),
+    _option(bool, False, "--sync-bn", help="SyncBatchNorm across DDP processes (GPU only)."),
+    _option(bool, False, "--deterministic", help="Deterministic kernels (slower on GPU)."),
     _option(int, 0, "--checkpoint-every", help="Also checkpoint every N steps (0: at epoch ends only)."),
     _option(int, 1, "--eval-every", help="Evaluate every N epochs (and after the last)."),
     _option(int, 0, "--limit-train-batches", help="Train on at most N batches per epoch (0: all; for quick checks)."),
@@ -129,6 +139,7 @@ def with_run_options(func: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(func)
     def command(**kwargs: Any) -> Any:
         ctx: typer.Context = kwargs.pop(_CONTEXT)
+        kwargs = {name: plain(value) for name, value in kwargs.items()}  # configs hold strings, not enums
         typed = {name for name in ctx.params if _typed(ctx, name)}
         run = RunOptions(**{name: kwargs.pop(name) for name in RUN_NAMES}, explicit=frozenset(typed))
         if run.resume is not None and run.run_dir is not None and not _same_path(run.resume, run.run_dir):

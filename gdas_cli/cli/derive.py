@@ -7,14 +7,15 @@ from typing import Annotated
 
 import typer
 
+from ._choices import Rule
 from ._output import console
 
 
 def derive(
     source: Annotated[Path, typer.Argument(help="A search run directory, or a search checkpoint file in one.")],
     rule: Annotated[
-        str, typer.Option(help="paper: 2 distinct inputs per node (default); pairs: xautodl's top-2 (op, input) pairs.")
-    ] = "paper",
+        Rule, typer.Option(help="paper: 2 distinct inputs per node; pairs: xautodl's top-2 (op, input) pairs.")
+    ] = Rule.paper,
     epoch: Annotated[
         int | None, typer.Option(min=1, help="Derive from this epoch's alphas (run directory only; default: the last).")
     ] = None,
@@ -38,11 +39,11 @@ def derive(
 
     if output is not None:
         guard_output(output, overwrite=overwrite, reads=[source])
-    genotype = derive_from_source(source, rule=rule, epoch=epoch, name=name, version=version)
+    genotype = derive_from_source(source, rule=rule.value, epoch=epoch, name=name, version=version)
     if output is None:
         typer.echo(genotype.to_json(), nl=False)
         return
     write_genotype(genotype, output)
     console.print(
-        f"wrote {output} ({genotype.ref}, rule {rule}, epoch {genotype.provenance.get('epoch')})", highlight=False
+        f"wrote {output} ({genotype.ref}, rule {rule.value}, epoch {genotype.provenance.get('epoch')})", highlight=False
     )

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
+from ..progress import quiet as quiet_progress
+from ._choices import Checkpoint, Device, Split
 from ._output import console, print_json
 
 
@@ -16,18 +18,29 @@ def eval_command(
     ] = None,
     dataset: Annotated[str | None, typer.Option(help="Dataset to evaluate on (default: the run's own).")] = None,
     split: Annotated[
-        str, typer.Option(help="test or train (train without augmentation); LM runs: valid or test.")
-    ] = "test",
+        Split, typer.Option(help="test or train (train without augmentation); LM runs: valid or test.")
+    ] = Split.test,
     data_dir: Annotated[Path | None, typer.Option(help="Where the data is (default: the run's --data-dir).")] = None,
     genotype: Annotated[
         str | None,
         typer.Option("--genotype", "-g", help="Evaluate the weights as this genotype (strict: they must fit it)."),
     ] = None,
-    checkpoint: Annotated[str, typer.Option(help="For a run folder: last or best (best test top-1 so far).")] = "last",
+    checkpoint: Annotated[
+        Checkpoint, typer.Option(help="For a run folder: the last checkpoint or the best (best test top-1 so far).")
+    ] = Checkpoint.last,
     batch_size: Annotated[int, typer.Option(help="Evaluation batch size.")] = 256,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    test_batch_size: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="LM runs: test streams (default: the run's, 10); 1 is the 2019 code's paper-exact perplexity "
+            "(every token sees all the text before it), several times slower.",
+        ),
+    ] = None,
+    device: Annotated[Device, typer.Option(help="auto (cuda if available), cpu or cuda.")] = Device.auto,
     limit_batches: Annotated[int, typer.Option(help="At most N batches (0: all; for quick checks).")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     from_hub: Annotated[
         str | None,
         typer.Option(
@@ -39,51 +52,53 @@ def eval_command(
         ),
     ] = None,
 ) -> None:
-    """Evaluate a trained network: top-1/top-5 error, loss, parameters and mult-adds as the paper counts them.
+    """Evaluate a trained network: top-1/top-5 accuracy, loss, parameters and mult-adds as the paper counts them.
 
     Parameters exclude the auxiliary head; mult-adds count conv and linear layers of one image.
+
+    Examples:
+
+      gdas eval runs/train-cifar10-20260101-120000 --checkpoint best
+
+      gdas eval --from-hub org/gdas-frc-cifar10@v1 --data-dir ~/data --json
+
+      gdas eval runs/lm-ptb-20260101-120000 --split test --test-batch-size 1
     """
     from ..errors import GdasError
-    from ..evaluate import evaluate_checkpoint
+    from ..evaluate import evaluate_checkpoint, evaluate_hub_model
 
-    if path is not None and from_hub is None:
-        result = evaluate_checkpoint(
-            path,
-            dataset=dataset,
-            split=split,
-            data_dir=data_dir,
-            genotype=genotype,
-            which=checkpoint,
-            batch_size=batch_size,
-            device=device,
-            limit_batches=limit_batches,
-        )
-    elif from_hub is not None and path is None:  # same options; fetches the repo, verifies it, then as above
-        from ..evaluate import evaluate_hub_model
-
-        result = evaluate_hub_model(
-            from_hub,
-            dataset=dataset,
-            split=split,
-            data_dir=data_dir,
-            genotype=genotype,
-            which=checkpoint,
-            batch_size=batch_size,
-            device=device,
-            limit_batches=limit_batches,
-        )
-    else:
-        raise GdasError("gdas eval: give a run folder or checkpoint, or --from-hub org/name[@revision] (one of them)")
+    options: dict[str, Any] = {
+        "dataset": dataset,
+        "split": split.value,
+        "data_dir": data_dir,
+        "genotype": genotype,
+        "which": checkpoint.value,
+        "batch_size": batch_size,
+        "device": device.value,
+        "limit_batches": limit_batches,
+        "test_batch_size": test_batch_size,
+    }
+    with quiet_progress(quiet):
+        if path is not None and from_hub is None:
+            result = evaluate_checkpoint(path, **options)
+        elif from_hub is not None and path is None:  # same options; fetches the repo, verifies it, then as above
+            result = evaluate_hub_model(from_hub, **options)
+        else:
+            raise GdasError(
+                "gdas eval: give a run folder or checkpoint, or --from-hub org/name[@revision] (one of them)"
+            )
     if as_json:
         print_json(result)
         return
-    if "top1_error" not in result:  # another kind of run (language model): show what it reports
+    if "images" not in result:  # another kind of run (language model): show what it reports
         for key, value in result.items():
             console.print(f"{key}: {value}", highlight=False, markup=False)
         return
+    split = result["split"]
     console.print(
-        f"{result['genotype']} on {result['dataset']} {result['split']} ({result['images']} images): "
-        f"top-1 error {result['top1_error']:.2f}%, top-5 error {result['top5_error']:.2f}%, loss {result['loss']:.4f}; "
+        f"{result['genotype']} on {result['dataset']} {split} ({result['images']} images): "
+        f"{split}_top1 {result[f'{split}_top1']:.2f}%, {split}_top5 {result[f'{split}_top5']:.2f}%, "
+        f"{split}_loss {result[f'{split}_loss']:.4f}; "
         f"{result['params'] / 1e6:.2f}M params, {result['mult_adds'] / 1e6:.1f}M mult-adds; "
         f"{result['images_per_s']:.0f} images/s on {result['device']}",
         highlight=False,

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from ._choices import ExportFormat
 from ._output import console, print_json
 
 HELP = """Write a publishable model folder (and push it to the Hugging Face Hub as one tagged commit).
@@ -30,7 +31,7 @@ def export_command(
     source: Annotated[str, typer.Argument(help="Run directory, .safetensors checkpoint, or genotype reference.")],
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Folder to write (created).")] = None,
     formats: Annotated[
-        list[str] | None, typer.Option("--format", help="Also write onnx or torchscript (repeatable).")
+        list[ExportFormat] | None, typer.Option("--format", help="Also write this format (repeatable).")
     ] = None,
     push_to_hub: Annotated[str | None, typer.Option("--push-to-hub", help="Upload to this Hub repo, org/name.")] = None,
     tag: Annotated[str | None, typer.Option(help="Tag the uploaded commit (the version users pin).")] = None,
@@ -44,7 +45,7 @@ def export_command(
     request = ExportRequest(
         source=source,
         output=output,
-        formats=tuple(dict.fromkeys(formats or ())),
+        formats=tuple(dict.fromkeys(f.value for f in formats or ())),
         repo_id=push_to_hub,
         tag=tag,
         private=private,

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
 from ..errors import GdasError
-from ..genotype import Genotype, describe_cell, zoo_genotypes
-from ..refs import load_genotype
+from ..refs import load_genotype  # torch-free (genotype.py; the Hub client only for hf-hub: refs)
 from ._app import make_app
+from ._choices import Kind, Net
 from ._output import console, print_json
+
+if TYPE_CHECKING:
+    from ..genotype import Genotype
 
 app = make_app(
     "Browse published and searched genotypes.\n\n"
@@ -20,6 +23,7 @@ app = make_app(
     "  gdas genotypes list\n\n"
     "  gdas genotypes show gdas_frc\n\n"
     "  gdas genotypes info gdas --net imagenet --json\n\n"
+    "  gdas genotypes info gdas_rnn --net wt2\n\n"
     "  gdas genotypes plot gdas_frc -o cell.png"
 )
 
@@ -30,13 +34,20 @@ RefArg = Annotated[
 
 @app.command("list")
 def list_genotypes(
-    kind: Annotated[str | None, typer.Option(help="Only cnn or rnn genotypes.")] = None,
+    kind: Annotated[Kind | None, typer.Option(help="Only the genotypes of this kind.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list instead of a table.")] = False,
 ) -> None:
-    """List the genotypes shipped with gdas (newest version last)."""
-    if kind not in (None, "cnn", "rnn"):
-        raise GdasError(f"--kind: {kind!r} must be cnn or rnn")
-    genotypes = [g for g in zoo_genotypes() if kind is None or g.kind == kind]
+    """List the genotypes shipped with gdas (newest version last).
+
+    Examples:
+
+      gdas genotypes list
+
+      gdas genotypes list --kind rnn --json
+    """
+    from ..genotype import zoo_genotypes
+
+    genotypes = [g for g in zoo_genotypes() if kind is None or g.kind == kind.value]
     if as_json:
         print_json([_summary(g) for g in genotypes])
         return
@@ -55,7 +66,16 @@ def _summary(genotype: Genotype) -> dict[str, str]:
 
 @app.command("show")
 def show(ref: RefArg) -> None:
-    """Print a genotype's cells, one node per line."""
+    """Print a genotype's cells, one node per line (and check the file: a bad one is named with its problem).
+
+    Examples:
+
+      gdas genotypes show gdas_frc
+
+      gdas genotypes show my_cell.json
+    """
+    from ..genotype import describe_cell
+
     genotype = load_genotype(ref)
     console.print(
         f"[bold]{genotype.ref}[/bold]  kind={genotype.kind}  space={genotype.space}  "
@@ -73,47 +93,59 @@ def show(ref: RefArg) -> None:
 @app.command("info")
 def info(
     ref: RefArg,
-    net: Annotated[str, typer.Option(help="cifar10, cifar100 or imagenet.")] = "cifar10",
-    channels: Annotated[int | None, typer.Option("--channels", "-C", min=2, help="Initial channels C.")] = None,
-    layers: Annotated[int | None, typer.Option(min=3, help="Number of cells.")] = None,
+    net: Annotated[
+        Net | None,
+        typer.Option(
+            help="The network to count: an image set for cnn genotypes (default cifar10), "
+            "a corpus for rnn ones (default ptb)."
+        ),
+    ] = None,
+    channels: Annotated[int | None, typer.Option("--channels", "-C", min=2, help="Initial channels C (cnn).")] = None,
+    layers: Annotated[int | None, typer.Option(min=3, help="Number of cells (cnn).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
-    """Parameters and mult-adds of the network a CNN genotype builds, counted as the paper counts them.
+    """Parameters and mult-adds of the network a genotype builds, counted as the paper counts them.
 
-    Defaults are the paper's widths: CIFAR C=36 with 20 cells; ImageNet 14 cells with C=50 (52 when
-    the genotype uses the fixed reduction cell).
+    Defaults are the paper's sizes: CIFAR C=36 with 20 cells; ImageNet 14 cells with C=50 (52 when
+    the genotype uses the fixed reduction cell); language models emb = hid = 850 on PTB, 700 on WT2.
+
+    Examples:
+
+      gdas genotypes info gdas_frc
+
+      gdas genotypes info gdas --net imagenet --json
+
+      gdas genotypes info gdas_rnn --net wt2
     """
-    from ..metrics import count_mult_adds, count_parameters
-    from ..models import build_network, check_frc_channels, default_args
+    from ..genotype import check_frc_channels, shipped_size
 
-    nets = {"cifar10": ("cifar", 10, 32), "cifar100": ("cifar", 100, 32), "imagenet": ("imagenet", 1000, 224)}
-    if net not in nets:
-        raise GdasError(f"--net: {net!r} must be one of {', '.join(nets)}")
     genotype = load_genotype(ref)
-    if genotype.kind != "cnn":
-        raise GdasError(f"{ref}: a {genotype.kind} genotype builds no CNN; use a cnn genotype")
-    family, classes, size = nets[net]
-    args = default_args(genotype, family, classes)
-    args = type(args)(**{**args.to_dict(), "C": channels or args.C, "layers": layers or args.layers})
-    check_frc_channels(genotype, args.C)
-    model = build_network(genotype, args)
-    params, mult_adds = count_parameters(model), count_mult_adds(model, (1, 3, size, size))
-    result = {
-        "genotype": genotype.ref,
-        "net": net,
-        "C": args.C,
-        "layers": args.layers,
-        "params": params,
-        "mult_adds": mult_adds,
-    }
+    name = (net.value if net else None) or ("ptb" if genotype.kind == "rnn" else "cifar10")
+    if genotype.kind == "rnn" and (channels or layers):
+        raise GdasError("--channels/--layers: a language model is counted at the paper's sizes only")
+    if channels is not None:
+        check_frc_channels(genotype, channels)
+    result = shipped_size(genotype, name)
+    if result is not None and (channels not in (None, result.get("C")) or layers not in (None, result.get("layers"))):
+        result = None
+    if result is None:  # not a zoo network at the paper's widths: build it and count
+        from ..models.size import measure
+
+        result = measure(genotype, name, C=channels, layers=layers)
     if as_json:
         print_json(result)
-        return
-    console.print(
-        f"{genotype.ref} on {net} (C={args.C}, {args.layers} cells): "
-        f"{params / 1e6:.2f}M params, {mult_adds / 1e6:.1f}M mult-adds",
-        highlight=False,
-    )
+    elif "mult_adds" in result:
+        console.print(
+            f"{result['genotype']} on {name} (C={result['C']}, {result['layers']} cells): "
+            f"{result['params'] / 1e6:.2f}M params, {result['mult_adds'] / 1e6:.1f}M mult-adds",
+            highlight=False,
+        )
+    else:
+        console.print(
+            f"{result['genotype']} on {name} (emb = hid = {result['emsize']}, {result['vocab']:,} words): "
+            f"{result['params'] / 1e6:.2f}M params",
+            highlight=False,
+        )
 
 
 @app.command("plot")
@@ -122,7 +154,14 @@ def plot(
     output: Annotated[Path, typer.Option("--output", "-o", help="Image file to write: .png, .svg or .pdf.")],
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --output file.")] = False,
 ) -> None:
-    """Draw the genotype's cells as the paper's Fig. 4 does."""
+    """Draw the genotype's cells as the paper's Fig. 4 does.
+
+    Examples:
+
+      gdas genotypes plot gdas_frc -o cell.png
+
+      gdas genotypes plot my_cell.json -o cell.svg
+    """
     from ..plot import plot_genotype
     from ..rundir import guard_output
 

@@ -19,7 +19,14 @@ def alphas(
     output: Annotated[Path, typer.Option("--output", "-o", help="Image file to write: .png, .svg or .pdf.")],
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --output file.")] = False,
 ) -> None:
-    """Plot softmax(alpha) of every op on every edge across the epochs of a search."""
+    """Plot softmax(alpha) of every op on every edge across the epochs of a search.
+
+    Examples:
+
+      gdas plot alphas runs/search-digits -o alphas.png
+
+      gdas plot alphas runs/rnn-search -o alphas.svg
+    """
     from ..rundir import guard_output
     from ..search.history import load_alpha_history
     from ..search.plots import plot_alpha_history

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from ._app import make_app
+from ._choices import Layout, Sampling
 from ._output import console
 from ._run_options import RunOptions, run_slug, run_until_interrupted, with_run_options
 
@@ -57,8 +58,9 @@ def cnn(
         ),
     ] = None,
     sampling: Annotated[
-        str | None,
+        Sampling | None,
         typer.Option(
+            metavar="MODE",  # the modes are listed in the help; a long choice list would squeeze the names
             help=(
                 "cell (a draw per cell per forward: the 2019 code), batch (one per cell type per forward: xautodl), "
                 "sample (one normal and one reduction cell per example: the paper's text), sample_cell (a draw per "
@@ -69,7 +71,7 @@ def cnn(
         ),
     ] = None,
     layout: Annotated[
-        str | None,
+        Layout | None,
         typer.Option(
             help=(
                 "paper (N-R-N-R-N cells, GAP + linear) or xautodl (N-R-(N-1)-R-(N-1), BN-ReLU head). "

@@ -14,6 +14,7 @@ import typer
 
 from ..errors import GdasError
 from ._app import GdasGroup
+from ._choices import NetFamily, Schedule
 from ._output import console
 from ._run_options import RunOptions, run_slug, run_until_interrupted, with_run_options
 
@@ -75,7 +76,14 @@ def train_dataset(
     batch_size: Annotated[int | None, _opt("Global batch size (split over DDP processes).")] = None,
     lr: Annotated[float | None, _opt("Initial learning rate.")] = None,
     lr_min: Annotated[float | None, _opt("Final learning rate of the cosine schedule.")] = None,
-    schedule: Annotated[str | None, _opt("cosine (to --lr-min) or exponential (x --lr-gamma per epoch).")] = None,
+    schedule: Annotated[
+        Schedule | None,
+        typer.Option(
+            metavar="NAME",
+            help="cosine (to --lr-min) or exponential (x --lr-gamma per epoch).",
+            rich_help_panel=_RECIPE,
+        ),
+    ] = None,
     lr_gamma: Annotated[float | None, _opt("Per-epoch factor of the exponential schedule.")] = None,
     momentum: Annotated[float | None, _opt("SGD momentum.")] = None,
     nesterov: Annotated[bool | None, _opt("Nesterov momentum.", "--nesterov/--no-nesterov")] = None,
@@ -103,7 +111,7 @@ def train_dataset(
 
 def train_folder(
     path: Annotated[Path, typer.Argument(help="Folder with train/ and val/ (or test/), one subfolder per class.")],
-    net: Annotated[str | None, _opt("cifar (32x32, CIFAR recipe) or imagenet (224, ImageNet recipe).")] = None,
+    net: Annotated[NetFamily | None, _opt("cifar (32x32, CIFAR recipe) or imagenet (224, ImageNet recipe).")] = None,
     genotype: GenotypeOpt = None,
     epochs: Annotated[int | None, _opt("Epochs.")] = None,
     batch_size: Annotated[int | None, _opt("Global batch size (split over DDP processes).")] = None,
@@ -118,20 +126,53 @@ def train_folder(
     json_output: JsonOpt = False,
     run: RunOptions = RunOptions(),
 ) -> None:
-    """Train on your own images: an ImageFolder tree (also written `gdas train folder:PATH`)."""
+    """Train on your own images: an ImageFolder tree (also written `gdas train folder:PATH`).
+
+    Examples:
+
+      gdas train folder ~/flowers --genotype gdas_frc --net imagenet --epochs 30
+
+      gdas train folder:~/icons --genotype gdas --net cifar
+    """
     options = dict(locals())
     _train(f"folder:{options.pop('path')}", options, run)
 
 
 _DATASET_HELP = {
-    "cifar10": "CIFAR-10 (paper recipe: C=36, 20 cells, batch 96, 600 epochs, SGD 0.025 cosine to 1e-4, wd 3e-4, "
-    "aux 0.4, drop-path 0.2, cutout 16). Data via torchvision under --data-dir (--download to fetch).",
-    "cifar100": "CIFAR-100, with the CIFAR-10 recipe.",
-    "imagenet": "ImageNet mobile setting (14 cells, C=50 or 52 with the FRC, batch 128, 250 epochs, nesterov SGD 0.1 "
-    "x 0.97 per epoch, wd 3e-5, label smoothing 0.1). Needs --data-dir with train/ and val/ class folders.",
-    "digits": "The built-in demo set: 1797 real 8x8 handwritten digits (scikit-learn) at 32x32, 1500 train / 297 test. "
-    "Small recipe: C=16, 8 cells, batch 64, 10 epochs, SGD 0.05 cosine, drop-path 0.1; two epochs take "
-    "about a minute on two CPU cores.",
+    "cifar10": """CIFAR-10 (paper recipe: C=36, 20 cells, batch 96, 600 epochs, SGD 0.025 cosine to 1e-4, wd 3e-4,
+    aux 0.4, drop-path 0.2, cutout 16). Data via torchvision under --data-dir (--download to fetch).
+
+    Examples:
+
+      gdas train cifar10 --genotype gdas_frc --data-dir ~/data --download
+
+      gdas train cifar10 --genotype my_cell.json --epochs 100 --precision amp --channels-last
+    """,
+    "cifar100": """CIFAR-100, with the CIFAR-10 recipe.
+
+    Examples:
+
+      gdas train cifar100 --genotype gdas --data-dir ~/data --download
+    """,
+    "imagenet": """ImageNet mobile setting (14 cells, C=50 or 52 with the FRC, batch 128, 250 epochs, nesterov SGD 0.1
+    x 0.97 per epoch, wd 3e-5, label smoothing 0.1). Needs --data-dir with train/ and val/ class folders.
+
+    Examples:
+
+      gdas train imagenet --genotype gdas --data-dir ~/imagenet --precision amp
+
+      torchrun --nproc_per_node 8 --no-python gdas train imagenet --genotype gdas --data-dir ~/imagenet
+    """,
+    "digits": """The built-in demo set: 1797 real 8x8 handwritten digits (scikit-learn) at 32x32, 1500 train / 297
+    test. Small recipe: C=16, 8 cells, batch 64, 10 epochs, SGD 0.05 cosine, drop-path 0.1; an epoch takes
+    minutes on two CPU cores.
+
+    Examples:
+
+      gdas train digits --genotype gdas_frc --epochs 2
+
+      gdas train digits --resume runs/train-digits-20260101-120000
+    """,
 }
 for _name, _help in _DATASET_HELP.items():
     app.command(_name, help=_help)(with_run_options(train_dataset))
@@ -188,9 +229,9 @@ def _report(summary: dict[str, Any], as_json: bool) -> None:
     last = summary["last"]
     line = f"done: {summary['run_dir']}"
     if "test_top1" in last:
-        line += f"  test top-1 error {100 - last['test_top1']:.2f}%"
+        line += f"  test_top1 {last['test_top1']:.2f}%"
     if summary.get("best") is not None:
-        line += f" (best {100 - summary['best']:.2f}%)"
+        line += f" (best {summary['best']:.2f}%)"
     console.print(line + f"\nevaluate with: gdas eval {summary['run_dir']}", highlight=False, markup=False)
 
 
@@ -217,7 +258,9 @@ def train_text(
     epochs: Epochs = None,
     batch_size: BatchSize = None,
     eval_batch_size: EvalBatch = None,
-    test_batch_size: Annotated[int | None, typer.Option(help="Test batch size (default 1).")] = None,
+    test_batch_size: Annotated[
+        int | None, typer.Option(help="Test batch size (default 10; 1 gives the paper-exact perplexity, slower).")
+    ] = None,
     bptt: Bptt = None,
     emsize: Emsize = None,
     lr: Lr = None,
@@ -267,12 +310,12 @@ def train_text(
     result = run_until_interrupted(lambda: run_lm_training(config, engine, resume=run.resume is not None))
     line = f"training done: {result['run_dir']}"
     if result.get("best") is not None:
-        line += f"  best valid_loss {result['best']:.4f}"
+        line += f"  best valid_loss {result['best']:.4f}"  # the names of metrics.jsonl and eval --json
     if test:
         trained_on = RunDir(Path(result["run_dir"])).read_config().get("device", "cpu")
         metrics = evaluate_lm_run(result["run_dir"], device=trained_on)
         line += (
-            f"  valid ppl {metrics['valid_ppl']:.2f}  test ppl {metrics['test_ppl']:.2f}  "
+            f"  valid_ppl {metrics['valid_ppl']:.2f}  test_ppl {metrics['test_ppl']:.2f}  "
             f"params {metrics['params'] / 1e6:.2f}M"
         )
     console.print(line, highlight=False, markup=False)

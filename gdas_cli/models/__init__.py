@@ -9,7 +9,6 @@ from .networks import (
     NetworkArgs,
     TrainForward,
     build_network,
-    check_frc_channels,
     default_args,
     pretrained_cfg_for,
 )
@@ -23,7 +22,6 @@ __all__ = [
     "TrainForward",
     "build_cell",
     "build_network",
-    "check_frc_channels",
     "default_args",
     "pretrained_cfg_for",
 ]

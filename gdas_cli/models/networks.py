@@ -419,13 +419,6 @@ class TrainForward(nn.Module):
         return self.network.forward_train(x)
 
 
-def check_frc_channels(genotype: Genotype, C: int, option: str = "--channels") -> None:
-    """The one channel rule of final networks with the FRC: its grouped convolutions see 2C channels at the
-    first reduction and need a multiple of 8, so C must be divisible by 4."""
-    if genotype.uses_frc and C % 4:
-        raise GdasError(f"{option}: {C} must be divisible by 4 for the fixed reduction cell (it gets 2C channels)")
-
-
 def default_args(genotype: Genotype, net: str, num_classes: int) -> NetworkArgs:
     """The paper's widths: CIFAR C=36 with 20 cells; ImageNet 14 cells, C=50, or 52 with the FRC (C % 8)."""
     if net == "cifar":

@@ -141,6 +141,7 @@ class RNNSearchTask(LanguageTask):
     model: RNNSearchNetwork
     kind = "search"
     best_metric = ("valid_loss", "min")
+    examples = "tokens"
 
     def __init__(self, config: LMSearchConfig) -> None:
         super().__init__()

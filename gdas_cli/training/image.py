@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import itertools
 import sys
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
@@ -14,9 +15,10 @@ from torch import nn
 from ..data import Augment, ImageData, load_images, make_batches
 from ..engine import EngineConfig, Runtime, Task, check_finite, config_from_dict, run_task
 from ..errors import GdasError
-from ..genotype import Genotype
+from ..genotype import Genotype, check_frc_channels
 from ..metrics import topk_correct
-from ..models import CellNetwork, NetworkArgs, TrainForward, build_network, check_frc_channels, default_args
+from ..models import CellNetwork, NetworkArgs, TrainForward, build_network, default_args
+from ..progress import track
 from ..weights import WEIGHTS_FILE, load_tensors_into, read_metadata, save_network
 
 
@@ -350,9 +352,8 @@ def evaluate_batches(model: nn.Module, source: Any, rt: Runtime, limit: int = 0)
     device = next(model.parameters()).device
     sums = {k: torch.zeros((), dtype=torch.float64, device=device) for k in ("n", "loss", "top1", "top5")}
     try:
-        for i, (images, labels) in enumerate(source.batches(0)):
-            if limit and i >= limit:
-                break
+        total = min(len(source), limit) if limit else len(source)
+        for images, labels in track(itertools.islice(source.batches(0), total), "evaluate", total=total):
             with rt.autocast():
                 logits = model(images)
             top1, top5 = topk_correct(logits, labels, (1, 5))

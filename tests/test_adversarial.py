@@ -296,12 +296,12 @@ def test_file_size_limit_during_a_checkpoint_is_one_line(tmp_path):
 
 
 def test_unforeseen_errors_are_one_line_with_a_debug_hint(monkeypatch):
-    import gdas_cli.cli.genotypes as genotypes_cli
+    import gdas_cli.genotype
 
     def broken(*args, **kwargs):
         raise ZeroDivisionError("a bug")
 
-    monkeypatch.setattr(genotypes_cli, "zoo_genotypes", broken)
+    monkeypatch.setattr(gdas_cli.genotype, "zoo_genotypes", broken)
     result = gdas("genotypes", "list")
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert "GDAS_DEBUG=1" in result.stderr and "ZeroDivisionError" in result.stderr

@@ -107,7 +107,7 @@ def test_push_makes_one_tagged_commit_per_version(published, loopback_hub):
 def test_create_model_and_genotype_from_each_tag(published, fresh_cache):
     for tag, genotype in (("v1", "gdas_frc@1.0.0"), ("v2", "gdas@1.0.0")):
         model = create_model(f"hf-hub:{REPO}@{tag}", pretrained=True)
-        assert isinstance(model, GdasNetwork) and not model.training
+        assert isinstance(model, GdasNetwork) and model.training  # timm returns pretrained models in train mode
         assert model.genotype.ref == genotype
         assert torch.equal(logits(model), logits(load_network(published["weights"][tag])))
         assert load_genotype(f"hf-hub:{REPO}@{tag}").ref == genotype
@@ -135,6 +135,9 @@ def test_create_model_options_on_a_hub_model(published, fresh_cache):
     assert untrained.genotype.ref == "gdas_frc@1.0.0" and untrained.args.C == 16 and untrained.training
     new_head = create_model(f"hf-hub:{REPO}@v1", pretrained=True, num_classes=3)
     assert new_head.args.num_classes == 3 and logits(new_head).shape == (4, 3)
+    kept = create_model(f"hf-hub:{REPO}@v1", pretrained=True).state_dict()
+    changed = [k for k, v in new_head.state_dict().items() if k not in kept or not torch.equal(v, kept[k])]
+    assert changed and all(k.startswith(("classifier.", "aux_head.")) for k in changed)  # only the classifiers
     with pytest.raises(GdasError, match="C cannot change with pretrained weights"):
         create_model(f"hf-hub:{REPO}@v1", pretrained=True, C=16)
 

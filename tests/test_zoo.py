@@ -17,6 +17,7 @@ import torch
 
 import gdas_cli
 from gdas_cli import GdasError, create_model, list_models
+from gdas_cli.weights import save_network
 from gdas_cli.genotype import data_dir, load_local_genotype as load_genotype
 from gdas_cli.metrics import count_mult_adds, count_parameters
 from gdas_cli.zoo import ZOO_PATH_ENV, load_zoo, read_entry
@@ -78,12 +79,24 @@ def test_list_models_filters_on_published_weights():
     assert everything == sorted(p.stem for p in ENTRY_FILES)
     with_weights = [n for n, e in load_zoo().items() if e.pretrained]
     assert list_models(pretrained=True) == sorted(with_weights)
-    assert sorted(list_models(pretrained=False) + list_models(pretrained=True)) == everything
+    assert list_models(pretrained=False) == everything  # timm: False means "all of them"
+
+
+def test_list_models_shell_patterns_as_timm():
+    assert list_models("*frc*") == sorted(n for n in list_models() if "frc" in n) != []
+    assert list_models("gdas_frc_cifar10") == ["gdas_frc_cifar10"]
+    assert list_models(["darts_*", "*imagenet"]) == sorted(
+        n for n in list_models() if n.startswith("darts_") or n.endswith("imagenet")
+    )
+    assert list_models("gdas*", exclude_filters="*frc*") == sorted(
+        n for n in list_models() if n.startswith("gdas") and "frc" not in n
+    )
+    assert list_models("*frc*", pretrained=True) == sorted(set(list_models("*frc*")) & set(list_models(pretrained=True)))
+    assert list_models("no_such_*") == []
 
 
 def test_pretrained_without_published_weights_is_a_clear_error():
-    genotype_only = list_models(pretrained=False)
-    assert "gdas_frc_cifar10" in genotype_only
+    assert "gdas_frc_cifar10" not in list_models(pretrained=True)
     with pytest.raises(GdasError, match=r"gdas_frc_cifar10: no pretrained weights are published.*pretrained=False"):
         create_model("gdas_frc_cifar10", pretrained=True)
 
@@ -93,6 +106,24 @@ def test_create_model_options():
     assert isinstance(model, gdas_cli.published.GdasNetwork) and model.aux_head is None
     assert model.args.num_classes == 3 and model.args.C == 8 and model.args.layers == 5
     assert model.eval()(torch.randn(2, 3, 32, 32)).shape == (2, 3)
+
+
+def test_create_model_timm_arguments():
+    model = create_model("gdas_frc_cifar10", C=8, layers=5, in_chans=3, drop_path_rate=0.2)
+    assert model.training and model.drop_path_prob == 0.2
+    with pytest.raises(GdasError, match="in_chans 1: these networks take 3-channel"):
+        create_model("gdas_frc_cifar10", in_chans=1)
+    with pytest.raises(GdasError, match=r"drop_path_rate must be in \[0, 1\)"):
+        create_model("gdas_frc_cifar10", drop_path_rate=1.5)
+
+
+def test_create_model_checkpoint_path(tmp_path):
+    source = create_model("gdas_frc_cifar10", num_classes=3, C=8, layers=5)
+    save_network(source, tmp_path / "model.safetensors")
+    model = create_model("gdas_frc_cifar10", num_classes=3, C=8, layers=5, checkpoint_path=tmp_path / "model.safetensors")
+    assert all(torch.equal(v, source.state_dict()[k]) for k, v in model.state_dict().items())
+    with pytest.raises(GdasError, match="checkpoint_path .* holds gdas_frc@1.0.0 .* but the model is"):
+        create_model("gdas_frc_cifar10", num_classes=4, C=8, layers=5, checkpoint_path=tmp_path)
 
 
 @pytest.mark.parametrize(

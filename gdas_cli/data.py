@@ -129,7 +129,10 @@ def _load_digits(data_dir: Path, download: bool, net: str | None) -> ImageData:
     mean = tuple(scaled.mean(dim=(0, 2, 3)).tolist())
     std = tuple(scaled.std(dim=(0, 2, 3)).tolist())
     # digits are not mirror-symmetric: crop only
-    return ImageData("digits", 10, 32, "cifar", mean, std, train, test, augment=Augment(4, False, 0))
+    classes = [str(digit) for digit in range(10)]
+    return ImageData(
+        "digits", 10, 32, "cifar", mean, std, train, test, augment=Augment(4, False, 0), extra={"classes": classes}
+    )
 
 
 def _load_cifar(classes: int) -> Callable[[Path, bool, str | None], ImageData]:
@@ -153,7 +156,10 @@ def _load_cifar(classes: int) -> Callable[[Path, bool, str | None], ImageData]:
             images = torch.from_numpy(np.ascontiguousarray(split.data)).permute(0, 3, 1, 2).contiguous()
             splits.append(TensorImages(images, torch.tensor(split.targets, dtype=torch.long)))
         mean, std = CIFAR_STATS[classes]
-        return ImageData(name, classes, 32, "cifar", mean, std, splits[0], splits[1], augment=Augment(4, True, 16))
+        names = {"classes": list(split.classes)}
+        return ImageData(
+            name, classes, 32, "cifar", mean, std, splits[0], splits[1], augment=Augment(4, True, 16), extra=names
+        )
 
     return load
 

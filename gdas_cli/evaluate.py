@@ -21,7 +21,7 @@ from .genotype import Genotype
 from .hub import load_hub_model, parse_ref
 from .language import perplexity, stream_loss
 from .metrics import count_mult_adds, count_parameters
-from .published import CONFIG_FILE, read_config
+from .published import CONFIG_FILE, CONFIG_SCHEMA, load_published_folder, read_config
 from .refs import load_genotype
 from .rundir import AVERAGED_FILE, CHECKPOINTS, resolve
 from .training.image import evaluate_batches
@@ -67,6 +67,13 @@ def evaluate_checkpoint(
     """
     if which not in CHECKPOINTS:
         raise GdasError(f"--checkpoint: {which!r} must be one of {', '.join(CHECKPOINTS)}")
+    exported = _exported_folder(Path(path))
+    if exported is not None:  # what `gdas export` wrote: checked strictly, evaluated on the data set it names
+        published = load_published_folder(exported)
+        dataset = dataset or published.pretrained_cfg.get("dataset")
+        if dataset is None:
+            raise GdasError(f"{exported}: the export does not name its data set; pass --dataset")
+        path = exported / WEIGHTS_FILE
     found = resolve(Path(path), prefer=(which,))
     config = found.config()
     if (config or {}).get("kind") == "search":
@@ -125,6 +132,21 @@ def evaluate_checkpoint(
         "device": str(rt.device),
         "network": args.to_dict(),
     }
+
+
+def _exported_folder(path: Path) -> Path | None:
+    """The folder `gdas export` wrote, when `path` is one or its model.safetensors."""
+    folder = path if path.is_dir() else path.parent
+    if path.is_file() and path.name != WEIGHTS_FILE:
+        return None
+    config = folder / CONFIG_FILE
+    if not config.is_file() or not (folder / WEIGHTS_FILE).is_file():
+        return None
+    try:
+        data = json.loads(config.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return folder if isinstance(data, dict) and data.get("schema") == CONFIG_SCHEMA else None
 
 
 def evaluate_hub_model(spec: str, *, dataset: str | None = None, which: str = "last", **options: Any) -> dict[str, Any]:

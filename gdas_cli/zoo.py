@@ -29,7 +29,7 @@ from . import hub
 from .errors import GdasError
 from .genotype import HUB_PREFIX, Genotype, data_dir
 from .models import NetworkArgs
-from .published import CONFIG_FILE, GdasNetwork, load_published_folder, read_config
+from .published import CONFIG_FILE, GdasNetwork, PublishedConfig, load_published_folder, read_config
 from .refs import load_genotype
 from .weights import WEIGHTS_FILE, load_state_strict, read_metadata, read_tensors
 
@@ -298,12 +298,20 @@ class _Source:
     load: Callable[[], GdasNetwork]
 
 
+def _described(config: PublishedConfig, label: str) -> tuple[Genotype, NetworkArgs]:
+    if config.args is None:
+        raise GdasError(
+            f"{label}: a genotype published alone (no network); build it with "
+            "gdas_cli.build_network(genotype, NetworkArgs(...)) or train it with gdas train"
+        )
+    return config.genotype, config.args
+
+
 def _hub_source(ref_text: str) -> _Source:
     ref = hub.parse_ref(ref_text)
 
     def describe() -> tuple[Genotype, NetworkArgs]:
-        config = hub.load_hub_config(ref)
-        return config.genotype, config.args
+        return _described(hub.load_hub_config(ref), ref.label)
 
     return _Source(ref.label, describe, lambda: hub.load_hub_model(ref)[0])
 
@@ -313,8 +321,7 @@ def _folder_source(folder: Path) -> _Source:
         raise GdasError(f"{folder}: not an exported model folder (no {CONFIG_FILE}; `gdas export` writes one)")
 
     def describe() -> tuple[Genotype, NetworkArgs]:
-        config = read_config(folder / CONFIG_FILE, f"{folder}/{CONFIG_FILE}")
-        return config.genotype, config.args
+        return _described(read_config(folder / CONFIG_FILE, f"{folder}/{CONFIG_FILE}"), str(folder))
 
     def load() -> GdasNetwork:
         if not (folder / WEIGHTS_FILE).is_file():

@@ -185,7 +185,7 @@ def test_offline_reload_from_the_cache(published, fresh_cache, loopback_hub):
     before = len(loopback_hub.state.requests)
     code = (
         "import torch, gdas_cli;"
-        f"m = gdas_cli.create_model('hf-hub:{REPO}@v1', pretrained=True);"
+        f"m = gdas_cli.create_model('hf-hub:{REPO}@v1', pretrained=True).eval();"
         "x = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(0));"
         "print(m.genotype.ref, m(x).sum().item());"
         f"print(gdas_cli.load_genotype('hf-hub:{REPO}@v2').ref)"
@@ -352,7 +352,13 @@ def test_a_new_version_replaces_the_files_of_the_last(published, tiny_checkpoint
     result = run("export", "gdas", "--push-to-hub", "test-org/replace", "--tag", "v3")
     assert result.exit_code == 0, result.output
     files = set(HfApi().list_repo_files("test-org/replace", revision="v3"))
-    assert files == {".gitattributes", "README.md", "cell.png", "genotype.json"}  # v2's weights are gone
+    assert files == {".gitattributes", "README.md", "cell.png", "config.json", "genotype.json"}  # v2's weights are gone
+    config = json.loads(open(huggingface_hub.hf_hub_download("test-org/replace", "config.json", revision="v3")).read())
+    assert config["network"] is None and config["pretrained_cfg"]["source"] == "genotype gdas@1.0.0"
+    with pytest.raises(GdasError, match="has no model.safetensors at this revision"):
+        create_model("hf-hub:test-org/replace@v3", pretrained=True)
+    with pytest.raises(GdasError, match="a genotype published alone"):
+        create_model("hf-hub:test-org/replace@v3")
     assert create_model("hf-hub:test-org/replace@v2", pretrained=True).genotype.ref == "gdas_frc@1.0.0"
 
 

@@ -152,6 +152,10 @@ class TrainConfig:
     workers: int = 4
     limit_eval_batches: int = 0
     num_classes: int | None = None  # filled in from the data
+    # filled in from the data too: what a published model must record to be used on new images
+    mean: list[float] | None = None
+    std: list[float] | None = None
+    label_names: list[str] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -243,6 +247,9 @@ class TrainTask(Task):
                 f"which suit the {data.net} network"
             )
         cfg.num_classes = data.num_classes
+        cfg.mean, cfg.std = [float(v) for v in data.mean], [float(v) for v in data.std]
+        classes = data.extra.get("classes")
+        cfg.label_names = [str(name) for name in classes] if classes else None
         self._build_model(rt, data.num_classes)
         self.optimizer = torch.optim.SGD(
             self.model.parameters(),

@@ -279,6 +279,14 @@ def split_indices(n: int, seed: int) -> tuple[list[int], list[int]]:
     return sorted(order[:half]), sorted(order[half:])
 
 
+def holdout_indices(n: int, count: int, seed: int) -> tuple[list[int], list[int]]:
+    """A seeded split of range(n) into (the rest, `count` held-out indices): final training's validation split."""
+    if not 0 < count < n:
+        raise GdasError(f"--val-split: must be between 1 and {n - 1} (the training set has {n} images), got {count}")
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
+    return sorted(order[count:]), sorted(order[:count])
+
+
 # ---------------------------------------------------------------------------------------- ordering
 
 

@@ -1,6 +1,7 @@
 """`gdas export`: a training run, a checkpoint or a genotype -> a publishable folder, and the Hub.
 
-Sources: a training run directory (its `checkpoint/best` weights, else `checkpoint/last`, with the
+Sources: a training run directory (its `checkpoint/best` weights when a validation split chose them
+(`gdas train --val-split`), else `checkpoint/last`, the final epoch; with the
 measured results of metrics.jsonl and the settings of config.json), a `.safetensors` weights file in
 the weights.py format, or a genotype (a JSON file, a zoo name, or `hf-hub:org/name@rev`). A genotype
 alone gives a genotype-only folder: genotype.json, cell.png and the card.
@@ -45,7 +46,7 @@ from .published import (
     write_genotype_files,
 )
 from .refs import load_genotype
-from .rundir import RunDir, progress_of, resolve
+from .rundir import RunDir, checkpoint_choice, progress_of, resolve
 from .weights import WEIGHTS_FILE, load_network, read_header, read_metadata
 
 FORMATS = ("onnx", "pt2")
@@ -165,8 +166,11 @@ def _header_format(path: Path) -> str | None:
 
 def _run_source(run_dir: Path) -> ExportSource:
     run = RunDir(run_dir)
+    task = _task_of(_read_json_object(run.config_file))
+    # checkpoint/best only when a validation split chose it; else the final epoch, as the paper reports
+    prefer = ("best", "last") if task.get("val_split") else ("last",)
     try:
-        found = resolve(run_dir, prefer=("best", "last"))
+        found = resolve(run_dir, prefer=prefer)
     except GdasError:
         hint = f"; it holds a searched genotype: export {run.genotype_file}" if run.genotype_file.is_file() else ""
         raise GdasError(
@@ -177,11 +181,11 @@ def _run_source(run_dir: Path) -> ExportSource:
     weights = found.weights
     genotype = _weights_genotype(weights)
     config = _read_json_object(run.config_file)
-    task = _task_of(config)
     dataset = task.get("dataset") if isinstance(task.get("dataset"), str) else None
     records = _read_metrics(run.metrics_file)
     record = _record_for(records, progress_of(weights.parent).get("epoch"))
     training = _training_facts(run_dir, which, config, task, record)
+    training["checkpoint chosen on"] = checkpoint_choice(which, task)
     results = _results(record, dataset or "unknown", which, len(records)) if record else ()
     return ExportSource(str(run_dir), "run", genotype, weights, results, training, dataset, _data_facts(task))
 
@@ -246,7 +250,10 @@ def _record_for(records: list[dict[str, Any]], epoch: Any) -> dict[str, Any] | N
 
 
 def _results(record: dict[str, Any], dataset: str, which: str, epochs_run: int) -> tuple[Result, ...]:
-    source = f"measured by gdas train on the test split, epoch {record.get('epoch', '?')} ({which} checkpoint)"
+    choice = "chosen on the validation split" if which == "best" else "the final epoch"
+    source = (
+        f"measured by gdas train on the test split, epoch {record.get('epoch', '?')} ({which} checkpoint: {choice})"
+    )
     found = []
     for key, metric in (("test_top1", "top1_error"), ("test_top5", "top5_error")):
         if _is_number(record.get(key)):
@@ -450,7 +457,8 @@ def build_folder(source: ExportSource, folder: Path, request: ExportRequest) -> 
     }
     model.save_pretrained(folder, model_card_kwargs=card)
     # what save_pretrained cannot know: the data set (`gdas eval --from-hub` defaults to it), the exports
-    extra = {"dataset": dataset, "exports": exports or None}
+    choice = source.training.get("checkpoint chosen on")
+    extra = {"dataset": dataset, "exports": exports or None, "checkpoint_choice": choice}
     if any(extra.values()):
         config_path = folder / CONFIG_FILE
         config = json.loads(config_path.read_text(encoding="utf-8"))

@@ -46,11 +46,27 @@ def run_dir(tmp_path, tiny_checkpoint):
     config = {
         "kind": "train", "gdas_version": "0.1.0", "torch_version": torch.__version__, "created": "2025-01-01T12:00:00",
         "engine": {"epochs": 3, "seed": 7},
-        "task": {"dataset": "digits", "epochs": 3, "batch_size": 64, "lr": 0.05, "mean": [0.1, 0.2, 0.3],
+        "task": {"dataset": "digits", "epochs": 3, "batch_size": 64, "lr": 0.05, "val_split": 300, "split_seed": 7,
+                 "mean": [0.1, 0.2, 0.3],
                  "std": [0.4, 0.5, 0.6], "label_names": [f"digit {i}" for i in range(10)]},
     }
     (run / "config.json").write_text(json.dumps(config))
     return run
+
+
+def test_without_a_validation_split_a_run_exports_its_final_epoch(run_dir, tmp_path):
+    config = json.loads((run_dir / "config.json").read_text())
+    del config["task"]["val_split"]
+    (run_dir / "config.json").write_text(json.dumps(config))  # best was then chosen on the test split: not used
+    source = resolve_source(run_dir)
+    assert source.weights == run_dir / "checkpoint" / "last" / "model.safetensors"
+    assert source.training["checkpoint"] == "last (epoch 3)"
+    assert source.training["checkpoint chosen on"] == "final epoch (no selection)"
+    assert {r.metric: r.value for r in source.results} == {"top1_error": 40.0, "top5_error": 3.0}
+    out = tmp_path / "out"
+    export(ExportRequest(source=str(run_dir), output=out))
+    assert json.loads((out / "config.json").read_text())["checkpoint_choice"] == "final epoch (no selection)"
+    assert "the final epoch" in (out / "README.md").read_text()
 
 
 def logits(model, seed=0):
@@ -64,7 +80,7 @@ def test_run_dir_source_prefers_best_and_reads_that_epoch(run_dir):
     assert source.kind == "run" and source.weights == run_dir / "checkpoint" / "best" / "model.safetensors"
     assert source.dataset == "digits" and source.genotype.ref == "gdas_frc@1.0.0"
     assert {r.metric: r.value for r in source.results} == {"top1_error": 30.0, "top5_error": 5.0}
-    assert all("epoch 2 (best checkpoint)" in r.source for r in source.results)
+    assert all("epoch 2 (best checkpoint: chosen on the validation split)" in r.source for r in source.results)
     assert source.training["seed"] == 7 and source.training["checkpoint"] == "best (epoch 2)"
 
 

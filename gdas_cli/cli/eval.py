@@ -23,7 +23,12 @@ def eval_command(
         str | None,
         typer.Option("--genotype", "-g", help="Evaluate the weights as this genotype (strict: they must fit it)."),
     ] = None,
-    checkpoint: Annotated[str, typer.Option(help="For a run folder: last or best (best test top-1 so far).")] = "last",
+    checkpoint: Annotated[
+        str,
+        typer.Option(
+            help="For a run folder: last (the final epoch) or best (best validation top-1; runs with --val-split)."
+        ),
+    ] = "last",
     batch_size: Annotated[int, typer.Option(help="Evaluation batch size.")] = 256,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     limit_batches: Annotated[int, typer.Option(help="At most N batches (0: all; for quick checks).")] = 0,
@@ -89,3 +94,9 @@ def eval_command(
         highlight=False,
         markup=False,
     )
+    if result.get("checkpoint_choice"):
+        console.print(
+            f"checkpoint: {result['checkpoint_choice']}; error measured on the {result['split']} split",
+            highlight=False,
+            markup=False,
+        )

@@ -65,6 +65,13 @@ DataDirOpt = Annotated[Path | None, typer.Option(help="Where the data is (or goe
 DownloadOpt = Annotated[bool | None, typer.Option("--download/--no-download", help="Fetch CIFAR if missing.")]
 WorkersOpt = Annotated[int | None, typer.Option(help="DataLoader workers for image folders (default 4).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the final summary as JSON.")]
+ValSplitOpt = Annotated[
+    int | None,
+    typer.Option(
+        help="Hold N training images out (seeded by --seed, recorded in split.json) to choose checkpoint/best; "
+        "without it there is no best and the final epoch is the result."
+    ),
+]
 
 
 def train_dataset(
@@ -93,6 +100,7 @@ def train_dataset(
     layers: Annotated[int | None, _opt("Number of cells.")] = None,
     workers: WorkersOpt = None,
     limit_eval_batches: Annotated[int | None, _opt("Evaluate on at most N batches (0: all).")] = None,
+    val_split: ValSplitOpt = None,
     json_output: JsonOpt = False,
     info_name: str = "",
     run: RunOptions = RunOptions(),
@@ -115,6 +123,7 @@ def train_folder(
     C: Annotated[int | None, _opt("Initial channels C.", "--channels", "-C")] = None,
     layers: Annotated[int | None, _opt("Number of cells.")] = None,
     workers: WorkersOpt = None,
+    val_split: ValSplitOpt = None,
     json_output: JsonOpt = False,
     run: RunOptions = RunOptions(),
 ) -> None:
@@ -189,8 +198,8 @@ def _report(summary: dict[str, Any], as_json: bool) -> None:
     line = f"done: {summary['run_dir']}"
     if "test_top1" in last:
         line += f"  test top-1 error {100 - last['test_top1']:.2f}%"
-    if summary.get("best") is not None:
-        line += f" (best {100 - summary['best']:.2f}%)"
+    if summary.get("best") is not None:  # chosen on the validation split held out of the training data
+        line += f" (checkpoint/best: validation top-1 error {100 - summary['best']:.2f}%)"
     console.print(line + f"\nevaluate with: gdas eval {summary['run_dir']}", highlight=False, markup=False)
 
 

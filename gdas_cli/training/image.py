@@ -11,12 +11,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..data import Augment, ImageData, load_images, make_batches
+from ..checkpoint import write_json
+from ..data import Augment, ImageData, holdout_indices, load_images, make_batches
 from ..engine import EngineConfig, Runtime, Task, config_from_dict, run_task
 from ..errors import GdasError
 from ..genotype import Genotype
 from ..metrics import topk_correct
 from ..models import CellNetwork, NetworkArgs, TrainForward, build_network, default_args
+from ..rundir import RunDir
 from ..weights import WEIGHTS_FILE, load_tensors_into, save_network
 
 
@@ -151,6 +153,8 @@ class TrainConfig:
     download: bool = False
     workers: int = 4
     limit_eval_batches: int = 0
+    val_split: int = 0  # images held out of the training set to choose checkpoint/best (0: no best)
+    split_seed: int | None = None  # the seed of that split (default: the run's seed), recorded
     num_classes: int | None = None  # filled in from the data
     # filled in from the data too: what a published model must record to be used on new images
     mean: list[float] | None = None
@@ -209,6 +213,7 @@ def validate_config(cfg: TrainConfig, genotype: Genotype) -> None:
         (cfg.cutout >= 0, "--cutout", cfg.cutout, "must be >= 0"),
         (cfg.workers >= 0, "--workers", cfg.workers, "must be >= 0"),
         (cfg.limit_eval_batches >= 0, "--limit-eval-batches", cfg.limit_eval_batches, "must be >= 0"),
+        (cfg.val_split >= 0, "--val-split", cfg.val_split, "must be >= 0 (0: no validation split)"),
         (cfg.net in ("cifar", "imagenet"), "--net", cfg.net, "must be cifar or imagenet"),
         (not (genotype.uses_frc and cfg.C % 4), "--channels", cfg.C, "the fixed reduction cell needs C divisible by 4"),
     ]
@@ -225,15 +230,21 @@ def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig) -> Any:
 
 
 class TrainTask(Task):
-    """Final training: SGD with the recipe's schedule, auxiliary loss, drop-path ramp, clipping."""
+    """Final training: SGD with the recipe's schedule, auxiliary loss, drop-path ramp, clipping.
+
+    With a validation split (`val_split` images held out of the training set, seeded), checkpoint/best
+    is the epoch of the best validation top-1; the test split never chooses anything. Without one
+    there is no best: the final epoch is the result, as the paper reports it.
+    """
 
     kind = "train"
-    best_metric = ("test_top1", "max")
 
     def __init__(self, cfg: TrainConfig, data: ImageData | None = None) -> None:
         self.cfg = cfg
         self.genotype = Genotype.from_dict(cfg.genotype, "config genotype")
         self.data = data
+        self.best_metric = ("valid_top1", "max") if cfg.val_split else None
+        self.split: tuple[list[int], list[int]] | None = None
 
     def config_dict(self) -> dict[str, Any]:
         return self.cfg.to_dict()
@@ -293,6 +304,15 @@ class TrainTask(Task):
         )
         self.train_source = batches("train", train=True, augment=augment, augmented=cfg.augment)
         self.test_source = batches("test", train=False)
+        self.valid_source = None
+        if cfg.val_split:
+            if cfg.split_seed is None:
+                cfg.split_seed = rt.seed
+            self.split = holdout_indices(len(data.train), cfg.val_split, cfg.split_seed)
+            self.train_source = batches(
+                "train", train=True, augment=augment, augmented=cfg.augment, indices=self.split[0]
+            )
+            self.valid_source = batches("train", train=False, indices=self.split[1])
 
     def train_batches(self) -> Any:
         return self.train_source
@@ -320,10 +340,19 @@ class TrainTask(Task):
 
     def evaluate(self, epoch: int, rt: Runtime) -> dict[str, float]:
         rt.sync_buffers(self.model)  # every rank evaluates rank 0's network, the one that is saved
-        sums = evaluate_batches(self.model, self.test_source, rt, self.cfg.limit_eval_batches)
-        sums = rt.all_reduce_sum(sums)
-        n = sums["n"].item()
-        return {f"test_{k}": sums[k].item() / n for k in ("loss", "top1", "top5")} if n else {}
+        record = {}
+        splits = [("valid", self.valid_source)] if self.valid_source is not None else []
+        for name, source in [*splits, ("test", self.test_source)]:
+            sums = rt.all_reduce_sum(evaluate_batches(self.model, source, rt, self.cfg.limit_eval_batches))
+            n = sums["n"].item()
+            if n:
+                record.update({f"{name}_{k}": sums[k].item() / n for k in ("loss", "top1", "top5")})
+        return record
+
+    def after_epoch(self, run_dir: Path, history: list[dict[str, Any]]) -> None:
+        split_file = RunDir(run_dir).split_file
+        if self.split is not None and not split_file.is_file():
+            write_json(split_file, {"seed": self.cfg.split_seed, "train": self.split[0], "valid": self.split[1]})
 
     def state_dict(self) -> dict[str, Any]:
         return {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()}

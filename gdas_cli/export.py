@@ -39,6 +39,7 @@ from .models import pretrained_cfg_for
 from .published import (
     CARD_FILE,
     CONFIG_FILE,
+    CONFIG_SCHEMA,
     INPUT_SIZES,
     default_files,
     genotype_only_cfg,
@@ -128,7 +129,7 @@ def resolve_source(ref: str | Path) -> ExportSource:
     if path.is_file() and path.suffix == ".safetensors":
         genotype = _weights_genotype(path)
         run = resolve(path).run
-        task = _task_of(_read_json_object(run.config_file)) if run is not None else {}
+        task = _task_of(_read_json_object(run.config_file)) if run is not None else _published_task(path.parent)
         dataset = task.get("dataset") if isinstance(task.get("dataset"), str) else None
         training = {"weights": f"checkpoint file {path.name}"}
         return ExportSource(
@@ -193,6 +194,15 @@ def _run_source(run_dir: Path) -> ExportSource:
 def _task_of(config: dict[str, Any]) -> dict[str, Any]:
     task = config.get("task")
     return task if isinstance(task, dict) else {}
+
+
+def _published_task(folder: Path) -> dict[str, Any]:
+    """For weights in an exported folder: what its config.json's pretrained_cfg records, as a run's task would."""
+    config = _read_json_object(folder / CONFIG_FILE)
+    cfg = config.get("pretrained_cfg")
+    if config.get("schema") != CONFIG_SCHEMA or not isinstance(cfg, dict):
+        return {}
+    return {key: cfg[key] for key in ("dataset", "mean", "std", "label_names") if cfg.get(key) is not None}
 
 
 def _data_facts(task: dict[str, Any]) -> dict[str, Any]:

@@ -4,12 +4,14 @@ Each model is one JSON file in the top-level `zoo/` folder (shipped in the wheel
 `gdas_cli/zoo`), schema `gdas-zoo-entry` version 1:
 
     name, description, genotype (a genotype ref, e.g. "gdas_frc@1.0.0"), network (NetworkArgs),
-    dataset, input_size, weights (null, or {repo_id, revision, sha256, file, [tag]}),
+    dataset, input_size, weights (null; {repo_id, revision, sha256, file, [tag]} for a Hub repo;
+    or {folder, sha256} for an exported folder shipped in the package, relative to the entry's file),
     metrics ({name: {value, source: paper|counted|measured, reference, [unit]}})
 
 An entry whose `weights` is null is genotype-only: `create_model(name)` builds it untrained and
-`pretrained=True` is an error. Weights are downloaded from the Hub at the pinned revision and their
-sha256 is checked before they are loaded (strictly). Folders listed in GDAS_ZOO_PATH
+`pretrained=True` is an error. Weights are downloaded from the Hub at the pinned revision (or read
+from the package's `zoo/weights/`, offline) and their sha256 is checked before they are loaded
+(strictly). Folders listed in GDAS_ZOO_PATH
 (os.pathsep-separated) add entries of your own.
 """
 
@@ -31,7 +33,8 @@ from .genotype import HUB_PREFIX, Genotype, data_dir
 from .models import NetworkArgs
 from .published import CONFIG_FILE, GdasNetwork, PublishedConfig, load_published_folder, read_config
 from .refs import load_genotype
-from .weights import WEIGHTS_FILE, load_state_strict, read_metadata, read_tensors
+from .rundir import resolve
+from .weights import WEIGHTS_FILE, load_network, load_state_strict, read_metadata, read_tensors
 
 ZOO_SCHEMA = "gdas-zoo-entry"
 ZOO_SCHEMA_VERSION = 1
@@ -60,13 +63,15 @@ ARCH_OPTIONS = ("net", "C", "layers", "auxiliary")
 
 @dataclass(frozen=True)
 class ZooWeights:
-    """Where an entry's weights live: a Hub repo at a pinned revision, and the file's sha256."""
+    """Where an entry's weights live: a Hub repo at a pinned revision, or an exported folder shipped
+    beside the entry (`folder`, relative to it); and the weights file's sha256."""
 
-    repo_id: str
-    revision: str
     sha256: str
+    repo_id: str | None = None
+    revision: str | None = None
     file: str = "model.safetensors"
     tag: str | None = None
+    folder: str | None = None
 
 
 @dataclass(frozen=True)
@@ -158,7 +163,9 @@ class _EntryReader:
             return None
         if not isinstance(data, dict):
             raise self.fail("weights", "must be null (genotype-only) or {repo_id, revision, sha256, file}")
-        allowed = {f.name for f in dataclasses.fields(ZooWeights)}
+        if "folder" in data:
+            return self.packaged_weights(data)
+        allowed = {f.name for f in dataclasses.fields(ZooWeights)} - {"folder"}
         if set(data) - allowed or not {"repo_id", "revision", "sha256"} <= set(data):
             raise self.fail("weights", f"needs repo_id, revision and sha256 (optional: file, tag), got {sorted(data)}")
         if not isinstance(data["repo_id"], str) or not _REPO_RE.match(data["repo_id"]):
@@ -170,6 +177,16 @@ class _EntryReader:
         if data.get("file", "model.safetensors") != "model.safetensors":
             raise self.fail("weights.file", "gdas publishes model.safetensors")
         return ZooWeights(**data)
+
+    def packaged_weights(self, data: dict[str, Any]) -> ZooWeights:
+        if set(data) != {"folder", "sha256"}:
+            raise self.fail("weights", f"a shipped folder needs folder and sha256 only, got {sorted(data)}")
+        folder = data["folder"]
+        if not isinstance(folder, str) or not folder or Path(folder).is_absolute() or ".." in Path(folder).parts:
+            raise self.fail("weights.folder", f"{folder!r} must be a relative path inside the zoo folder")
+        if not isinstance(data["sha256"], str) or not _SHA256_RE.match(data["sha256"]):
+            raise self.fail("weights.sha256", "must be 64 lower-case hex digits")
+        return ZooWeights(sha256=data["sha256"], folder=folder)
 
     def metrics(self, data: Any, has_weights: bool) -> dict[str, ZooMetric]:
         if not isinstance(data, dict):
@@ -338,11 +355,18 @@ def _load_entry_weights(entry: ZooEntry, genotype: Genotype) -> GdasNetwork:
             "use pretrained=False for random weights, or train it: "
             f"gdas train {entry.dataset} --genotype {entry.genotype}"
         )
-    ref = hub.HubRef(entry.weights.repo_id, entry.weights.revision)
-    model, _ = hub.load_hub_model(ref, expected_sha256=entry.weights.sha256)
+    if entry.weights.folder is not None:  # shipped in the package: no network needed
+        folder = entry.path.parent / entry.weights.folder
+        model = load_published_folder(folder, expected_sha256=entry.weights.sha256)
+        where = str(folder)
+    else:
+        assert entry.weights.repo_id is not None and entry.weights.revision is not None
+        ref = hub.HubRef(entry.weights.repo_id, entry.weights.revision)
+        model, _ = hub.load_hub_model(ref, expected_sha256=entry.weights.sha256)
+        where = ref.label
     if model.genotype != genotype or model.args != entry.network:
         raise GdasError(
-            f"{entry.name}: {ref.label} holds {model.genotype.ref} with {model.args}, but the zoo entry "
+            f"{entry.name}: {where} holds {model.genotype.ref} with {model.args}, but the zoo entry "
             f"says {genotype.ref} with {entry.network}"
         )
     return model
@@ -429,3 +453,32 @@ def create_model(
     if checkpoint_path is not None:
         _load_checkpoint(model, checkpoint_path)
     return model.train()
+
+
+def load_init(ref: str) -> tuple[GdasNetwork, dict[str, Any]]:
+    """The weights `gdas train --init REF` starts from, and where they came from (for the run's config.json).
+
+    REF: a zoo name with weights, `hf-hub:org/name[@rev]`, an exported folder, or a checkpoint (a
+    weights file, a checkpoint folder or a training run's checkpoint/last). Everything is loaded strictly.
+    """
+    path = Path(ref).expanduser()
+    published = path.is_dir() and (path / CONFIG_FILE).is_file() and not _is_run(path)
+    if not ref.startswith(HUB_PREFIX) and path.exists() and not published:
+        found = resolve(path, prefer=("last",))
+        model = GdasNetwork.from_network(load_network(found.weights))
+        return model, {"ref": ref, "kind": "checkpoint", "weights": str(found.weights.resolve())}
+    model = create_model(ref, pretrained=True)
+    kind = "hub" if ref.startswith(HUB_PREFIX) else "folder" if path.is_dir() else "zoo"
+    info: dict[str, Any] = {"ref": ref, "kind": kind}
+    if kind == "zoo":
+        weights = get_entry(ref).weights
+        info["sha256"] = weights.sha256 if weights is not None else None
+    return model, info
+
+
+def _is_run(path: Path) -> bool:
+    """A training run folder (its config.json is a run config, not a published one)."""
+    try:
+        return isinstance(json.loads((path / CONFIG_FILE).read_text(encoding="utf-8")).get("engine"), dict)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+        return False

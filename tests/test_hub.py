@@ -370,3 +370,14 @@ def test_failed_downloads_leave_no_partial_files(published, fresh_cache, good_fi
             create_model(f"hf-hub:{spec}", pretrained=True)
     assert [p for p in fresh_cache.rglob("*") if p.name.endswith(".incomplete")] == []
     assert not (fresh_cache / "models--test-org--does-not-exist" / "snapshots").exists()
+
+
+def test_shipped_digits_weights_round_trip_through_the_hub(fresh_cache, token):
+    weights = ROOT / "zoo" / "weights" / "gdas_frc_digits" / "model.safetensors"
+    result = run("export", weights, "--push-to-hub", "test-org/gdas-frc-digits", "--tag", "v1", "--license", "mit")
+    assert result.exit_code == 0, result.output
+    shipped = create_model("gdas_frc_digits", pretrained=True)
+    fetched = create_model("hf-hub:test-org/gdas-frc-digits@v1", pretrained=True)
+    assert torch.equal(logits(fetched), logits(shipped))
+    for key in ("mean", "std", "label_names", "dataset", "license", "num_classes", "input_size"):
+        assert fetched.pretrained_cfg[key] == shipped.pretrained_cfg[key], key

@@ -153,6 +153,7 @@ class TrainConfig:
     download: bool = False
     workers: int = 4
     limit_eval_batches: int = 0
+    init: dict[str, Any] | None = None  # where the starting weights came from (gdas train --init), provenance
     val_split: int = 0  # images held out of the training set to choose checkpoint/best (0: no best)
     split_seed: int | None = None  # the seed of that split (default: the run's seed), recorded
     num_classes: int | None = None  # filled in from the data
@@ -239,8 +240,9 @@ class TrainTask(Task):
 
     kind = "train"
 
-    def __init__(self, cfg: TrainConfig, data: ImageData | None = None) -> None:
+    def __init__(self, cfg: TrainConfig, data: ImageData | None = None, init: CellNetwork | None = None) -> None:
         self.cfg = cfg
+        self.init = init
         self.genotype = Genotype.from_dict(cfg.genotype, "config genotype")
         self.data = data
         self.best_metric = ("valid_top1", "max") if cfg.val_split else None
@@ -277,6 +279,8 @@ class TrainTask(Task):
         cfg = self.cfg
         args = NetworkArgs(net=cfg.net, C=cfg.C, layers=cfg.layers, num_classes=num_classes, auxiliary=cfg.auxiliary)
         self.model: CellNetwork = build_network(self.genotype, args)
+        if self.init is not None and self.cfg.init is not None:
+            self.cfg.init["fresh"] = start_from(self.model, self.init, self.cfg.init.get("ref", "--init"))
         self.module = rt.prepare_model(TrainForward(self.model))  # DDP/compile run forward: here forward_train
         if rt.compile and cfg.drop_path > 0 and rt.is_main:
             # ops.drop_path draws its mask with a Python-float probability, which torch.compile bakes in
@@ -369,6 +373,36 @@ class TrainTask(Task):
         load_tensors_into(self.model, Path(directory) / WEIGHTS_FILE, f"genotype {self.genotype.ref}", device)
 
 
+def start_from(model: CellNetwork, source: CellNetwork, label: str) -> list[str]:
+    """Copy `source`'s weights into `model` strictly; only heads the source cannot provide start fresh.
+
+    A different class count gets fresh classifiers (main and auxiliary); an auxiliary head the source
+    lacks starts fresh. Returns what started fresh. Any other difference is an error naming both.
+    """
+    if source.genotype != model.genotype:
+        raise GdasError(f"--init {label}: weights of {source.genotype.ref}, but --genotype is {model.genotype.ref}")
+    ours, theirs = model.args, source.args
+    if (ours.net, ours.C, ours.layers) != (theirs.net, theirs.C, theirs.layers):
+        raise GdasError(
+            f"--init {label}: a {theirs.net} network with C={theirs.C} and {theirs.layers} cells, but this run builds "
+            f"{ours.net} with C={ours.C} and {ours.layers} cells (pass --channels {theirs.C} --layers {theirs.layers})"
+        )
+    fresh = []
+    if theirs.num_classes != ours.num_classes:
+        source.reset_classifier(ours.num_classes)  # a copy's head: the caller's model is not ours to keep
+        fresh.append("classifier")
+    state = dict(source.state_dict())
+    if model.aux_head is None:
+        state = {k: v for k, v in state.items() if not k.startswith("aux_head.")}
+    elif source.aux_head is None:
+        fresh.append("aux_head")
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    wrong = [k for k in missing if not k.startswith("aux_head.") or "aux_head" not in fresh] + list(unexpected)
+    if wrong:
+        raise GdasError(f"--init {label}: weights do not fit the network ({', '.join(wrong[:3])})")
+    return fresh
+
+
 @torch.no_grad()
 def evaluate_batches(model: nn.Module, source: Any, rt: Runtime, limit: int = 0) -> dict[str, torch.Tensor]:
     """Sums over `source` of cross-entropy, top-1 and top-5 hits (as percentages) and the count, eval mode."""
@@ -392,7 +426,14 @@ def evaluate_batches(model: nn.Module, source: Any, rt: Runtime, limit: int = 0)
     return sums
 
 
-def train(cfg: TrainConfig, engine: EngineConfig, *, resume: bool = False, data: ImageData | None = None) -> dict:
-    """Run (or resume) final training; returns the engine's summary."""
+def train(
+    cfg: TrainConfig,
+    engine: EngineConfig,
+    *,
+    resume: bool = False,
+    data: ImageData | None = None,
+    init: CellNetwork | None = None,
+) -> dict:
+    """Run (or resume) final training; returns the engine's summary. `init`: the weights to start from."""
     engine = replace(engine, epochs=cfg.epochs)
-    return run_task(TrainTask(cfg, data), engine, resume=resume)
+    return run_task(TrainTask(cfg, data, init), engine, resume=resume)

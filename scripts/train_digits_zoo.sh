@@ -4,7 +4,7 @@
 #
 #   scripts/train_digits_zoo.sh [RUNS_DIR]      (about 25 minutes on two shared CPU cores)
 #
-# Then scripts/export_digits_zoo.sh RUNS_DIR writes zoo/weights/ and the zoo entries.
+# Then `python scripts/export_digits_zoo.py RUNS_DIR` writes zoo/weights/ and the zoo entries.
 set -euo pipefail
 runs="${1:-runs/zoo-digits}"
 mkdir -p "$runs"

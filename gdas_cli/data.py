@@ -156,7 +156,8 @@ def _load_cifar(classes: int) -> Callable[[Path, bool, str | None], ImageData]:
             images = torch.from_numpy(np.ascontiguousarray(split.data)).permute(0, 3, 1, 2).contiguous()
             splits.append(TensorImages(images, torch.tensor(split.targets, dtype=torch.long)))
         mean, std = CIFAR_STATS[classes]
-        names = {"classes": list(split.classes)}
+        classes_of = getattr(split, "classes", None)  # torchvision's class names, where the set has them
+        names = {"classes": list(classes_of)} if classes_of else {}
         return ImageData(
             name, classes, 32, "cifar", mean, std, splits[0], splits[1], augment=Augment(4, True, 16), extra=names
         )

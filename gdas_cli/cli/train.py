@@ -68,7 +68,7 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print the final summary a
 InitOpt = Annotated[
     str | None,
     typer.Option(
-        help="Start from these weights (fine-tuning): a zoo model with weights, hf-hub:org/name[@rev], an exported "
+        help="Start from these weights (fine-tuning): a zoo model with weights, hf-hub:org/name@rev, an exported "
         "folder or a checkpoint. Loaded strictly; only the classifier is new when the class count differs."
     ),
 ]

@@ -20,7 +20,7 @@ def _entry_point(name, description):
     entry_point.__name__ = entry_point.__qualname__ = name
     entry_point.__doc__ = (
         f"{description}.\n\n"
-        "pretrained=True loads the published weights (an error while none are published);\n"
+        "pretrained=True loads the published weights (an error for a genotype-only entry);\n"
         "keyword arguments are those of gdas_cli.create_model (num_classes, C, layers, net, auxiliary)."
     )
     return entry_point

@@ -129,7 +129,10 @@ def _load_digits(data_dir: Path, download: bool, net: str | None) -> ImageData:
     mean = tuple(scaled.mean(dim=(0, 2, 3)).tolist())
     std = tuple(scaled.std(dim=(0, 2, 3)).tolist())
     # digits are not mirror-symmetric: crop only
-    return ImageData("digits", 10, 32, "cifar", mean, std, train, test, augment=Augment(4, False, 0))
+    classes = [str(digit) for digit in range(10)]
+    return ImageData(
+        "digits", 10, 32, "cifar", mean, std, train, test, augment=Augment(4, False, 0), extra={"classes": classes}
+    )
 
 
 def _load_cifar(classes: int) -> Callable[[Path, bool, str | None], ImageData]:
@@ -153,7 +156,11 @@ def _load_cifar(classes: int) -> Callable[[Path, bool, str | None], ImageData]:
             images = torch.from_numpy(np.ascontiguousarray(split.data)).permute(0, 3, 1, 2).contiguous()
             splits.append(TensorImages(images, torch.tensor(split.targets, dtype=torch.long)))
         mean, std = CIFAR_STATS[classes]
-        return ImageData(name, classes, 32, "cifar", mean, std, splits[0], splits[1], augment=Augment(4, True, 16))
+        classes_of = getattr(split, "classes", None)  # torchvision's class names, where the set has them
+        names = {"classes": list(classes_of)} if classes_of else {}
+        return ImageData(
+            name, classes, 32, "cifar", mean, std, splits[0], splits[1], augment=Augment(4, True, 16), extra=names
+        )
 
     return load
 
@@ -284,6 +291,14 @@ def split_indices(n: int, seed: int) -> tuple[list[int], list[int]]:
     order = torch.randperm(n, generator=generator).tolist()
     half = n // 2
     return sorted(order[:half]), sorted(order[half:])
+
+
+def holdout_indices(n: int, count: int, seed: int) -> tuple[list[int], list[int]]:
+    """A seeded split of range(n) into (the rest, `count` held-out indices): final training's validation split."""
+    if not 0 < count < n:
+        raise GdasError(f"--val-split: must be between 1 and {n - 1} (the training set has {n} images), got {count}")
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
+    return sorted(order[count:]), sorted(order[:count])
 
 
 # ---------------------------------------------------------------------------------------- ordering

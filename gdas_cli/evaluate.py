@@ -18,12 +18,12 @@ from .engine import Runtime, config_from_dict, pick_device
 from .errors import GdasError
 from .genotype import Genotype
 from .hub import load_hub_model, parse_ref
-from .jsonio import parse_json
+from .jsonio import parse_json, read_json
 from .language import perplexity, stream_loss
 from .metrics import count_mult_adds, count_parameters
-from .published import CONFIG_FILE, read_config
+from .published import CONFIG_FILE, CONFIG_SCHEMA, load_published_folder, read_config
 from .refs import load_genotype
-from .rundir import AVERAGED_FILE, CHECKPOINTS, resolve
+from .rundir import AVERAGED_FILE, CHECKPOINTS, Resolved, RunDir, checkpoint_choice, resolve
 from .training.image import evaluate_batches
 from .training.lm import LMTrainConfig, load_language_model
 from .weights import WEIGHTS_FILE, load_network, read_header, read_metadata
@@ -70,7 +70,15 @@ def evaluate_checkpoint(
     """
     if which not in CHECKPOINTS:
         raise GdasError(f"--checkpoint: {which!r} must be one of {', '.join(CHECKPOINTS)}")
-    found = resolve(Path(path), prefer=(which,))
+    exported = _exported_folder(Path(path))
+    if exported is not None:  # what `gdas export` wrote: checked strictly, evaluated on the data set it names
+        published = load_published_folder(exported)
+        selection = read_config(exported / CONFIG_FILE, str(exported)).extra.get("checkpoint_choice")
+        dataset = dataset or published.pretrained_cfg.get("dataset")
+        if dataset is None:
+            raise GdasError(f"{exported}: the export does not name its data set; pass --dataset")
+        path = exported / WEIGHTS_FILE
+    found = _resolve_checkpoint(Path(path), which)
     config = found.config()
     if (config or {}).get("kind") == "search":
         raise GdasError(
@@ -129,7 +137,42 @@ def evaluate_checkpoint(
         "images_per_s": round(n / seconds, 2),
         "device": str(rt.device),
         "network": args.to_dict(),
+        "checkpoint_choice": selection if exported is not None else checkpoint_choice(found.which, task),
     }
+
+
+def _resolve_checkpoint(path: Path, which: str) -> Resolved:
+    """resolve(), with the reason a run has no checkpoint/best: nothing chose one."""
+    try:
+        return resolve(path, prefer=(which,))
+    except GdasError:
+        run = RunDir(path)
+        if (
+            which == "best"
+            and run.exists()
+            and run.kind() == "train"
+            and not run.read_config()["task"].get("val_split")
+        ):
+            raise GdasError(
+                f"{path}: no checkpoint/best: the run was trained without --val-split, so no epoch was chosen "
+                "(the test split never chooses); its result is the final epoch, --checkpoint last"
+            ) from None
+        raise
+
+
+def _exported_folder(path: Path) -> Path | None:
+    """The folder `gdas export` wrote, when `path` is one or its model.safetensors."""
+    folder = path if path.is_dir() else path.parent
+    if path.is_file() and path.name != WEIGHTS_FILE:
+        return None
+    config = folder / CONFIG_FILE
+    if not config.is_file() or not (folder / WEIGHTS_FILE).is_file():
+        return None
+    try:
+        data = read_json(config, "model config")
+    except GdasError:
+        return None
+    return folder if isinstance(data, dict) and data.get("schema") == CONFIG_SCHEMA else None
 
 
 def evaluate_hub_model(spec: str, *, dataset: str | None = None, which: str = "last", **options: Any) -> dict[str, Any]:

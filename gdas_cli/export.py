@@ -1,13 +1,16 @@
 """`gdas export`: a training run, a checkpoint or a genotype -> a publishable folder, and the Hub.
 
-Sources: a training run directory (its `checkpoint/best` weights, else `checkpoint/last`, with the
+Sources: a training run directory (its `checkpoint/best` weights when a validation split chose them
+(`gdas train --val-split`), else `checkpoint/last`, the final epoch; with the
 measured results of metrics.jsonl and the settings of config.json), a `.safetensors` weights file in
 the weights.py format, or a genotype (a JSON file, a zoo name, or `hf-hub:org/name@rev`). A genotype
 alone gives a genotype-only folder: genotype.json, cell.png and the card.
 
 Everything is checked first (source, options, token and tag for a push, exporter packages); the
 folder is then built in a temp folder beside the target and renamed into place, so a failed export
-leaves nothing behind. ONNX and TorchScript files are kept only if their outputs match PyTorch's.
+leaves nothing behind. ONNX and torch.export (`.pt2`) files are kept only if their outputs match
+PyTorch's, and each has a sidecar JSON (`model.onnx.json`, `model.pt2.json`) with the same
+`pretrained_cfg` as config.json: what an image must go through before it is fed to the graph.
 """
 
 from __future__ import annotations
@@ -32,16 +35,27 @@ from .errors import GdasError
 from .genotype import HUB_PREFIX, Genotype, read_genotype_file
 from .hub import CardFacts, HubNetwork, PushResult, Result, check_push, push_folder, render_card
 from .jsonio import read_json_object, read_jsonl
+from .models import pretrained_cfg_for
 from .progress import track
-from .published import CARD_FILE, CONFIG_FILE, INPUT_SIZES, default_files, write_genotype_files
+from .published import (
+    CARD_FILE,
+    CONFIG_FILE,
+    CONFIG_SCHEMA,
+    INPUT_SIZES,
+    default_files,
+    genotype_only_cfg,
+    make_config,
+    write_genotype_files,
+)
 from .refs import load_genotype
-from .rundir import RunDir, guard_output, progress_of, resolve
+from .rundir import RunDir, checkpoint_choice, guard_output, progress_of, resolve
 from .weights import WEIGHTS_FILE, load_network, read_header, read_metadata
 
-FORMATS = ("onnx", "torchscript")
+FORMATS = ("onnx", "pt2")
 ONNX_FILE = "model.onnx"
 ONNX_OPSET = 18
-TORCHSCRIPT_FILE = "model_torchscript.pt"
+PT2_FILE = "model.pt2"
+SIDECAR_SUFFIX = ".json"
 # An exported graph must reproduce PyTorch's logits on a test batch within this tolerance.
 ATOL, RTOL = 1e-4, 1e-3
 
@@ -57,6 +71,8 @@ class ExportSource:
     results: tuple[Result, ...] = ()
     training: dict[str, Any] = field(default_factory=dict)
     dataset: str | None = None
+    # what the training run recorded about its data: mean, std, label_names (pretrained_cfg fields)
+    data_facts: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -71,6 +87,7 @@ class ExportRequest:
     private: bool = False
     overwrite: bool = False
     dataset: str | None = None
+    license: str | None = None  # None: none stated (the card says "other")
 
 
 @dataclass(frozen=True)
@@ -112,7 +129,13 @@ def resolve_source(ref: str | Path) -> ExportSource:
         return _run_source(path)
     if path.is_file() and path.suffix == ".safetensors":
         genotype = _weights_genotype(path)
-        return ExportSource(str(path), "weights", genotype, path, training={"weights": f"checkpoint file {path.name}"})
+        run = resolve(path).run
+        task = _task_of(_read_json_object(run.config_file)) if run is not None else _published_task(path.parent)
+        dataset = task.get("dataset") if isinstance(task.get("dataset"), str) else None
+        training = {"weights": f"checkpoint file {path.name}"}
+        return ExportSource(
+            str(path), "weights", genotype, path, training=training, dataset=dataset, data_facts=_data_facts(task)
+        )
     if path.is_file() and path.suffix == ".json":
         return ExportSource(str(path), "genotype", read_genotype_file(path))
     if path.exists():
@@ -145,26 +168,54 @@ def _header_format(path: Path) -> str | None:
 
 def _run_source(run_dir: Path) -> ExportSource:
     run = RunDir(run_dir)
-    if not any((run.checkpoint(w) / WEIGHTS_FILE).is_file() for w in ("best", "last")):
+    task = _task_of(_read_json_object(run.config_file))
+    # checkpoint/best only when a validation split chose it; else the final epoch, as the paper reports
+    prefer = ("best", "last") if task.get("val_split") else ("last",)
+    if not any((run.checkpoint(w) / WEIGHTS_FILE).is_file() for w in prefer):
         hint = f"; it holds a searched genotype: export {run.genotype_file}" if run.genotype_file.is_file() else ""
         raise GdasError(
             f"{run_dir}: no checkpoint/best/{WEIGHTS_FILE} or checkpoint/last/{WEIGHTS_FILE} "
             f"(not a training run?){hint}"
         )
-    found = resolve(run_dir, prefer=("best", "last"))
+    found = resolve(run_dir, prefer=prefer)
     which = found.which or "last"
     weights = found.weights
     genotype = _weights_genotype(weights)
     config = _read_json_object(run.config_file)
-    task = config.get("task")
-    if not isinstance(task, dict):
-        task = {}
     dataset = task.get("dataset") if isinstance(task.get("dataset"), str) else None
     records = _read_metrics(run.metrics_file)
     record = _record_for(records, progress_of(weights.parent).get("epoch"))
     training = _training_facts(run_dir, which, config, task, record)
+    training["checkpoint chosen on"] = checkpoint_choice(which, task)
     results = _results(record, dataset or "unknown", which, len(records)) if record else ()
-    return ExportSource(str(run_dir), "run", genotype, weights, results, training, dataset)
+    return ExportSource(str(run_dir), "run", genotype, weights, results, training, dataset, _data_facts(task))
+
+
+def _task_of(config: dict[str, Any]) -> dict[str, Any]:
+    task = config.get("task")
+    return task if isinstance(task, dict) else {}
+
+
+def _published_task(folder: Path) -> dict[str, Any]:
+    """For weights in an exported folder: what its config.json's pretrained_cfg records, as a run's task would."""
+    config = _read_json_object(folder / CONFIG_FILE)
+    cfg = config.get("pretrained_cfg")
+    if config.get("schema") != CONFIG_SCHEMA or not isinstance(cfg, dict):
+        return {}
+    return {key: cfg[key] for key in ("dataset", "mean", "std", "label_names") if cfg.get(key) is not None}
+
+
+def _data_facts(task: dict[str, Any]) -> dict[str, Any]:
+    """The normalisation and class names a training run recorded (older runs recorded none)."""
+    facts: dict[str, Any] = {}
+    for key in ("mean", "std"):
+        value = task.get(key)
+        if isinstance(value, list) and value and all(_is_number(v) for v in value):
+            facts[key] = tuple(float(v) for v in value)
+    names = task.get("label_names")
+    if isinstance(names, list) and names and all(isinstance(n, str) for n in names):
+        facts["label_names"] = list(names)
+    return facts
 
 
 def _read_json_object(path: Path) -> dict[str, Any]:
@@ -189,7 +240,10 @@ def _record_for(records: list[dict[str, Any]], epoch: Any) -> dict[str, Any] | N
 
 
 def _results(record: dict[str, Any], dataset: str, which: str, epochs_run: int) -> tuple[Result, ...]:
-    source = f"measured by gdas train on the test split, epoch {record.get('epoch', '?')} ({which} checkpoint)"
+    choice = "chosen on the validation split" if which == "best" else "the final epoch"
+    source = (
+        f"measured by gdas train on the test split, epoch {record.get('epoch', '?')} ({which} checkpoint: {choice})"
+    )
     found = []
     for key, metric in (("test_top1", "top1_error"), ("test_top5", "top5_error")):
         if _is_number(record.get(key)):
@@ -223,7 +277,7 @@ def _training_facts(
 
 
 def _require_modules(fmt: str) -> None:
-    needed = {"onnx": ("onnx", "onnxscript"), "torchscript": ()}[fmt]
+    needed = {"onnx": ("onnx", "onnxscript"), "pt2": ()}[fmt]
     missing = [name for name in needed if importlib.util.find_spec(name) is None]
     if missing:
         raise GdasError(f"--format {fmt} needs {' and '.join(missing)}: pip install 'gdas-cli[onnx]'")
@@ -288,24 +342,30 @@ def export_onnx(model: torch.nn.Module, folder: Path, sample: torch.Tensor, chec
     return info
 
 
-def export_torchscript(
-    model: torch.nn.Module, folder: Path, sample: torch.Tensor, check: torch.Tensor
-) -> dict[str, Any]:
-    """A traced TorchScript file, reloaded and compared with PyTorch on another batch size."""
-    path = Path(folder) / TORCHSCRIPT_FILE
-    with _quiet(), torch.no_grad():
-        traced = torch.jit.trace(model, (sample,), check_trace=False)
-        traced.save(str(path))
-        # our own file, just written: this load is the round-trip check, not user input
-        reloaded = torch.jit.load(str(path), map_location="cpu")
+def export_pt2(model: torch.nn.Module, folder: Path, sample: torch.Tensor, check: torch.Tensor) -> dict[str, Any]:
+    """A torch.export ExportedProgram (dynamic batch), saved, reloaded, compared with PyTorch on another batch."""
+    path = Path(folder) / PT2_FILE
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    try:
+        with _quiet():
+            program = torch.export.export(model, (sample,), dynamic_shapes={"x": {0: batch}})
+            torch.export.save(program, str(path))
+    except Exception as err:  # the exporter raises many types; the user needs one line
+        raise GdasError(
+            f"torch.export failed ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})"
+        ) from None
+    # our own file, just written: loading it back is the round-trip check
+    reloaded = torch.export.load(str(path)).module()
+    with torch.no_grad():
         expected, got = model(check), reloaded(check)
-    diff = _compare(expected, got, TORCHSCRIPT_FILE)
-    return {"file": TORCHSCRIPT_FILE, "max_abs_diff": diff, "checked": f"torch.jit.load, batch of {check.shape[0]}"}
+    diff = _compare(expected, got, PT2_FILE)
+    checked = f"torch.export.load, batch of {check.shape[0]}"
+    return {"file": PT2_FILE, "input": "x", "output": "logits", "max_abs_diff": diff, "checked": checked}
 
 
 EXPORTERS: dict[str, Callable[[torch.nn.Module, Path, torch.Tensor, torch.Tensor], dict[str, Any]]] = {
     "onnx": export_onnx,
-    "torchscript": export_torchscript,
+    "pt2": export_pt2,
 }
 
 
@@ -314,7 +374,30 @@ def _describe_export(fmt: str, info: dict[str, Any]) -> str:
         return f"ONNX, opset {info['opset']}, dynamic batch; checked: {info['checked']}" + (
             f" (max abs diff {info['max_abs_diff']:.1e})" if "max_abs_diff" in info else ""
         )
-    return f"TorchScript (traced); checked: {info['checked']} (max abs diff {info['max_abs_diff']:.1e})"
+    return (
+        "torch.export ExportedProgram (torch.export.load(path).module()), dynamic batch; "
+        f"checked: {info['checked']} (max abs diff {info['max_abs_diff']:.1e})"
+    )
+
+
+def write_sidecar(folder: Path, info: dict[str, Any], cfg: dict[str, Any]) -> str:
+    """`<file>.json` beside an exported graph: its input and output, and how to prepare an image for it."""
+    name = info["file"] + SIDECAR_SUFFIX
+    size = cfg["input_size"]
+    sidecar = {
+        "file": info["file"],
+        "input": {
+            "name": info["input"],
+            "shape": ["batch", *size],
+            "dtype": "float32",
+            "layout": "NCHW, RGB",
+            "preprocess": "resize (interpolation, crop_pct), scale to [0, 1], subtract mean, divide by std",
+        },
+        "output": {"name": info["output"], "shape": ["batch", cfg["num_classes"]], "meaning": "logits"},
+        "pretrained_cfg": cfg,
+    }
+    write_json(Path(folder) / name, sidecar)
+    return name
 
 
 # --- building the folder -----------------------------------------------------------------------
@@ -330,8 +413,10 @@ def build_folder(source: ExportSource, folder: Path, request: ExportRequest) -> 
     """Write the published files of `source` into the (empty) `folder`; returns file names and export info."""
     folder = Path(folder)
     dataset = request.dataset or source.dataset
+    known = {"dataset": dataset, "license": request.license, "source": _source_text(source)}
     if source.weights is None:
         write_genotype_files(source.genotype, folder)
+        write_json(folder / CONFIG_FILE, make_config(source.genotype, None, None, genotype_only_cfg(**known)))
         facts = CardFacts(
             genotype=source.genotype,
             dataset=dataset,
@@ -339,15 +424,19 @@ def build_folder(source: ExportSource, folder: Path, request: ExportRequest) -> 
             revision=request.tag,
             files=default_files(False),
             training=dict(source.training),
+            license=request.license or "other",
         )
         render_card(facts).save(str(folder / CARD_FILE))
         return sorted(p.name for p in folder.iterdir()), {}
     model = HubNetwork.from_network(load_network(source.weights)).eval()
+    model.pretrained_cfg = pretrained_cfg_for(model.args, **known, **source.data_facts)
     sample, check = _test_batches(model)
     steps = track(request.formats, "export and verify", total=len(request.formats))
     exports = {fmt: EXPORTERS[fmt](model, folder, sample, check) for fmt in steps}
     files = default_files(True)
-    files.update({info["file"]: _describe_export(fmt, info) for fmt, info in exports.items()})
+    for fmt, info in exports.items():
+        files[info["file"]] = _describe_export(fmt, info)
+        files[write_sidecar(folder, info, model.pretrained_cfg)] = f"what {info['file']} takes and gives"
     card = {
         "results": list(source.results),
         "training": dict(source.training),
@@ -355,16 +444,28 @@ def build_folder(source: ExportSource, folder: Path, request: ExportRequest) -> 
         "repo_id": request.repo_id,
         "revision": request.tag,
         "files": files,
+        "license": request.license or "other",
     }
     model.save_pretrained(folder, model_card_kwargs=card)
     # what save_pretrained cannot know: the data set (`gdas eval --from-hub` defaults to it), the exports
-    extra = {"dataset": dataset, "exports": exports or None}
+    choice = source.training.get("checkpoint chosen on")
+    extra = {"dataset": dataset, "exports": exports or None, "checkpoint_choice": choice}
     if any(extra.values()):
         config_path = folder / CONFIG_FILE
         config = read_json_object(config_path)
         config.update({k: v for k, v in extra.items() if v})
         write_json(config_path, config)
     return sorted(p.name for p in folder.iterdir()), exports
+
+
+def _source_text(source: ExportSource) -> str:
+    """pretrained_cfg's `source`: where these weights (or this genotype) came from."""
+    if source.kind == "run":
+        checkpoint = source.training.get("checkpoint", "")
+        return f"gdas train run {source.training.get('training run', source.path)}, checkpoint {checkpoint}".strip()
+    if source.kind == "weights":
+        return f"checkpoint file {Path(source.path).name}"
+    return f"genotype {source.genotype.ref}"
 
 
 def _check_output(output: Path, overwrite: bool, source: str) -> None:

@@ -399,7 +399,7 @@ class CardFacts:
     repo_id: str | None = None
     revision: str | None = None
     files: dict[str, str] = field(default_factory=dict)
-    license: str = "mit"
+    license: str = "other"  # what the publisher states; "other" when nothing is stated
 
 
 def _network_rows(facts: CardFacts) -> list[tuple[str, str]]:
@@ -543,7 +543,7 @@ class HubNetwork(
     GdasNetwork,
     ModelHubMixin,
     library_name=LIBRARY_NAME,
-    license="mit",
+    license="other",
     pipeline_tag="image-classification",
     tags=TAGS,
     paper_url=PAPER_URL,

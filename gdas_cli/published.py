@@ -1,7 +1,9 @@
 """The published-model format: the folder `gdas export` writes and a Hub repo holds.
 
-    config.json        schema `gdas-hub-config` v1: the genotype, the network arguments, the
-                       sha256 of the weights file
+    config.json        schema `gdas-hub-config` v1: the genotype, the network arguments (null for
+                       a genotype alone), the sha256 of the weights file, and `pretrained_cfg`:
+                       timm's facts for using the weights (input size, mean, std, interpolation,
+                       crop_pct, num_classes, label names, data set, license, source)
     model.safetensors  the weights.py format: genotype and network arguments in the header too
     genotype.json      the genotype file, usable anywhere as `hf-hub:org/name@rev`
     README.md          the model card (written by `hub.render_card`)
@@ -25,7 +27,7 @@ from .errors import GdasError
 from .files import atomic_write_text, sha256_file
 from .genotype import Genotype
 from .jsonio import parse_json, read_text
-from .models import CellNetwork, NetworkArgs
+from .models import CellNetwork, NetworkArgs, pretrained_cfg_for
 from .weights import WEIGHTS_FILE, load_state_strict, read_metadata, read_tensors, save_network
 
 LIBRARY_NAME = "gdas-cli"
@@ -44,21 +46,38 @@ class PublishedConfig:
     """The validated content of a published config.json."""
 
     genotype: Genotype
-    args: NetworkArgs
+    args: NetworkArgs | None  # None: a genotype published alone
     weights_sha256: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    pretrained_cfg: dict[str, Any] | None = None
 
 
-def make_config(genotype: Genotype, args: NetworkArgs, weights_sha256: str | None = None) -> dict[str, Any]:
-    size = INPUT_SIZES.get(args.net)
+def genotype_only_cfg(**fields: Any) -> dict[str, Any]:
+    """The pretrained_cfg of a genotype alone: the network's fields are null, `fields` (dataset, license,
+    source) are what is known."""
+    cfg: dict[str, Any] = dict.fromkeys(pretrained_cfg_for(NetworkArgs()), None)
+    unknown = sorted(set(fields) - set(cfg))
+    if unknown:
+        raise GdasError(f"pretrained_cfg: unknown field(s) {', '.join(unknown)}")
+    return {**cfg, **fields}
+
+
+def make_config(
+    genotype: Genotype,
+    args: NetworkArgs | None,
+    weights_sha256: str | None = None,
+    pretrained_cfg: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    size = INPUT_SIZES.get(args.net) if args is not None else None
     config: dict[str, Any] = {
         "schema": CONFIG_SCHEMA,
         "schema_version": CONFIG_SCHEMA_VERSION,
         "library_name": LIBRARY_NAME,
         "gdas_version": __version__,
         "genotype": genotype.to_dict(),
-        "network": args.to_dict(),
+        "network": args.to_dict() if args is not None else None,
         "input_size": [3, size, size] if size else None,
+        "pretrained_cfg": pretrained_cfg,
     }
     if weights_sha256:
         config["weights"] = {"file": WEIGHTS_FILE, "sha256": weights_sha256}
@@ -74,15 +93,38 @@ def parse_config(text: str, source: str) -> PublishedConfig:
     if isinstance(version, bool) or version != CONFIG_SCHEMA_VERSION:
         raise GdasError(f"{source}: unsupported schema_version {data.get('schema_version')!r} (this gdas reads 1)")
     genotype = Genotype.from_dict(data.get("genotype"), f"{source} genotype")
-    args = NetworkArgs.from_dict(data.get("network"), f"{source} network")
     weights = data.get("weights") or {}
     sha = weights.get("sha256") if isinstance(weights, dict) else None
+    args = None
+    if data.get("network") is not None or sha is not None:
+        args = NetworkArgs.from_dict(data.get("network"), f"{source} network")
     if sha is not None and not (isinstance(sha, str) and _SHA256_RE.match(sha)):
         raise GdasError(f"{source}: weights.sha256 must be 64 lower-case hex digits")
     if data.get("dataset") is not None and not isinstance(data["dataset"], str):
         raise GdasError(f"{source}: dataset must be a string")
-    extra = {k: v for k, v in data.items() if k not in {"genotype", "network", "weights"}}
-    return PublishedConfig(genotype, args, sha, extra)
+    cfg = data.get("pretrained_cfg")
+    if cfg is not None and not isinstance(cfg, dict):
+        raise GdasError(f"{source}: pretrained_cfg must be an object")
+    extra = {k: v for k, v in data.items() if k not in {"genotype", "network", "weights", "pretrained_cfg"}}
+    return PublishedConfig(genotype, args, sha, extra, cfg)
+
+
+def network_cfg(config: PublishedConfig, source: str) -> dict[str, Any]:
+    """The stored pretrained_cfg checked against the network (the layout's defaults where it has none)."""
+    assert config.args is not None
+    stored = dict(config.pretrained_cfg or {})
+    if stored.get("num_classes", config.args.num_classes) != config.args.num_classes:
+        raise GdasError(
+            f"{source}: pretrained_cfg.num_classes is {stored['num_classes']}, "
+            f"but the network has {config.args.num_classes} classes"
+        )
+    for key in ("input_size", "mean", "std"):
+        if isinstance(stored.get(key), list):
+            stored[key] = tuple(stored[key])
+    try:
+        return pretrained_cfg_for(config.args, **stored)
+    except GdasError as err:
+        raise GdasError(f"{source}: {err}") from None
 
 
 def read_config(path: Path, label: str) -> PublishedConfig:
@@ -114,6 +156,8 @@ def load_published_model(
 ) -> GdasNetwork:
     """Check config, genotype file, header and hashes against each other; build; load strictly."""
     config = read_config(config_path, f"{label}/{CONFIG_FILE}")
+    if config.args is None:
+        raise GdasError(f"{label}: a genotype published alone, without weights; build it with gdas_cli.build_network")
     if genotype_path is not None:
         try:
             text = read_text(Path(genotype_path), "genotype file")
@@ -151,7 +195,7 @@ def load_published_model(
         raise GdasError(
             f"{label_file}: weights were saved for network {header_args}, but {CONFIG_FILE} says {config.args}"
         )
-    model = GdasNetwork(config.genotype, config.args)
+    model = GdasNetwork(config.genotype, config.args, pretrained_cfg=network_cfg(config, f"{label}/{CONFIG_FILE}"))
     state = read_tensors(weights_path, map_location, label=label_file)
     try:
         load_state_strict(model, state, f"genotype {config.genotype.ref}", label_file)
@@ -188,9 +232,10 @@ def default_files(has_weights: bool) -> dict[str, str]:
         GENOTYPE_FILE: "the genotype (schema gdas-genotype v1)",
         CELL_IMAGE: "the cell drawing",
         CARD_FILE: "this card",
+        CONFIG_FILE: "the genotype, network arguments and pretrained_cfg (schema gdas-hub-config v1)",
     }
     if has_weights:
-        files[CONFIG_FILE] = "genotype and network arguments (schema gdas-hub-config v1), sha256 of the weights"
+        files[CONFIG_FILE] += ", sha256 of the weights"
         files[WEIGHTS_FILE] = "weights; the safetensors header holds the genotype and network arguments too"
     return files
 
@@ -210,6 +255,7 @@ class GdasNetwork(CellNetwork):
         inner = getattr(network, "module", network)
         model = cls(inner.genotype, inner.args)
         load_state_strict(model, inner.state_dict(), f"genotype {inner.genotype.ref}", "network")
+        model.pretrained_cfg = dict(inner.pretrained_cfg)
         return model
 
     @classmethod
@@ -217,8 +263,9 @@ class GdasNetwork(CellNetwork):
         return cls.from_network(load_published_folder(folder, map_location=map_location)).eval()
 
     def save_folder(self, folder: Path) -> None:
-        """model.safetensors, config.json (with the weights' sha256), genotype.json and cell.png."""
+        """model.safetensors, config.json (with the weights' sha256 and `pretrained_cfg`), genotype.json, cell.png."""
         folder = Path(folder)
         save_network(self, folder / WEIGHTS_FILE)
-        write_json(folder / CONFIG_FILE, make_config(self.genotype, self.args, sha256_file(folder / WEIGHTS_FILE)))
+        digest = sha256_file(folder / WEIGHTS_FILE)
+        write_json(folder / CONFIG_FILE, make_config(self.genotype, self.args, digest, dict(self.pretrained_cfg)))
         write_genotype_files(self.genotype, folder)

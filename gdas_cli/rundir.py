@@ -7,7 +7,8 @@
     <run>/split.json           CNN search runs: the recorded train/valid split
     <run>/genotype.json        search runs, once finished: the searched genotype
     <run>/checkpoint/last/     the newest checkpoint (what --resume continues)
-    <run>/checkpoint/best/     the checkpoint the engine chose by the task's own metric
+    <run>/checkpoint/best/     the checkpoint the engine chose by the task's own metric (final training:
+                               validation top-1, only with --val-split; split.json records the split)
         model.safetensors      weights (weights.py format)
         averaged.safetensors   language models on ASGD: the averaged weights
         state.pt               optimizer, scheduler, RNG and position (loaded with weights_only=True)
@@ -135,6 +136,16 @@ def verify_checkpoint(folder: Path) -> None:
             raise GdasError(f"{path}: missing; {PROGRESS_FILE} lists it, so the checkpoint is incomplete")
         if sha256_file(path) != want:
             raise GdasError(f"{path}: sha256 does not match {PROGRESS_FILE}; the file is corrupted")
+
+
+def checkpoint_choice(which: str | None, task: dict[str, Any]) -> str | None:
+    """Which split chose these weights: the validation split for checkpoint/best, none for the final epoch."""
+    if which == "best":
+        seed = task.get("split_seed")
+        return f"best validation top-1 ({task.get('val_split')} training images held out, seed {seed})"
+    if which == "last":
+        return "final epoch (no selection)"
+    return None
 
 
 @dataclass(frozen=True)

@@ -4,33 +4,38 @@ Each model is one JSON file in the top-level `zoo/` folder (shipped in the wheel
 `gdas_cli/zoo`), schema `gdas-zoo-entry` version 1:
 
     name, description, genotype (a genotype ref, e.g. "gdas_frc@1.0.0"), network (NetworkArgs),
-    dataset, input_size, weights (null, or {repo_id, revision, sha256, file, [tag]}),
+    dataset, input_size, weights (null; {repo_id, revision, sha256, file, [tag]} for a Hub repo;
+    or {folder, sha256} for an exported folder shipped in the package, relative to the entry's file),
     metrics ({name: {value, source: paper|counted|measured, reference, [unit]}})
 
 An entry whose `weights` is null is genotype-only: `create_model(name)` builds it untrained and
-`pretrained=True` is an error. Weights are downloaded from the Hub at the pinned revision and their
-sha256 is checked before they are loaded (strictly). Folders listed in GDAS_ZOO_PATH
+`pretrained=True` is an error. Weights are downloaded from the Hub at the pinned revision (or read
+from the package's `zoo/weights/`, offline) and their sha256 is checked before they are loaded
+(strictly). Folders listed in GDAS_ZOO_PATH
 (os.pathsep-separated) add entries of your own.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
+import json
 import os
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
-
-from torch import nn
+from typing import Any
 
 from . import hub
 from .errors import GdasError
 from .genotype import HUB_PREFIX, Genotype, data_dir
 from .jsonio import read_json
 from .models import NetworkArgs
-from .published import GdasNetwork
+from .published import CONFIG_FILE, GdasNetwork, PublishedConfig, load_published_folder, read_config
 from .refs import load_genotype
+from .rundir import resolve
+from .weights import WEIGHTS_FILE, load_network, load_state_strict, read_metadata, read_tensors
 
 ZOO_SCHEMA = "gdas-zoo-entry"
 ZOO_SCHEMA_VERSION = 1
@@ -59,13 +64,15 @@ ARCH_OPTIONS = ("net", "C", "layers", "auxiliary")
 
 @dataclass(frozen=True)
 class ZooWeights:
-    """Where an entry's weights live: a Hub repo at a pinned revision, and the file's sha256."""
+    """Where an entry's weights live: a Hub repo at a pinned revision, or an exported folder shipped
+    beside the entry (`folder`, relative to it); and the weights file's sha256."""
 
-    repo_id: str
-    revision: str
     sha256: str
+    repo_id: str | None = None
+    revision: str | None = None
     file: str = "model.safetensors"
     tag: str | None = None
+    folder: str | None = None
 
 
 @dataclass(frozen=True)
@@ -152,7 +159,9 @@ class _EntryReader:
             return None
         if not isinstance(data, dict):
             raise self.fail("weights", "must be null (genotype-only) or {repo_id, revision, sha256, file}")
-        allowed = {f.name for f in dataclasses.fields(ZooWeights)}
+        if "folder" in data:
+            return self.packaged_weights(data)
+        allowed = {f.name for f in dataclasses.fields(ZooWeights)} - {"folder"}
         if set(data) - allowed or not {"repo_id", "revision", "sha256"} <= set(data):
             raise self.fail("weights", f"needs repo_id, revision and sha256 (optional: file, tag), got {sorted(data)}")
         if not isinstance(data["repo_id"], str) or not _REPO_RE.match(data["repo_id"]):
@@ -164,6 +173,16 @@ class _EntryReader:
         if data.get("file", "model.safetensors") != "model.safetensors":
             raise self.fail("weights.file", "gdas publishes model.safetensors")
         return ZooWeights(**data)
+
+    def packaged_weights(self, data: dict[str, Any]) -> ZooWeights:
+        if set(data) != {"folder", "sha256"}:
+            raise self.fail("weights", f"a shipped folder needs folder and sha256 only, got {sorted(data)}")
+        folder = data["folder"]
+        if not isinstance(folder, str) or not folder or Path(folder).is_absolute() or ".." in Path(folder).parts:
+            raise self.fail("weights.folder", f"{folder!r} must be a relative path inside the zoo folder")
+        if not isinstance(data["sha256"], str) or not _SHA256_RE.match(data["sha256"]):
+            raise self.fail("weights.sha256", "must be 64 lower-case hex digits")
+        return ZooWeights(sha256=data["sha256"], folder=folder)
 
     def metrics(self, data: Any, has_weights: bool) -> dict[str, ZooMetric]:
         if not isinstance(data, dict):
@@ -233,10 +252,33 @@ def get_entry(name: str) -> ZooEntry:
     raise GdasError(f"{name!r}: unknown model{hint}; known: {', '.join(sorted(entries))}")
 
 
-def list_models(pretrained: bool | None = None) -> list[str]:
-    """Model names, sorted. pretrained=True: only those with published weights; False: only genotype-only ones."""
-    entries = load_zoo().values()
-    return sorted(e.name for e in entries if pretrained is None or e.pretrained == pretrained)
+def _patterns(value: str | Sequence[str]) -> list[str]:
+    return [value] if isinstance(value, str) else list(value)
+
+
+def list_models(
+    filter: str | Sequence[str] = "", pretrained: bool = False, exclude_filters: str | Sequence[str] = ()
+) -> list[str]:
+    """Model names, sorted, as timm's `list_models`.
+
+    Args:
+        filter: shell-style pattern(s) (fnmatch: `*frc*`, `gdas_?ifar10`); a name matching any is kept.
+            Empty: every model.
+        pretrained: only the models with published weights.
+        exclude_filters: pattern(s); a name matching any is dropped.
+    """
+    include = [p for p in _patterns(filter) if p]
+    exclude = _patterns(exclude_filters)
+    names = []
+    for entry in load_zoo().values():
+        if pretrained and not entry.pretrained:
+            continue
+        if include and not any(fnmatch.fnmatchcase(entry.name, p) for p in include):
+            continue
+        if any(fnmatch.fnmatchcase(entry.name, p) for p in exclude):
+            continue
+        names.append(entry.name)
+    return sorted(names)
 
 
 def _args_with(args: NetworkArgs, num_classes: int | None, overrides: dict[str, Any], what: str) -> NetworkArgs:
@@ -251,19 +293,6 @@ def _args_with(args: NetworkArgs, num_classes: int | None, overrides: dict[str, 
     return NetworkArgs.from_dict(values, what)
 
 
-def _new_head(model: GdasNetwork, num_classes: int) -> GdasNetwork:
-    """Replace the classifiers (main and auxiliary) with fresh ones for `num_classes` classes, as timm does."""
-    if num_classes == model.args.num_classes:
-        return model
-    # a published model has classes, so both classifiers are linear layers
-    model.classifier = nn.Linear(cast(nn.Linear, model.classifier).in_features, num_classes)
-    if model.aux_head is not None:
-        last = len(model.aux_head) - 1
-        model.aux_head[last] = nn.Linear(cast(nn.Linear, model.aux_head[last]).in_features, num_classes)
-    model.args = dataclasses.replace(model.args, num_classes=num_classes)
-    return model
-
-
 def _check_pretrained_overrides(what: str, overrides: dict[str, Any], args: NetworkArgs) -> None:
     changed = [k for k, v in overrides.items() if v is not None and getattr(args, k, v) != v]
     if changed:
@@ -273,58 +302,179 @@ def _check_pretrained_overrides(what: str, overrides: dict[str, Any], args: Netw
         )
 
 
-def _create_from_hub(ref_text: str, pretrained: bool, num_classes: int | None, overrides: dict[str, Any]) -> nn.Module:
+@dataclass(frozen=True)
+class _Source:
+    """What `create_model` was asked for: how to describe it (untrained) and how to load its weights."""
+
+    label: str
+    describe: Callable[[], tuple[Genotype, NetworkArgs]]
+    load: Callable[[], GdasNetwork]
+
+
+def _described(config: PublishedConfig, label: str) -> tuple[Genotype, NetworkArgs]:
+    if config.args is None:
+        raise GdasError(
+            f"{label}: a genotype published alone (no network); build it with "
+            "gdas_cli.build_network(genotype, NetworkArgs(...)) or train it with gdas train"
+        )
+    return config.genotype, config.args
+
+
+def _hub_source(ref_text: str) -> _Source:
     ref = hub.parse_ref(ref_text)
-    if not pretrained:
-        config = hub.load_hub_config(ref)
-        return GdasNetwork(config.genotype, _args_with(config.args, num_classes, overrides, ref.label))
-    _args_with(NetworkArgs(), None, overrides, ref.label)  # unknown option names fail before downloading
-    model, _ = hub.load_hub_model(ref)
-    _check_pretrained_overrides(ref.label, overrides, model.args)
-    return _new_head(model, num_classes) if num_classes else model
+
+    def describe() -> tuple[Genotype, NetworkArgs]:
+        return _described(hub.load_hub_config(ref), ref.label)
+
+    return _Source(ref.label, describe, lambda: hub.load_hub_model(ref)[0])
 
 
-def _create_from_entry(
-    entry: ZooEntry, pretrained: bool, num_classes: int | None, overrides: dict[str, Any]
-) -> nn.Module:
-    genotype: Genotype = load_genotype(entry.genotype)
-    if not pretrained:
-        return GdasNetwork(genotype, _args_with(entry.network, num_classes, overrides, entry.name))
+def _folder_source(folder: Path) -> _Source:
+    if not (folder / CONFIG_FILE).is_file():
+        raise GdasError(f"{folder}: not an exported model folder (no {CONFIG_FILE}; `gdas export` writes one)")
+
+    def describe() -> tuple[Genotype, NetworkArgs]:
+        return _described(read_config(folder / CONFIG_FILE, f"{folder}/{CONFIG_FILE}"), str(folder))
+
+    def load() -> GdasNetwork:
+        if not (folder / WEIGHTS_FILE).is_file():
+            raise GdasError(f"{folder}: a genotype-only export (no {WEIGHTS_FILE}); use pretrained=False")
+        return load_published_folder(folder)
+
+    return _Source(str(folder), describe, load)
+
+
+def _load_entry_weights(entry: ZooEntry, genotype: Genotype) -> GdasNetwork:
     if entry.weights is None:
         raise GdasError(
             f"{entry.name}: no pretrained weights are published for this model yet (a genotype-only zoo entry); "
             "use pretrained=False for random weights, or train it: "
             f"gdas train {entry.dataset} --genotype {entry.genotype}"
         )
-    _args_with(entry.network, None, overrides, entry.name)
-    _check_pretrained_overrides(entry.name, overrides, entry.network)
-    ref = hub.HubRef(entry.weights.repo_id, entry.weights.revision)
-    model, _ = hub.load_hub_model(ref, expected_sha256=entry.weights.sha256)
+    if entry.weights.folder is not None:  # shipped in the package: no network needed
+        folder = entry.path.parent / entry.weights.folder
+        model = load_published_folder(folder, expected_sha256=entry.weights.sha256)
+        where = str(folder)
+    else:
+        assert entry.weights.repo_id is not None and entry.weights.revision is not None
+        ref = hub.HubRef(entry.weights.repo_id, entry.weights.revision)
+        model, _ = hub.load_hub_model(ref, expected_sha256=entry.weights.sha256)
+        where = ref.label
     if model.genotype != genotype or model.args != entry.network:
         raise GdasError(
-            f"{entry.name}: {ref.label} holds {model.genotype.ref} with {model.args}, but the zoo entry "
+            f"{entry.name}: {where} holds {model.genotype.ref} with {model.args}, but the zoo entry "
             f"says {genotype.ref} with {entry.network}"
         )
-    return _new_head(model, num_classes) if num_classes else model
+    return model
+
+
+def _entry_source(entry: ZooEntry) -> _Source:
+    def load() -> GdasNetwork:
+        return _load_entry_weights(entry, load_genotype(entry.genotype))
+
+    return _Source(entry.name, lambda: (load_genotype(entry.genotype), entry.network), load)
+
+
+def _source(name_or_ref: str | Path) -> _Source:
+    text = str(name_or_ref)
+    if not text:
+        raise GdasError("create_model: expected a model name, hf-hub:org/name@rev or an exported folder, got ''")
+    if text.startswith(HUB_PREFIX):
+        return _hub_source(text)
+    path = Path(text).expanduser()
+    if path.is_dir():
+        return _folder_source(path)
+    if isinstance(name_or_ref, Path) or os.sep in text or path.exists():
+        raise GdasError(f"{text}: no such exported model folder")
+    return _entry_source(get_entry(text))
+
+
+def _load_checkpoint(model: GdasNetwork, checkpoint_path: str | Path) -> None:
+    """timm's checkpoint_path: weights loaded strictly over the model as built (a file or an exported folder)."""
+    path = Path(checkpoint_path).expanduser()
+    weights = path / WEIGHTS_FILE if path.is_dir() else path
+    genotype, args = read_metadata(weights)
+    if genotype != model.genotype or args != model.args:
+        raise GdasError(
+            f"checkpoint_path {weights}: holds {genotype.ref} with {args}, but the model is "
+            f"{model.genotype.ref} with {model.args}"
+        )
+    state = read_tensors(weights, label=str(weights))
+    load_state_strict(model, state, f"genotype {model.genotype.ref}", str(weights))
 
 
 def create_model(
-    name_or_ref: str, pretrained: bool = False, num_classes: int | None = None, **overrides: Any
-) -> nn.Module:
-    """Build a zoo model by name, or a published one by `hf-hub:org/name[@rev]`, timm-style.
+    name_or_ref: str | Path,
+    pretrained: bool = False,
+    num_classes: int | None = None,
+    in_chans: int | None = None,
+    drop_path_rate: float | None = None,
+    checkpoint_path: str | Path | None = None,
+    **kwargs: Any,
+) -> GdasNetwork:
+    """Build a model, timm-style: a zoo name, a published one (`hf-hub:org/name[@rev]`) or an exported folder.
 
     Args:
-        name_or_ref: a name from `list_models()`, or `hf-hub:org/name@rev`.
-        pretrained: load the published weights (strict; sha256-checked for zoo entries). The model
-            is returned in eval mode; without weights it is freshly initialised, in train mode.
-        num_classes: a new classifier head for this many classes (re-initialised if it differs).
-        **overrides: `net`, `C`, `layers`, `auxiliary` for an untrained model.
+        name_or_ref: a name from `list_models()`, `hf-hub:org/name@rev`, or a folder `gdas export` wrote.
+        pretrained: load the published weights (strict; sha256-checked). Like timm, the model is returned
+            in train mode either way: call `.eval()` before inference.
+        num_classes: a classifier for this many classes. With pretrained weights every other weight is
+            kept and the classifier (and auxiliary classifier) is fresh (`reset_classifier`); 0 removes it.
+        in_chans: input channels; these networks take 3 (RGB), anything else is an error.
+        drop_path_rate: drop-path probability of the cells (training ramps it itself).
+        checkpoint_path: a weights file (or exported folder) loaded strictly over the built model.
+        **kwargs: `net`, `C`, `layers`, `auxiliary` for an untrained model.
 
     Returns a `gdas_cli.published.GdasNetwork` (a CellNetwork that saves the published format;
     `gdas_cli.hub.HubNetwork.from_network(model)` adds `push_to_hub`).
     """
-    if not isinstance(name_or_ref, str) or not name_or_ref:
-        raise GdasError(f"create_model: expected a model name or hf-hub:org/name@rev, got {name_or_ref!r}")
-    if name_or_ref.startswith(HUB_PREFIX):
-        return _create_from_hub(name_or_ref, pretrained, num_classes, overrides)
-    return _create_from_entry(get_entry(name_or_ref), pretrained, num_classes, overrides)
+    if not isinstance(name_or_ref, (str, Path)):
+        raise GdasError(f"create_model: expected a model name, hf-hub:org/name@rev or a folder, got {name_or_ref!r}")
+    if in_chans not in (None, 3):
+        raise GdasError(f"in_chans {in_chans!r}: these networks take 3-channel (RGB) images; convert the input")
+    if drop_path_rate is not None and not 0 <= drop_path_rate < 1:
+        raise GdasError(f"drop_path_rate must be in [0, 1), got {drop_path_rate}")
+    source = _source(name_or_ref)
+    _args_with(NetworkArgs(), None, kwargs, source.label)  # unknown option names fail before downloading
+    if pretrained:
+        model = source.load()
+        _check_pretrained_overrides(source.label, kwargs, model.args)
+        if num_classes is not None and num_classes != model.num_classes:
+            model.reset_classifier(num_classes)
+    else:
+        genotype, args = source.describe()
+        model = GdasNetwork(genotype, _args_with(args, num_classes, kwargs, source.label))
+    if drop_path_rate is not None:
+        model.drop_path_prob = drop_path_rate
+    if checkpoint_path is not None:
+        _load_checkpoint(model, checkpoint_path)
+    return model.train()
+
+
+def load_init(ref: str) -> tuple[GdasNetwork, dict[str, Any]]:
+    """The weights `gdas train --init REF` starts from, and where they came from (for the run's config.json).
+
+    REF: a zoo name with weights, `hf-hub:org/name[@rev]`, an exported folder, or a checkpoint (a
+    weights file, a checkpoint folder or a training run's checkpoint/last). Everything is loaded strictly.
+    """
+    path = Path(ref).expanduser()
+    published = path.is_dir() and (path / CONFIG_FILE).is_file() and not _is_run(path)
+    if not ref.startswith(HUB_PREFIX) and path.exists() and not published:
+        found = resolve(path, prefer=("last",))
+        model = GdasNetwork.from_network(load_network(found.weights))
+        return model, {"ref": ref, "kind": "checkpoint", "weights": str(found.weights.resolve())}
+    model = create_model(ref, pretrained=True)
+    kind = "hub" if ref.startswith(HUB_PREFIX) else "folder" if path.is_dir() else "zoo"
+    info: dict[str, Any] = {"ref": ref, "kind": kind}
+    if kind == "zoo":
+        weights = get_entry(ref).weights
+        info["sha256"] = weights.sha256 if weights is not None else None
+    return model, info
+
+
+def _is_run(path: Path) -> bool:
+    """A training run folder (its config.json is a run config, not a published one)."""
+    try:
+        return isinstance(json.loads((path / CONFIG_FILE).read_text(encoding="utf-8")).get("engine"), dict)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+        return False

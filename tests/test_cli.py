@@ -174,7 +174,7 @@ def test_help_teaches_at_80_columns(path, command):
 @pytest.mark.parametrize("args, option, choice", [
     (("eval", "run"), "--device", "cuda"), (("search", "cnn"), "--sampling", "sample_cell"),
     (("derive", "run"), "--rule", "pairs"), (("genotypes", "info", "gdas"), "--net", "wt2"),
-    (("train", "digits"), "--precision", "bf16"), (("export", "run"), "--format", "torchscript"),
+    (("train", "digits"), "--precision", "bf16"), (("export", "run"), "--format", "pt2"),
 ])
 def test_fixed_choices_are_enforced_by_name(args, option, choice):
     """Options with fixed choices refuse anything else on one line that lists the choices."""

@@ -1,5 +1,6 @@
 """`gdas export`: sources (run folder, checkpoint, genotype), the published folder and its model
-card, ONNX and TorchScript files that match PyTorch, and failures that leave nothing behind.
+card, ONNX and torch.export files that match PyTorch (with their sidecar JSON), self-describing
+configs (pretrained_cfg), `gdas eval EXPORT_DIR`, and failures that leave nothing behind.
 
 Runs are laid out as gdas_cli/engine.py writes them (config.json, metrics.jsonl with test_top1 and
 test_top5 in percent, checkpoint/{best,last}/model.safetensors) from tiny real networks.
@@ -44,10 +45,28 @@ def run_dir(tmp_path, tiny_checkpoint):
     (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in RECORDS))
     config = {
         "kind": "train", "gdas_version": "0.1.0", "torch_version": torch.__version__, "created": "2025-01-01T12:00:00",
-        "engine": {"epochs": 3, "seed": 7}, "task": {"dataset": "digits", "epochs": 3, "batch_size": 64, "lr": 0.05},
+        "engine": {"epochs": 3, "seed": 7},
+        "task": {"dataset": "digits", "epochs": 3, "batch_size": 64, "lr": 0.05, "val_split": 300, "split_seed": 7,
+                 "mean": [0.1, 0.2, 0.3],
+                 "std": [0.4, 0.5, 0.6], "label_names": [f"digit {i}" for i in range(10)]},
     }
     (run / "config.json").write_text(json.dumps(config))
     return run
+
+
+def test_without_a_validation_split_a_run_exports_its_final_epoch(run_dir, tmp_path):
+    config = json.loads((run_dir / "config.json").read_text())
+    del config["task"]["val_split"]
+    (run_dir / "config.json").write_text(json.dumps(config))  # best was then chosen on the test split: not used
+    source = resolve_source(run_dir)
+    assert source.weights == run_dir / "checkpoint" / "last" / "model.safetensors"
+    assert source.training["checkpoint"] == "last (epoch 3)"
+    assert source.training["checkpoint chosen on"] == "final epoch (no selection)"
+    assert {r.metric: r.value for r in source.results} == {"top1_error": 40.0, "top5_error": 3.0}
+    out = tmp_path / "out"
+    export(ExportRequest(source=str(run_dir), output=out))
+    assert json.loads((out / "config.json").read_text())["checkpoint_choice"] == "final epoch (no selection)"
+    assert "the final epoch" in (out / "README.md").read_text()
 
 
 def logits(model, seed=0):
@@ -61,7 +80,7 @@ def test_run_dir_source_prefers_best_and_reads_that_epoch(run_dir):
     assert source.kind == "run" and source.weights == run_dir / "checkpoint" / "best" / "model.safetensors"
     assert source.dataset == "digits" and source.genotype.ref == "gdas_frc@1.0.0"
     assert {r.metric: r.value for r in source.results} == {"top1_error": 30.0, "top5_error": 5.0}
-    assert all("epoch 2 (best checkpoint)" in r.source for r in source.results)
+    assert all("epoch 2 (best checkpoint: chosen on the validation split)" in r.source for r in source.results)
     assert source.training["seed"] == 7 and source.training["checkpoint"] == "best (epoch 2)"
 
 
@@ -135,7 +154,12 @@ def test_export_run_writes_the_published_format(run_dir, tmp_path):
     assert stat.S_IMODE((out / "model.safetensors").stat().st_mode) & 0o044 == 0o044  # readable, not 0600
 
     card = ModelCard.load(out / "README.md")
-    assert card.data.library_name == "gdas-cli" and card.data.license == "mit"
+    assert card.data.library_name == "gdas-cli" and card.data.license == "other"  # no --license: none claimed
+    cfg = json.loads((out / "config.json").read_text())["pretrained_cfg"]
+    assert cfg["mean"] == [0.1, 0.2, 0.3] and cfg["std"] == [0.4, 0.5, 0.6] and cfg["dataset"] == "digits"
+    assert cfg["label_names"][9] == "digit 9" and cfg["num_classes"] == 10 and cfg["input_size"] == [3, 32, 32]
+    assert cfg["license"] is None and cfg["source"].startswith("gdas train run train-digits-test")
+    assert loaded.pretrained_cfg["mean"] == (0.1, 0.2, 0.3) and loaded.pretrained_cfg["label_names"] == cfg["label_names"]
     assert {"gdas", "neural-architecture-search", "model_hub_mixin"} <= set(card.data.tags)
     assert card.data.metrics == ["top1-error", "top5-error"]
     assert {(r.metric_type, r.metric_value) for r in card.data.eval_results} == {("top1-error", 30.0), ("top5-error", 5.0)}
@@ -150,7 +174,10 @@ def test_export_run_writes_the_published_format(run_dir, tmp_path):
 def test_export_genotype_alone(tmp_path):
     out = tmp_path / "cell"
     result = export(ExportRequest(source="gdas", output=out))
-    assert result.files == ["README.md", "cell.png", "genotype.json"] and result.source.weights is None
+    assert result.files == ["README.md", "cell.png", "config.json", "genotype.json"] and result.source.weights is None
+    config = parse_config((out / "config.json").read_text(), "config.json")
+    assert config.args is None and config.weights_sha256 is None and config.genotype == load_genotype("gdas")
+    assert config.pretrained_cfg["source"] == "genotype gdas@1.0.0" and config.pretrained_cfg["mean"] is None
     assert load_genotype(str(out / "genotype.json")) == load_genotype("gdas")
     card = ModelCard.load(out / "README.md")
     assert "genotype-only" in card.data.tags and card.data.library_name == "gdas-cli"
@@ -158,16 +185,20 @@ def test_export_genotype_alone(tmp_path):
     assert "gdas eval" not in card.text
 
 
-@pytest.mark.filterwarnings("ignore::FutureWarning")  # torch 2.14 marks torch.jit as deprecated
-def test_onnx_and_torchscript_match_pytorch(tmp_path):
+def test_onnx_and_pt2_match_pytorch(tmp_path):
     pytest.importorskip("onnx")
     pytest.importorskip("onnxscript")
     # the ONNX exporter's time grows with the graph: 3 cells (both reduction cells) and no aux head
     weights = tmp_path / "small.safetensors"
     save_network(build_network(load_genotype("gdas"), NetworkArgs(C=8, layers=3, auxiliary=False)), weights)
     out = tmp_path / "exported"
-    result = export(ExportRequest(source=str(weights), output=out, formats=("onnx", "torchscript")))
-    assert {"model.onnx", "model_torchscript.pt"} <= set(result.files)
+    result = export(ExportRequest(source=str(weights), output=out, formats=("onnx", "pt2"), license="apache-2.0"))
+    assert {"model.onnx", "model.onnx.json", "model.pt2", "model.pt2.json"} <= set(result.files)
+    assert ModelCard.load(out / "README.md").data.license == "apache-2.0"
+    for name in ("model.onnx.json", "model.pt2.json"):
+        sidecar = json.loads((out / name).read_text())
+        assert sidecar["pretrained_cfg"] == json.loads((out / "config.json").read_text())["pretrained_cfg"]
+        assert sidecar["pretrained_cfg"]["license"] == "apache-2.0" and sidecar["input"]["shape"] == ["batch", 3, 32, 32]
     config = json.loads((out / "config.json").read_text())
     assert config["exports"]["onnx"]["opset"] == 18 and config["exports"]["onnx"]["file"] == "model.onnx"
     assert "model.onnx" in (out / "README.md").read_text()
@@ -176,8 +207,8 @@ def test_onnx_and_torchscript_match_pytorch(tmp_path):
     x = torch.randn(5, 3, 32, 32, generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
         expected = model(x)
-    scripted = torch.jit.load(str(out / "model_torchscript.pt"))
-    torch.testing.assert_close(scripted(x), expected, atol=1e-4, rtol=1e-3)
+    program = torch.export.load(str(out / "model.pt2")).module()  # batch 5: the batch axis is dynamic
+    torch.testing.assert_close(program(x), expected, atol=1e-4, rtol=1e-3)
     if importlib.util.find_spec("onnxruntime") is None:
         assert "onnxruntime is not installed" in config["exports"]["onnx"]["checked"]
         return
@@ -204,19 +235,19 @@ def test_existing_output_needs_overwrite(tiny_checkpoint, tmp_path):
 @pytest.mark.parametrize("failure", [GdasError("exporter broke"), KeyboardInterrupt()])
 def test_a_failed_export_leaves_nothing(tiny_checkpoint, tmp_path, monkeypatch, failure):
     def broken(model, folder, sample, check):
-        (folder / "model_torchscript.pt").write_bytes(b"half")
+        (folder / "model.pt2").write_bytes(b"half")
         raise failure
 
-    monkeypatch.setitem(export_module.EXPORTERS, "torchscript", broken)
+    monkeypatch.setitem(export_module.EXPORTERS, "pt2", broken)
     with pytest.raises(type(failure)):
-        export(ExportRequest(source=str(tiny_checkpoint()), output=tmp_path / "out", formats=("torchscript",)))
+        export(ExportRequest(source=str(tiny_checkpoint()), output=tmp_path / "out", formats=("pt2",)))
     assert list(tmp_path.iterdir()) == []
 
 
 def test_a_mismatching_export_is_refused(tiny_checkpoint, tmp_path, monkeypatch):
     monkeypatch.setattr(export_module, "ATOL", -1.0)  # no output can match: the real check must refuse
-    with pytest.raises(GdasError, match="model_torchscript.pt: outputs differ from PyTorch's"):
-        export(ExportRequest(source=str(tiny_checkpoint()), output=tmp_path / "out", formats=("torchscript",)))
+    with pytest.raises(GdasError, match="model.pt2: outputs differ from PyTorch's"):
+        export(ExportRequest(source=str(tiny_checkpoint()), output=tmp_path / "out", formats=("pt2",)))
     assert list(tmp_path.iterdir()) == []
 
 
@@ -267,3 +298,21 @@ def test_cli_export_and_one_line_errors(run_dir, tmp_path):
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "nothing-here" in lines[0]
     assert not (tmp_path / "x").exists()
+
+
+def test_an_export_folder_is_enough_to_evaluate_and_load(run_dir, tmp_path):
+    from gdas_cli import create_model
+
+    out = tmp_path / "published"
+    export(ExportRequest(source=str(run_dir), output=out))
+    for target in (out, out / "model.safetensors"):  # the data set comes from config.json
+        result = runner.invoke(app, ["eval", str(target), "--limit-batches", "1", "--device", "cpu", "--json"])
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.output)["dataset"] == "digits"
+    model = create_model(out, pretrained=True)
+    assert model.training and model.pretrained_cfg["dataset"] == "digits"
+    assert torch.equal(logits(model), logits(load_network(run_dir / "checkpoint" / "best" / "model.safetensors")))
+    assert create_model(str(out)).args == model.args  # untrained, same architecture
+    (out / "model.safetensors").write_bytes(b"not the published file")
+    with pytest.raises(GdasError, match="model.safetensors"):
+        create_model(out, pretrained=True)

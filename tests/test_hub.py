@@ -107,7 +107,7 @@ def test_push_makes_one_tagged_commit_per_version(published, loopback_hub):
 def test_create_model_and_genotype_from_each_tag(published, fresh_cache):
     for tag, genotype in (("v1", "gdas_frc@1.0.0"), ("v2", "gdas@1.0.0")):
         model = create_model(f"hf-hub:{REPO}@{tag}", pretrained=True)
-        assert isinstance(model, GdasNetwork) and not model.training
+        assert isinstance(model, GdasNetwork) and model.training  # timm returns pretrained models in train mode
         assert model.genotype.ref == genotype
         assert torch.equal(logits(model), logits(load_network(published["weights"][tag])))
         assert load_genotype(f"hf-hub:{REPO}@{tag}").ref == genotype
@@ -135,6 +135,9 @@ def test_create_model_options_on_a_hub_model(published, fresh_cache):
     assert untrained.genotype.ref == "gdas_frc@1.0.0" and untrained.args.C == 16 and untrained.training
     new_head = create_model(f"hf-hub:{REPO}@v1", pretrained=True, num_classes=3)
     assert new_head.args.num_classes == 3 and logits(new_head).shape == (4, 3)
+    kept = create_model(f"hf-hub:{REPO}@v1", pretrained=True).state_dict()
+    changed = [k for k, v in new_head.state_dict().items() if k not in kept or not torch.equal(v, kept[k])]
+    assert changed and all(k.startswith(("classifier.", "aux_head.")) for k in changed)  # only the classifiers
     with pytest.raises(GdasError, match="C cannot change with pretrained weights"):
         create_model(f"hf-hub:{REPO}@v1", pretrained=True, C=16)
 
@@ -182,7 +185,7 @@ def test_offline_reload_from_the_cache(published, fresh_cache, loopback_hub):
     before = len(loopback_hub.state.requests)
     code = (
         "import torch, gdas_cli;"
-        f"m = gdas_cli.create_model('hf-hub:{REPO}@v1', pretrained=True);"
+        f"m = gdas_cli.create_model('hf-hub:{REPO}@v1', pretrained=True).eval();"
         "x = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(0));"
         "print(m.genotype.ref, m(x).sum().item());"
         f"print(gdas_cli.load_genotype('hf-hub:{REPO}@v2').ref)"
@@ -349,7 +352,13 @@ def test_a_new_version_replaces_the_files_of_the_last(published, tiny_checkpoint
     result = run("export", "gdas", "--push-to-hub", "test-org/replace", "--tag", "v3")
     assert result.exit_code == 0, result.output
     files = set(HfApi().list_repo_files("test-org/replace", revision="v3"))
-    assert files == {".gitattributes", "README.md", "cell.png", "genotype.json"}  # v2's weights are gone
+    assert files == {".gitattributes", "README.md", "cell.png", "config.json", "genotype.json"}  # v2's weights are gone
+    config = json.loads(open(huggingface_hub.hf_hub_download("test-org/replace", "config.json", revision="v3")).read())
+    assert config["network"] is None and config["pretrained_cfg"]["source"] == "genotype gdas@1.0.0"
+    with pytest.raises(GdasError, match="has no model.safetensors at this revision"):
+        create_model("hf-hub:test-org/replace@v3", pretrained=True)
+    with pytest.raises(GdasError, match="a genotype published alone"):
+        create_model("hf-hub:test-org/replace@v3")
     assert create_model("hf-hub:test-org/replace@v2", pretrained=True).genotype.ref == "gdas_frc@1.0.0"
 
 
@@ -417,3 +426,14 @@ def test_a_hub_that_never_answers_times_out(tmp_path):
     line = result.stdout.splitlines()[1]
     assert status == "error" and float(seconds) < 5, result.stdout + result.stderr
     assert "within 1 s" in line and "nothing of it is cached" in line and "HF_HUB_OFFLINE=1" in line, line
+
+
+def test_shipped_digits_weights_round_trip_through_the_hub(fresh_cache, token):
+    weights = ROOT / "zoo" / "weights" / "gdas_frc_digits" / "model.safetensors"
+    result = run("export", weights, "--push-to-hub", "test-org/gdas-frc-digits", "--tag", "v1", "--license", "mit")
+    assert result.exit_code == 0, result.output
+    shipped = create_model("gdas_frc_digits", pretrained=True)
+    fetched = create_model("hf-hub:test-org/gdas-frc-digits@v1", pretrained=True)
+    assert torch.equal(logits(fetched), logits(shipped))
+    for key in ("mean", "std", "label_names", "dataset", "license", "num_classes", "input_size"):
+        assert fetched.pretrained_cfg[key] == shipped.pretrained_cfg[key], key

@@ -21,7 +21,7 @@ runner = CliRunner()
 TINY = ["-C", "4", "--layers", "3", "--batch-size", "32", "--limit-train-batches", "3", "--limit-eval-batches", "2",
         "--device", "cpu", "--quiet"]
 EVAL_KEYS = {"checkpoint", "genotype", "dataset", "split", "images", "test_top1", "test_top5", "test_loss", "params",
-             "mult_adds", "images_per_s", "device", "network"}
+             "mult_adds", "images_per_s", "device", "network", "checkpoint_choice"}
 
 
 def run(*args: str):
@@ -33,7 +33,8 @@ def run(*args: str):
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> Path:
     run_dir = tmp_path_factory.mktemp("train") / "digits-run"
-    result = run("train", "digits", "--genotype", "gdas", "--epochs", "2", *TINY, "--run-dir", run_dir)
+    result = run("train", "digits", "--genotype", "gdas", "--epochs", "2", *TINY, "--val-split", "100", "--seed", "3",
+                 "--run-dir", run_dir)
     assert result.exit_code == 0, result.output
     assert f"gdas eval {run_dir}" in result.stdout
     return run_dir
@@ -53,12 +54,30 @@ def test_train_writes_the_run_directory(trained):
     assert [r["epoch"] for r in records] == [1, 2]
     for record in records:
         assert {"train_loss", "train_top1", "test_loss", "test_top1", "test_top5", "lr", "drop_path", "seconds",
-                "images_per_s"} <= set(record)
+                "images_per_s", "valid_loss", "valid_top1", "valid_top5"} <= set(record)
         assert 0 <= record["test_top1"] <= record["test_top5"] <= 100
     assert records[0]["drop_path"] == 0 and records[1]["drop_path"] == pytest.approx(RECIPES["digits"].drop_path / 2)
     assert records[1]["lr"] < records[0]["lr"]  # cosine
     genotype, args = read_metadata(trained / "checkpoint" / "last" / "model.safetensors")
     assert genotype.name == "gdas" and args.C == 4 and args.layers == 3 and args.auxiliary
+    # what a published model needs, recorded from the data; the validation split, recorded with its seed
+    assert config["task"]["label_names"] == [str(d) for d in range(10)] and len(config["task"]["mean"]) == 3
+    assert config["task"]["val_split"] == 100 and config["task"]["split_seed"] == 3
+    split = json.loads((trained / "split.json").read_text())
+    assert split["seed"] == 3 and len(split["valid"]) == 100 and len(split["train"]) == 1400
+    assert not set(split["valid"]) & set(split["train"])
+
+
+def test_without_a_validation_split_there_is_no_best(tmp_path):
+    run_dir = tmp_path / "run"
+    result = run("train", "digits", "--genotype", "gdas", "--epochs", "1", *TINY, "--run-dir", run_dir)
+    assert result.exit_code == 0, result.output
+    assert not (run_dir / "checkpoint" / "best").exists() and not (run_dir / "split.json").exists()
+    assert "valid_top1" not in json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[0])
+    refused = run("eval", run_dir, "--checkpoint", "best", "--device", "cpu")
+    assert refused.exit_code == 2 and "trained without --val-split" in refused.output
+    report = json.loads(run("eval", run_dir, "--json", "--limit-batches", "1", "--device", "cpu").stdout)
+    assert report["checkpoint_choice"] == "final epoch (no selection)" and report["split"] == "test"
 
 
 def test_eval_json_keys_and_counts(trained):
@@ -73,6 +92,9 @@ def test_eval_json_keys_and_counts(trained):
     assert report["mult_adds"] == count_mult_adds(model, (1, 3, 32, 32))
     text = run("eval", trained, "--checkpoint", "best", "--limit-batches", "1", "--device", "cpu")
     assert text.exit_code == 0 and "test_top1" in text.stdout and "mult-adds" in text.stdout
+    assert "checkpoint: best validation top-1 (100 training images held out, seed 3); measured on the test" in (
+        " ".join(text.stdout.split())
+    )
 
 
 def test_eval_matches_the_last_recorded_test_metrics(trained):

@@ -7,6 +7,7 @@ test_hub.py; every shipped entry is genotype-only until weights are published.
 
 import importlib.util
 import json
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -17,6 +18,8 @@ import torch
 
 import gdas_cli
 from gdas_cli import GdasError, create_model, list_models
+from gdas_cli.files import sha256_file
+from gdas_cli.weights import save_network
 from gdas_cli.genotype import data_dir, load_local_genotype as load_genotype
 from gdas_cli.metrics import count_mult_adds, count_parameters
 from gdas_cli.zoo import ZOO_PATH_ENV, load_zoo, read_entry
@@ -42,8 +45,8 @@ def test_entry_metadata(path):
     assert entry.name == path.stem
     genotype = load_genotype(entry.genotype)
     assert "@" in entry.genotype, "pin the genotype version, so a new genotype version cannot change the model"
-    assert entry.dataset in {"cifar10", "cifar100", "imagenet"}
-    expected_classes = {"cifar10": 10, "cifar100": 100, "imagenet": 1000}[entry.dataset]
+    assert entry.dataset in {"cifar10", "cifar100", "imagenet", "digits"}
+    expected_classes = {"cifar10": 10, "cifar100": 100, "imagenet": 1000, "digits": 10}[entry.dataset]
     assert entry.network.num_classes == expected_classes
     assert {"top1_error", "params", "mult_adds"} <= set(entry.metrics)
     for name, metric in entry.metrics.items():
@@ -52,6 +55,8 @@ def test_entry_metadata(path):
             assert metric.unit == "%" and 0 < metric.value < 100
     if entry.weights is None:
         assert not entry.pretrained and all(m.source != "measured" for m in entry.metrics.values())
+    elif entry.weights.folder is not None:  # shipped in the package: the folder is there, its hash matches
+        assert sha256_file(path.parent / entry.weights.folder / "model.safetensors") == entry.weights.sha256
     else:  # a published checkpoint is pinned to a commit and hashed
         assert len(entry.weights.revision) == 40 and len(entry.weights.sha256) == 64
 
@@ -78,12 +83,24 @@ def test_list_models_filters_on_published_weights():
     assert everything == sorted(p.stem for p in ENTRY_FILES)
     with_weights = [n for n, e in load_zoo().items() if e.pretrained]
     assert list_models(pretrained=True) == sorted(with_weights)
-    assert sorted(list_models(pretrained=False) + list_models(pretrained=True)) == everything
+    assert list_models(pretrained=False) == everything  # timm: False means "all of them"
+
+
+def test_list_models_shell_patterns_as_timm():
+    assert list_models("*frc*") == sorted(n for n in list_models() if "frc" in n) != []
+    assert list_models("gdas_frc_cifar10") == ["gdas_frc_cifar10"]
+    assert list_models(["darts_*", "*imagenet"]) == sorted(
+        n for n in list_models() if n.startswith("darts_") or n.endswith("imagenet")
+    )
+    assert list_models("gdas*", exclude_filters="*frc*") == sorted(
+        n for n in list_models() if n.startswith("gdas") and "frc" not in n
+    )
+    assert list_models("*frc*", pretrained=True) == sorted(set(list_models("*frc*")) & set(list_models(pretrained=True)))
+    assert list_models("no_such_*") == []
 
 
 def test_pretrained_without_published_weights_is_a_clear_error():
-    genotype_only = list_models(pretrained=False)
-    assert "gdas_frc_cifar10" in genotype_only
+    assert "gdas_frc_cifar10" not in list_models(pretrained=True)
     with pytest.raises(GdasError, match=r"gdas_frc_cifar10: no pretrained weights are published.*pretrained=False"):
         create_model("gdas_frc_cifar10", pretrained=True)
 
@@ -93,6 +110,24 @@ def test_create_model_options():
     assert isinstance(model, gdas_cli.published.GdasNetwork) and model.aux_head is None
     assert model.args.num_classes == 3 and model.args.C == 8 and model.args.layers == 5
     assert model.eval()(torch.randn(2, 3, 32, 32)).shape == (2, 3)
+
+
+def test_create_model_timm_arguments():
+    model = create_model("gdas_frc_cifar10", C=8, layers=5, in_chans=3, drop_path_rate=0.2)
+    assert model.training and model.drop_path_prob == 0.2
+    with pytest.raises(GdasError, match="in_chans 1: these networks take 3-channel"):
+        create_model("gdas_frc_cifar10", in_chans=1)
+    with pytest.raises(GdasError, match=r"drop_path_rate must be in \[0, 1\)"):
+        create_model("gdas_frc_cifar10", drop_path_rate=1.5)
+
+
+def test_create_model_checkpoint_path(tmp_path):
+    source = create_model("gdas_frc_cifar10", num_classes=3, C=8, layers=5)
+    save_network(source, tmp_path / "model.safetensors")
+    model = create_model("gdas_frc_cifar10", num_classes=3, C=8, layers=5, checkpoint_path=tmp_path / "model.safetensors")
+    assert all(torch.equal(v, source.state_dict()[k]) for k, v in model.state_dict().items())
+    with pytest.raises(GdasError, match="checkpoint_path .* holds gdas_frc@1.0.0 .* but the model is"):
+        create_model("gdas_frc_cifar10", num_classes=4, C=8, layers=5, checkpoint_path=tmp_path)
 
 
 @pytest.mark.parametrize(
@@ -188,16 +223,64 @@ def test_wheel_ships_the_zoo_and_the_installed_package_reads_it(tmp_path):
         check=True, capture_output=True,
     )
     (wheel,) = out.glob("gdas_cli-*.whl")
-    shipped = {Path(n).name for n in zipfile.ZipFile(wheel).namelist() if n.startswith("gdas_cli/zoo/")}
-    assert shipped == {p.name for p in ENTRY_FILES}
+    prefix = "gdas_cli/zoo/"
+    shipped = {n[len(prefix):] for n in zipfile.ZipFile(wheel).namelist() if n.startswith(prefix)}
+    weights = {f"weights/{m}/{f}" for m in SHIPPED for f in ("config.json", "genotype.json", "model.safetensors")}
+    assert shipped == {p.name for p in ENTRY_FILES} | weights
     target = tmp_path / "site"
     subprocess.run(
         [sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)],
         check=True, capture_output=True,
     )
-    code = "import gdas_cli, gdas_cli.genotype as g; print(g.data_dir('zoo')); print(','.join(gdas_cli.list_models()))"
-    env = {"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin"}
+    code = (
+        "import gdas_cli, gdas_cli.genotype as g; print(g.data_dir('zoo')); print(','.join(gdas_cli.list_models()));"
+        "gdas_cli.create_model('gdas_frc_digits', pretrained=True)"  # offline, from the installed package
+    )
+    env = {"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1"}
     result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     zoo_dir, names = result.stdout.split()
     assert zoo_dir.startswith(str(target)) and names.split(",") == list_models()
+
+
+SHIPPED = ("gdas_digits", "gdas_frc_digits")
+
+
+def _digits_test_split():
+    from gdas_cli.data import load_images
+
+    test = load_images("digits").test
+    return test.images.float() / 255, test.labels
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_digits_models_are_accurate_offline(name, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert name in list_models(pretrained=True) and name in list_models("*digits", pretrained=True)
+    model = create_model(name, pretrained=True)
+    assert model.training  # as timm: the caller switches to eval
+    model.eval()
+    cfg = model.pretrained_cfg  # what the export recorded is enough to prepare the images
+    assert cfg["dataset"] == "digits" and cfg["label_names"] == [str(d) for d in range(10)] and cfg["license"] == "mit"
+    images, labels = _digits_test_split()
+    mean, std = torch.tensor(cfg["mean"]).view(1, 3, 1, 1), torch.tensor(cfg["std"]).view(1, 3, 1, 1)
+    with torch.no_grad():
+        top1 = (model((images - mean) / std).argmax(1) == labels).float().mean().item()
+    assert top1 >= 0.97, f"{name}: {100 * top1:.2f}% top-1 on the digits test split"
+    recorded = load_zoo()[name].metrics["top1_error"]
+    assert recorded.source == "measured" and recorded.value == pytest.approx(100 * (1 - top1), abs=1e-3)
+
+
+def test_shipped_weights_are_sha256_checked(tmp_path, monkeypatch):
+    entry = json.loads((ROOT / "zoo" / "gdas_frc_digits.json").read_text())
+    folder = tmp_path / "zoo"
+    shutil.copytree(ROOT / "zoo" / "weights" / "gdas_frc_digits", folder / "weights" / "mine")
+    entry |= {"name": "mine", "weights": {"folder": "weights/mine", "sha256": "0" * 64}}
+    (folder / "mine.json").write_text(json.dumps(entry))
+    monkeypatch.setenv(ZOO_PATH_ENV, str(folder))
+    with pytest.raises(GdasError, match="sha256 .* does not match the zoo entry"):
+        create_model("mine", pretrained=True)
+    entry["weights"]["folder"] = "../outside"
+    (folder / "mine.json").write_text(json.dumps(entry))
+    with pytest.raises(GdasError, match="weights.folder: '../outside' must be a relative path inside the zoo folder"):
+        list_models()

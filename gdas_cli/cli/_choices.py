@@ -56,7 +56,7 @@ class Checkpoint(str, Enum):
 
 class ExportFormat(str, Enum):
     onnx = "onnx"
-    torchscript = "torchscript"
+    pt2 = "pt2"
 
 
 class Schedule(str, Enum):

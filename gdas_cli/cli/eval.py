@@ -26,7 +26,10 @@ def eval_command(
         typer.Option("--genotype", "-g", help="Evaluate the weights as this genotype (strict: they must fit it)."),
     ] = None,
     checkpoint: Annotated[
-        Checkpoint, typer.Option(help="For a run folder: the last checkpoint or the best (best test top-1 so far).")
+        Checkpoint,
+        typer.Option(
+            help="For a run folder: last (the final epoch) or best (best validation top-1; runs with --val-split)."
+        ),
     ] = Checkpoint.last,
     batch_size: Annotated[int, typer.Option(help="Evaluation batch size.")] = 256,
     test_batch_size: Annotated[
@@ -104,3 +107,9 @@ def eval_command(
         highlight=False,
         markup=False,
     )
+    if result.get("checkpoint_choice"):
+        console.print(
+            f"checkpoint: {result['checkpoint_choice']}; measured on the {result['split']} split",
+            highlight=False,
+            markup=False,
+        )

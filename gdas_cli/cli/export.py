@@ -1,4 +1,4 @@
-"""`gdas export SOURCE [-o DIR] [--format onnx|torchscript] [--push-to-hub ORG/NAME --tag vX]`."""
+"""`gdas export SOURCE [-o DIR] [--format onnx|pt2] [--license ID] [--push-to-hub ORG/NAME --tag vX]`."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ Examples:
 
   gdas export runs/train-cifar10-0601 --push-to-hub my-org/gdas-frc-cifar10 --tag v1
 
-  gdas export best.safetensors -o out --format onnx --format torchscript
+  gdas export best.safetensors -o out --format onnx --format pt2 --license mit
 
   gdas export my_cell.json --push-to-hub my-org/my-cell --tag v1
 """
@@ -31,13 +31,18 @@ def export_command(
     source: Annotated[str, typer.Argument(help="Run directory, .safetensors checkpoint, or genotype reference.")],
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Folder to write (created).")] = None,
     formats: Annotated[
-        list[ExportFormat] | None, typer.Option("--format", help="Also write this format (repeatable).")
+        list[ExportFormat] | None,
+        typer.Option("--format", help="Also write onnx or pt2 (torch.export), each with a sidecar JSON (repeatable)."),
     ] = None,
     push_to_hub: Annotated[str | None, typer.Option("--push-to-hub", help="Upload to this Hub repo, org/name.")] = None,
     tag: Annotated[str | None, typer.Option(help="Tag the uploaded commit (the version users pin).")] = None,
     private: Annotated[bool, typer.Option("--private", help="Create the Hub repo as private.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a non-empty --output folder.")] = False,
     dataset: Annotated[str | None, typer.Option(help="Data set named in the card, if the source does not say.")] = None,
+    license: Annotated[
+        str | None,
+        typer.Option(help="License of the weights, a Hub license id such as mit or apache-2.0 (default: none stated)."),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     from ..export import ExportRequest, export
@@ -51,6 +56,7 @@ def export_command(
         private=private,
         overwrite=overwrite,
         dataset=dataset,
+        license=license,
     )
     result = export(request)
     if as_json:

@@ -66,6 +66,20 @@ DataDirOpt = Annotated[Path | None, typer.Option(help="Where the data is (or goe
 DownloadOpt = Annotated[bool | None, typer.Option("--download/--no-download", help="Fetch CIFAR if missing.")]
 WorkersOpt = Annotated[int | None, typer.Option(help="DataLoader workers for image folders (default 4).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the final summary as JSON.")]
+InitOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Start from these weights (fine-tuning): a zoo model with weights, hf-hub:org/name@rev, an exported "
+        "folder or a checkpoint. Loaded strictly; only the classifier is new when the class count differs."
+    ),
+]
+ValSplitOpt = Annotated[
+    int | None,
+    typer.Option(
+        help="Hold N training images out (seeded by --seed, recorded in split.json) to choose checkpoint/best; "
+        "without it there is no best and the final epoch is the result."
+    ),
+]
 
 
 def train_dataset(
@@ -101,6 +115,8 @@ def train_dataset(
     layers: Annotated[int | None, _opt("Number of cells.")] = None,
     workers: WorkersOpt = None,
     limit_eval_batches: Annotated[int | None, _opt("Evaluate on at most N batches (0: all).")] = None,
+    val_split: ValSplitOpt = None,
+    init: InitOpt = None,
     json_output: JsonOpt = False,
     info_name: str = "",
     run: RunOptions = RunOptions(),
@@ -123,6 +139,8 @@ def train_folder(
     C: Annotated[int | None, _opt("Initial channels C.", "--channels", "-C")] = None,
     layers: Annotated[int | None, _opt("Number of cells.")] = None,
     workers: WorkersOpt = None,
+    val_split: ValSplitOpt = None,
+    init: InitOpt = None,
     json_output: JsonOpt = False,
     run: RunOptions = RunOptions(),
 ) -> None:
@@ -191,6 +209,7 @@ def _train(dataset: str, options: dict[str, Any], run: RunOptions) -> None:
 
     options = {k: v for k, v in options.items() if k != "run"}
     as_json = options.pop("json_output")
+    init_model = None
     if run.resume is not None:
         given = run.typed(**{k: v for k, v in options.items()})
         if given.get("genotype") is not None:
@@ -207,13 +226,18 @@ def _train(dataset: str, options: dict[str, Any], run: RunOptions) -> None:
                 "--genotype: required for a new run (a zoo name such as gdas_frc, name@version or a JSON path)"
             )
         genotype = load_genotype(options["genotype"])
+        init_ref = options.pop("init", None)
         task_cfg = make_config(dataset, genotype, {**options, "data_dir": _str(options.get("data_dir"))})
+        if init_ref is not None:
+            from ..zoo import load_init
+
+            init_model, task_cfg.init = load_init(init_ref)
         engine_cfg = run.engine_config(
             epochs=task_cfg.epochs,
             run_name=f"train-{run_slug(dataset)}",
             resume_hint=f"gdas train {dataset} --resume {{run_dir}}",
         )
-    summary = run_until_interrupted(lambda: train(task_cfg, engine_cfg, resume=run.resume is not None))
+    summary = run_until_interrupted(lambda: train(task_cfg, engine_cfg, resume=run.resume is not None, init=init_model))
     if summary.get("rank", 0) == 0:
         _report(summary, as_json)
 
@@ -230,8 +254,8 @@ def _report(summary: dict[str, Any], as_json: bool) -> None:
     line = f"done: {summary['run_dir']}"
     if "test_top1" in last:
         line += f"  test_top1 {last['test_top1']:.2f}%"
-    if summary.get("best") is not None:
-        line += f" (best {summary['best']:.2f}%)"
+    if summary.get("best") is not None:  # chosen on the validation split held out of the training data
+        line += f" (checkpoint/best: val_top1 {summary['best']:.2f}%)"
     console.print(line + f"\nevaluate with: gdas eval {summary['run_dir']}", highlight=False, markup=False)
 
 

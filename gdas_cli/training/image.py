@@ -12,13 +12,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..data import Augment, ImageData, load_images, make_batches
+from ..checkpoint import write_json
+from ..data import Augment, ImageData, holdout_indices, load_images, make_batches
 from ..engine import EngineConfig, Runtime, Task, check_finite, config_from_dict, run_task
 from ..errors import GdasError
 from ..genotype import Genotype, check_frc_channels
 from ..metrics import topk_correct
 from ..models import CellNetwork, NetworkArgs, TrainForward, build_network, default_args
 from ..progress import track
+from ..rundir import RunDir
 from ..weights import WEIGHTS_FILE, load_tensors_into, read_metadata, save_network
 
 
@@ -153,7 +155,14 @@ class TrainConfig:
     download: bool = False
     workers: int = 4
     limit_eval_batches: int = 0
+    init: dict[str, Any] | None = None  # where the starting weights came from (gdas train --init), provenance
+    val_split: int = 0  # images held out of the training set to choose checkpoint/best (0: no best)
+    split_seed: int | None = None  # the seed of that split (default: the run's seed), recorded
     num_classes: int | None = None  # filled in from the data
+    # filled in from the data too: what a published model must record to be used on new images
+    mean: list[float] | None = None
+    std: list[float] | None = None
+    label_names: list[str] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -207,6 +216,7 @@ def validate_config(cfg: TrainConfig, genotype: Genotype) -> None:
         (cfg.cutout >= 0, "--cutout", cfg.cutout, "must be >= 0"),
         (cfg.workers >= 0, "--workers", cfg.workers, "must be >= 0"),
         (cfg.limit_eval_batches >= 0, "--limit-eval-batches", cfg.limit_eval_batches, "must be >= 0"),
+        (cfg.val_split >= 0, "--val-split", cfg.val_split, "must be >= 0 (0: no validation split)"),
         (cfg.net in ("cifar", "imagenet"), "--net", cfg.net, "must be cifar or imagenet"),
         (cfg.C <= 4096, "--channels", cfg.C, "must be at most 4096"),
     ]
@@ -225,15 +235,22 @@ def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig) -> Any:
 
 
 class TrainTask(Task):
-    """Final training: SGD with the recipe's schedule, auxiliary loss, drop-path ramp, clipping."""
+    """Final training: SGD with the recipe's schedule, auxiliary loss, drop-path ramp, clipping.
+
+    With a validation split (`val_split` images held out of the training set, seeded), checkpoint/best
+    is the epoch of the best validation top-1; the test split never chooses anything. Without one
+    there is no best: the final epoch is the result, as the paper reports it.
+    """
 
     kind = "train"
-    best_metric = ("test_top1", "max")
 
-    def __init__(self, cfg: TrainConfig, data: ImageData | None = None) -> None:
+    def __init__(self, cfg: TrainConfig, data: ImageData | None = None, init: CellNetwork | None = None) -> None:
         self.cfg = cfg
+        self.init = init
         self.genotype = Genotype.from_dict(cfg.genotype, "config genotype")
         self.data = data
+        self.best_metric = ("valid_top1", "max") if cfg.val_split else None
+        self.split: tuple[list[int], list[int]] | None = None
 
     def config_dict(self) -> dict[str, Any]:
         return self.cfg.to_dict()
@@ -247,6 +264,9 @@ class TrainTask(Task):
                 f"which suit the {data.net} network"
             )
         cfg.num_classes = data.num_classes
+        cfg.mean, cfg.std = [float(v) for v in data.mean], [float(v) for v in data.std]
+        classes = data.extra.get("classes")
+        cfg.label_names = [str(name) for name in classes] if classes else None
         self._build_model(rt, data.num_classes)
         self.optimizer = torch.optim.SGD(
             self.model.parameters(),
@@ -263,6 +283,8 @@ class TrainTask(Task):
         cfg = self.cfg
         args = NetworkArgs(net=cfg.net, C=cfg.C, layers=cfg.layers, num_classes=num_classes, auxiliary=cfg.auxiliary)
         self.model: CellNetwork = build_network(self.genotype, args)
+        if self.init is not None and self.cfg.init is not None:
+            self.cfg.init["fresh"] = start_from(self.model, self.init, self.cfg.init.get("ref", "--init"))
         self.module = rt.prepare_model(TrainForward(self.model))  # DDP/compile run forward: here forward_train
         if rt.compile and cfg.drop_path > 0 and rt.is_main:
             # ops.drop_path draws its mask with a Python-float probability, which torch.compile bakes in
@@ -290,6 +312,15 @@ class TrainTask(Task):
         )
         self.train_source = batches("train", train=True, augment=augment, augmented=cfg.augment)
         self.test_source = batches("test", train=False)
+        self.valid_source = None
+        if cfg.val_split:
+            if cfg.split_seed is None:
+                cfg.split_seed = rt.seed
+            self.split = holdout_indices(len(data.train), cfg.val_split, cfg.split_seed)
+            self.train_source = batches(
+                "train", train=True, augment=augment, augmented=cfg.augment, indices=self.split[0]
+            )
+            self.valid_source = batches("train", train=False, indices=self.split[1])
 
     def train_batches(self) -> Any:
         return self.train_source
@@ -317,10 +348,19 @@ class TrainTask(Task):
 
     def evaluate(self, epoch: int, rt: Runtime) -> dict[str, float]:
         rt.sync_buffers(self.model)  # every rank evaluates rank 0's network, the one that is saved
-        sums = evaluate_batches(self.model, self.test_source, rt, self.cfg.limit_eval_batches)
-        sums = rt.all_reduce_sum(sums)
-        n = sums["n"].item()
-        return {f"test_{k}": sums[k].item() / n for k in ("loss", "top1", "top5")} if n else {}
+        record = {}
+        splits = [("valid", self.valid_source)] if self.valid_source is not None else []
+        for name, source in [*splits, ("test", self.test_source)]:
+            sums = rt.all_reduce_sum(evaluate_batches(self.model, source, rt, self.cfg.limit_eval_batches))
+            n = sums["n"].item()
+            if n:
+                record.update({f"{name}_{k}": sums[k].item() / n for k in ("loss", "top1", "top5")})
+        return record
+
+    def after_epoch(self, run_dir: Path, history: list[dict[str, Any]]) -> None:
+        split_file = RunDir(run_dir).split_file
+        if self.split is not None and not split_file.is_file():
+            write_json(split_file, {"seed": self.cfg.split_seed, "train": self.split[0], "valid": self.split[1]})
 
     def state_dict(self) -> dict[str, Any]:
         return {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()}
@@ -342,6 +382,36 @@ class TrainTask(Task):
             )
         device = next(self.model.parameters()).device
         load_tensors_into(self.model, Path(directory) / WEIGHTS_FILE, f"genotype {self.genotype.ref}", device)
+
+
+def start_from(model: CellNetwork, source: CellNetwork, label: str) -> list[str]:
+    """Copy `source`'s weights into `model` strictly; only heads the source cannot provide start fresh.
+
+    A different class count gets fresh classifiers (main and auxiliary); an auxiliary head the source
+    lacks starts fresh. Returns what started fresh. Any other difference is an error naming both.
+    """
+    if source.genotype != model.genotype:
+        raise GdasError(f"--init {label}: weights of {source.genotype.ref}, but --genotype is {model.genotype.ref}")
+    ours, theirs = model.args, source.args
+    if (ours.net, ours.C, ours.layers) != (theirs.net, theirs.C, theirs.layers):
+        raise GdasError(
+            f"--init {label}: a {theirs.net} network with C={theirs.C} and {theirs.layers} cells, but this run builds "
+            f"{ours.net} with C={ours.C} and {ours.layers} cells (pass --channels {theirs.C} --layers {theirs.layers})"
+        )
+    fresh = []
+    if theirs.num_classes != ours.num_classes:
+        source.reset_classifier(ours.num_classes)  # a copy's head: the caller's model is not ours to keep
+        fresh.append("classifier")
+    state = dict(source.state_dict())
+    if model.aux_head is None:
+        state = {k: v for k, v in state.items() if not k.startswith("aux_head.")}
+    elif source.aux_head is None:
+        fresh.append("aux_head")
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    wrong = [k for k in missing if not k.startswith("aux_head.") or "aux_head" not in fresh] + list(unexpected)
+    if wrong:
+        raise GdasError(f"--init {label}: weights do not fit the network ({', '.join(wrong[:3])})")
+    return fresh
 
 
 @torch.no_grad()
@@ -366,7 +436,14 @@ def evaluate_batches(model: nn.Module, source: Any, rt: Runtime, limit: int = 0)
     return sums
 
 
-def train(cfg: TrainConfig, engine: EngineConfig, *, resume: bool = False, data: ImageData | None = None) -> dict:
-    """Run (or resume) final training; returns the engine's summary."""
+def train(
+    cfg: TrainConfig,
+    engine: EngineConfig,
+    *,
+    resume: bool = False,
+    data: ImageData | None = None,
+    init: CellNetwork | None = None,
+) -> dict:
+    """Run (or resume) final training; returns the engine's summary. `init`: the weights to start from."""
     engine = replace(engine, epochs=cfg.epochs)
-    return run_task(TrainTask(cfg, data), engine, resume=resume)
+    return run_task(TrainTask(cfg, data, init), engine, resume=resume)

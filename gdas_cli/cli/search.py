@@ -284,7 +284,12 @@ def rnn(
     sampling: Annotated[
         str | None,
         typer.Option(
-            help="gdas (hard Gumbel, one path) or darts (softmax, all ops). \\[default: gdas]", rich_help_panel=_RNN
+            help=(
+                "gdas (a hard Gumbel sample, one path per edge: the paper's method), soft-gumbel (a soft "
+                "Gumbel-softmax over all activations: the 2019 code that found the published PTB cell) or "
+                "darts (softmax, all ops). \\[default: gdas]"
+            ),
+            rich_help_panel=_RNN,
         ),
     ] = None,
     lr: Annotated[float | None, typer.Option(help="SGD learning rate. \\[default: 20]", rich_help_panel=_RNN)] = None,

@@ -6,9 +6,11 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.table import Table
 
+from ..errors import GdasError
 from ._app import make_app
-from ._output import console
+from ._output import console, err_console
 from ._run_options import RunOptions, run_slug, run_until_interrupted, with_run_options
 
 app = make_app(
@@ -24,6 +26,7 @@ app = make_app(
 _SEARCH = "Search (paper Alg. 1)"
 _NET = "Supernet"
 _RUN = "Run"
+_SELECT = "Best of K seeds (paper Sec. 4.2)"
 
 
 def cnn(
@@ -149,6 +152,29 @@ def cnn(
     workers: Annotated[
         int | None, typer.Option(help="DataLoader workers for folder: datasets. \\[default: 0]", rich_help_panel=_RUN)
     ] = None,
+    seeds: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help=(
+                "Best of K: search with seeds --seed .. --seed+K-1 (PARENT/seed-<s>, one shared split), train each "
+                "derived cell briefly on the train half, rank them by valid-half top-1, keep the winner "
+                "(paper Sec. 4.2: 4 seeds, following DARTS)."
+            ),
+            rich_help_panel=_SELECT,
+        ),
+    ] = None,
+    select_epochs: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help=(
+                "Epochs of that training, with the data set's `gdas train` recipe. "
+                "\\[default: 100 (DARTS); 2 for digits]"
+            ),
+            rich_help_panel=_SELECT,
+        ),
+    ] = None,
     output: Annotated[
         Path | None,
         typer.Option(
@@ -173,11 +199,14 @@ in minutes on a laptop CPU; override with -C, -N, --image-size, --batch-size.
 
       gdas search cnn --recipe xautodl --data-dir ~/data
 
+      gdas search cnn --frc --dataset digits --epochs 2 --seeds 2 --run-dir runs/best-of-2
+
       gdas search cnn --resume runs/search-cifar10-20260101-120000
     """
     from ..engine import resume_settings
     from ..search.cnn_task import SearchTask, run_search
     from ..search.config import SearchConfig, resolve_config
+    from ..search.seeds import is_seeds_run
 
     betas = None
     if arch_beta1 is not None or arch_beta2 is not None:
@@ -206,6 +235,18 @@ in minutes on a laptop CPU; override with -C, -N, --image-size, --batch-size.
         "split_seed": split_seed,
         "workers": workers,
     }
+    if run.resume is not None and is_seeds_run(run.resume):
+        given = run.typed(
+            **{k: v for k, v in overrides.items() if k != "arch_betas"},
+            dataset=dataset,
+            recipe=recipe,
+            seeds=seeds,
+            select_epochs=select_epochs,
+        )
+        _resume_seeds(run.resume, given, output, run.quiet)
+        return
+    if select_epochs is not None and seeds is None:
+        raise GdasError("--select-epochs: only with --seeds K (it sets how the K searched cells are ranked)")
     if run.resume is not None:
         given = run.typed(**{k: v for k, v in overrides.items() if k != "arch_betas"}, dataset=dataset, recipe=recipe)
         if betas is not None:
@@ -222,12 +263,69 @@ in minutes on a laptop CPU; override with -C, -N, --image-size, --batch-size.
             resume_hint="gdas search cnn --resume {run_dir}",
         )
         engine.seed, engine.limit_train_batches = config.seed, config.limit_train_batches or 0
+        if seeds is not None:
+            _new_seeds(config, engine, seeds, select_epochs, output)
+            return
     result = run_until_interrupted(lambda: run_search(config, engine, resume=run.resume is not None))
     _finish(result, output, run.quiet)
 
 
 # a resumed search may also change where its data is and how it is read
 _SEARCH_RESUME_SAFE = frozenset({"data_dir", "workers"})
+
+
+def _new_seeds(config: Any, engine: Any, seeds: int, select_epochs: int | None, output: Path | None) -> None:
+    """`--seeds K`: the parent folder is --run-dir (default runs/search-<dataset>-seeds-<time>)."""
+    from ..engine import default_run_dir
+    from ..search.cnn_task import check_search
+    from ..search.seeds import new_plan
+
+    check_search(config)
+    plan = new_plan(config, engine, seeds, select_epochs)
+    parent = Path(engine.run_dir) if engine.run_dir else default_run_dir(f"{engine.run_name}-seeds")
+    _run_seeds(plan, parent, False, {}, output, engine.quiet)
+
+
+def _resume_seeds(parent: Path, given: dict[str, Any], output: Path | None, quiet: bool) -> None:
+    from ..search.seeds import SeedsPlan, check_resume
+
+    plan = SeedsPlan.read(parent)
+    check_resume(plan, parent, given)
+    _run_seeds(plan, parent, True, given, output, quiet or plan.engine.quiet)
+
+
+def _run_seeds(plan: Any, parent: Path, resume: bool, given: dict[str, Any], output: Path | None, quiet: bool) -> None:
+    from ..search.seeds import run_seeds
+
+    def say(text: str) -> None:
+        if not quiet:
+            err_console.print(text, markup=False, highlight=False)
+
+    ranking = run_until_interrupted(lambda: run_seeds(plan, parent, resume=resume, overrides=given, say=say))
+    if not quiet:
+        console.print(_ranking_table(ranking))
+    _finish({"run_dir": str(parent)}, output, quiet)
+
+
+def _ranking_table(ranking: dict[str, Any]) -> Table:
+    from ..genotype import Genotype
+
+    table = Table(title=f"best of {len(ranking['seeds'])} seeds: {ranking['procedure']}", title_justify="left")
+    for column in ("rank", "seed", "normal cell", "valid top-1", "params", "search A-step top-1"):
+        table.add_column(column, overflow="fold")
+    for rank, row in enumerate(ranking["seeds"], start=1):
+        cell = Genotype.from_dict(row["genotype"]).normal
+        nodes = " | ".join(" ".join(f"{edge.op}({edge.input})" for edge in node) for node in cell.nodes) if cell else ""
+        arch = row.get("search_arch_top1")
+        table.add_row(
+            str(rank),
+            str(row["seed"]),
+            nodes,
+            f"{row['valid_top1']:.2f}%",
+            f"{row['params'] / 1e6:.3f}M",
+            "" if arch is None else f"{arch:.2f}%",
+        )
+    return table
 
 
 def _finish(result: dict[str, Any], output: Path | None, quiet: bool) -> None:

@@ -52,8 +52,10 @@ def cnn(
         str | None,
         typer.Option(
             help=(
-                "\\[default: paper] paper (240 epochs, batch 128, wd 3e-4, tau 10->1, 8 cells) or xautodl (250 epochs, "
-                "batch 256, wd 5e-4, nesterov, tau 10->0.1, 6 cells, batch sampling)."
+                "\\[default: paper] paper (the paper's 240 epochs, SGD 0.025 cosine to 1e-3, wd 3e-4, Adam 3e-4, "
+                "tau 10->1; where it is silent the 2019 code's batch 128, clip 5, Adam betas, 8 cells, cell sampling) "
+                "or xautodl (the 2020 code: 250 epochs, batch 256, wd 5e-4, nesterov, tau 10->0.1, 6 cells, batch "
+                "sampling)."
             ),
             rich_help_panel=_SEARCH,
             show_default=False,
@@ -115,8 +117,8 @@ def cnn(
             rich_help_panel=_SEARCH,
         ),
     ] = None,
-    lr_min: Annotated[float | None, typer.Option(help="\\[default: 0.001]", rich_help_panel=_SEARCH)] = None,
-    momentum: Annotated[float | None, typer.Option(help="\\[default: 0.9]", rich_help_panel=_SEARCH)] = None,
+    lr_min: Annotated[float | None, typer.Option(help="\\[default: 0.001 (paper)]", rich_help_panel=_SEARCH)] = None,
+    momentum: Annotated[float | None, typer.Option(help="\\[default: 0.9 (paper)]", rich_help_panel=_SEARCH)] = None,
     weight_decay: Annotated[
         float | None, typer.Option(help="W weight decay. \\[default: from --recipe]", rich_help_panel=_SEARCH)
     ] = None,
@@ -128,7 +130,9 @@ def cnn(
     ] = None,
     grad_clip: Annotated[
         float | None,
-        typer.Option(help="Clip the weights' gradient norm (0: off). \\[default: 5]", rich_help_panel=_SEARCH),
+        typer.Option(
+            help="Clip the weights' gradient norm (0: off). \\[default: 5 (2019 code)]", rich_help_panel=_SEARCH
+        ),
     ] = None,
     arch_lr: Annotated[
         float | None,
@@ -137,12 +141,18 @@ def cnn(
             rich_help_panel=_SEARCH,
         ),
     ] = None,
-    arch_beta1: Annotated[float | None, typer.Option(help="\\[default: 0.5]", rich_help_panel=_SEARCH)] = None,
-    arch_beta2: Annotated[float | None, typer.Option(help="\\[default: 0.999]", rich_help_panel=_SEARCH)] = None,
-    arch_weight_decay: Annotated[float | None, typer.Option(help="\\[default: 1e-3]", rich_help_panel=_SEARCH)] = None,
+    arch_beta1: Annotated[
+        float | None, typer.Option(help="\\[default: 0.5 (2019 code)]", rich_help_panel=_SEARCH)
+    ] = None,
+    arch_beta2: Annotated[
+        float | None, typer.Option(help="\\[default: 0.999 (2019 code)]", rich_help_panel=_SEARCH)
+    ] = None,
+    arch_weight_decay: Annotated[
+        float | None, typer.Option(help="\\[default: 1e-3 (paper)]", rich_help_panel=_SEARCH)
+    ] = None,
     tau_max: Annotated[
         float | None,
-        typer.Option(help="Gumbel temperature at the first epoch. \\[default: 10]", rich_help_panel=_SEARCH),
+        typer.Option(help="Gumbel temperature at the first epoch. \\[default: 10 (paper)]", rich_help_panel=_SEARCH),
     ] = None,
     tau_min: Annotated[
         float | None,
@@ -376,20 +386,26 @@ def rnn(
         Path | None, typer.Option(help="Folder with the train/valid/test text files (ptb, wt2).", rich_help_panel=_RUN)
     ] = None,
     epochs: Annotated[
-        int | None, typer.Option(help="Epochs. \\[default: 200; 3 for demo-text]", rich_help_panel=_RNN)
+        int | None, typer.Option(help="Epochs. \\[default: 200 (paper); 3 for demo-text]", rich_help_panel=_RNN)
     ] = None,
     batch_size: Annotated[
-        int | None, typer.Option(help="Training batch size (streams). \\[default: 128]", rich_help_panel=_RNN)
+        int | None,
+        typer.Option(
+            help="Training batch size (streams). \\[default: 128 (paper; the 2019 code: 256)]", rich_help_panel=_RNN
+        ),
     ] = None,
     eval_batch_size: Annotated[
-        int | None, typer.Option(help="Validation batch size. \\[default: 10]", rich_help_panel=_RNN)
+        int | None, typer.Option(help="Validation batch size. \\[default: 10 (2019 code)]", rich_help_panel=_RNN)
     ] = None,
-    bptt: Annotated[int | None, typer.Option(help="Base BPTT length. \\[default: 35]", rich_help_panel=_RNN)] = None,
+    bptt: Annotated[
+        int | None, typer.Option(help="Base BPTT length. \\[default: 35 (paper)]", rich_help_panel=_RNN)
+    ] = None,
     emsize: Annotated[
-        int | None, typer.Option(help="Embedding = hidden size. \\[default: 300]", rich_help_panel=_RNN)
+        int | None, typer.Option(help="Embedding = hidden size. \\[default: 300 (paper)]", rich_help_panel=_RNN)
     ] = None,
     steps: Annotated[
-        int | None, typer.Option(help="Nodes in the recurrent cell. \\[default: 8]", rich_help_panel=_RNN)
+        int | None,
+        typer.Option(help="Nodes in the recurrent cell. \\[default: 8 (2019 code, DARTS-RNN)]", rich_help_panel=_RNN),
     ] = None,
     sampling: Annotated[
         str | None,
@@ -402,15 +418,24 @@ def rnn(
             rich_help_panel=_RNN,
         ),
     ] = None,
-    lr: Annotated[float | None, typer.Option(help="SGD learning rate. \\[default: 20]", rich_help_panel=_RNN)] = None,
+    lr: Annotated[
+        float | None,
+        typer.Option(
+            help="SGD learning rate. \\[default: 20 (2019 code; the paper's 'Adam lr 20' is a typo)]",
+            rich_help_panel=_RNN,
+        ),
+    ] = None,
     arch_lr: Annotated[
-        float | None, typer.Option(help="Adam learning rate of the alphas. \\[default: 3e-3]", rich_help_panel=_RNN)
+        float | None,
+        typer.Option(help="Adam learning rate of the alphas. \\[default: 3e-3 (paper)]", rich_help_panel=_RNN),
     ] = None,
     tau_max: Annotated[
-        float | None, typer.Option(help="Gumbel temperature at the first epoch. \\[default: 10]", rich_help_panel=_RNN)
+        float | None,
+        typer.Option(help="Gumbel temperature at the first epoch. \\[default: 10 (2019 code)]", rich_help_panel=_RNN),
     ] = None,
     tau_min: Annotated[
-        float | None, typer.Option(help="... at the last epoch (linear). \\[default: 1]", rich_help_panel=_RNN)
+        float | None,
+        typer.Option(help="... at the last epoch (linear). \\[default: 1 (2019 code)]", rich_help_panel=_RNN),
     ] = None,
     output: Annotated[
         Path | None,

@@ -286,7 +286,7 @@ def test_corrupted_or_truncated_checkpoint(frc_run: Path, tmp_path: Path, victim
 
 
 def demo_search(run_dir: Path, *extra: str):
-    """README's "Try it" search, exactly (plus --quiet and a CPU device)."""
+    """README's "Try it" search, exactly (plus a CPU device)."""
     return gdas("search", "cnn", "--frc", "--dataset", "digits", "--epochs", "2", "--run-dir", run_dir,
                 "--device", "cpu", *extra)
 

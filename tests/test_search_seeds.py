@@ -92,11 +92,16 @@ def test_best_of_two_seeds_resumes_ranks_and_derives(tmp_path: Path, monkeypatch
     assert again.exit_code == 0, again.output
     assert snapshot(parent) == done  # a finished parent: nothing is redone; the ranking is written alike
     assert_one_line_error(gdas("search", "cnn", "--resume", parent, "--seeds", "3"), "--seeds", "seeds.json")
+    assert_one_line_error(gdas("search", "cnn", "--resume", parent / "seed-0", "--seeds", "2"), "--seeds", "single")
 
 
-def test_select_epochs_needs_seeds_and_unfinished_parent_does_not_derive(tmp_path: Path) -> None:
+def test_select_epochs_needs_seeds_and_unfinished_parent_does_not_derive(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     assert_one_line_error(gdas("search", "cnn", "--dataset", "digits", "--select-epochs", "2"), "--select-epochs")
     parent = tmp_path / "p"
     parent.mkdir()
     (parent / "seeds.json").write_text(json.dumps(tiny_plan(parent).to_dict()))
     assert_one_line_error(gdas("derive", parent), "--resume", str(parent))
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert_one_line_error(gdas("search", "cnn", "--dataset", "digits", "--seeds", "2"), "--seeds", "torchrun")

@@ -262,6 +262,8 @@ the valid half, train_arch_top1 in metrics.jsonl).
         )
         _resume_seeds(run.resume, given, output, run.quiet)
         return
+    if run.resume is not None and seeds is not None:
+        raise GdasError(f"--seeds: {run.resume} is a single search run, not the parent folder of a --seeds search")
     if select_epochs is not None and seeds is None:
         raise GdasError("--select-epochs: only with --seeds K (it sets how the K searched cells are ranked)")
     if run.resume is not None:

@@ -22,6 +22,7 @@ resumes from its checkpoint.
 from __future__ import annotations
 
 import dataclasses
+import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -114,6 +115,8 @@ def new_plan(
     default: the data set's recipe)."""
     if count < 1:
         raise GdasError(f"--seeds: {count} must be >= 1")
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise GdasError("--seeds: runs its searches one after another in one process; start it without torchrun")
     epochs = default_select_epochs(config.dataset) if select_epochs is None else select_epochs
     if epochs < 1:
         raise GdasError(f"--select-epochs: {epochs} must be >= 1")

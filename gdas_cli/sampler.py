@@ -79,6 +79,16 @@ def soft_weights(alphas: torch.Tensor) -> torch.Tensor:
     return F.softmax(alphas, dim=-1)
 
 
+def soft_gumbel(alphas: torch.Tensor, tau: float, generator: torch.Generator | None = None) -> torch.Tensor:
+    """A soft Gumbel-softmax sample per row, softmax((log_softmax(A) + g) / tau): no one-hot, no host sync.
+
+    What the 2019 RNN search drew (`F.gumbel_softmax(alphas, tau, hard=False)`; log_softmax only
+    shifts each row, so the sample is the same), with our generator so a search stays reproducible.
+    """
+    noise = gumbel_noise(alphas.shape, alphas, generator)
+    return F.softmax((F.log_softmax(alphas, dim=-1) + noise) / tau, dim=-1)
+
+
 def linear_tau(epoch: int, epochs: int, tau_max: float, tau_min: float) -> float:
     """Tau for `epoch` (0-based), linear from tau_max at the first epoch to tau_min at the last."""
     if epochs <= 1:

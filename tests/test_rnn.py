@@ -155,6 +155,42 @@ def test_gdas_forward_is_the_one_hot_architecture_and_gradient_reaches_alphas() 
     assert (grad[~computed] == 0).all()  # an edge that drew `none` is not computed at all
 
 
+def test_soft_gumbel_weights_every_activation_by_a_fresh_soft_sample(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The 2019 code's estimator: F.gumbel_softmax(alphas, tau, hard=False), every op of every edge run."""
+    net = search_net("soft-gumbel").train()
+    net.set_tau(2.0)
+    torch.manual_seed(1)
+    first = net.sample()
+    torch.manual_seed(1)
+    again, other = net.sample(), net.sample()
+    assert isinstance(first, SoftPlan) and first.probs.shape == (36, 5)
+    torch.testing.assert_close(first.probs, again.probs)  # a function of the torch RNG (checkpointed)
+    assert not torch.allclose(first.probs, other.probs)  # a new draw per forward
+    torch.testing.assert_close(first.probs.sum(-1), torch.ones(36))
+    assert ((first.probs > 0) & (first.probs < 1)).all()  # soft: no one-hot
+    # the same formula as torch's own soft Gumbel-softmax, given the same noise
+    noise = torch.distributions.Gumbel(0.0, 1.0).sample((36, 5))
+    monkeypatch.setattr(search_rnn, "soft_gumbel", lambda a, tau, generator=None: torch.softmax((a + noise) / tau, -1))
+    rows = count_activations(monkeypatch)
+    T, B = 3, 4
+    out = net(torch.randint(0, 60, (T, B)), net.init_hidden(B))
+    assert all(rows[name] == T * B * 36 for name in RNN_PRIMITIVES[1:])  # no acceleration step
+    out.logits.logsumexp(-1).mean().backward()
+    assert (net.alphas_recurrent.grad != 0).all()  # every alpha, `none` too (through the softmax)
+    assert isinstance(net.eval_plan(), SoftPlan)  # a mixture evaluates with its softmax weights
+
+
+def test_soft_gumbel_is_softmax_of_noisy_log_probabilities() -> None:
+    from gdas_cli.sampler import soft_gumbel
+
+    alphas = torch.randn(7, 5)
+    generator = torch.Generator().manual_seed(3)
+    sample = soft_gumbel(alphas, 0.5, generator=generator)
+    generator.manual_seed(3)
+    noise = -torch.empty(7, 5).exponential_(generator=generator).log()
+    torch.testing.assert_close(sample, torch.softmax((alphas + noise) / 0.5, -1))  # log_softmax shifts rows only
+
+
 def test_one_draw_per_forward_with_one_host_transfer(monkeypatch: pytest.MonkeyPatch) -> None:
     net = search_net().train()
     calls = []
@@ -273,3 +309,22 @@ def test_one_epoch_search_on_demo_text_gives_a_valid_rnn_genotype(tmp_path: Path
     assert (tmp_path / "alphas.png").read_bytes()[:4] == b"\x89PNG"
     # the derived genotype trains a final model
     RNNLanguageModel(genotype, TINY)
+
+
+def test_search_rnn_with_soft_gumbel_through_the_cli(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from gdas_cli.cli import app
+
+    runner = CliRunner()
+    run_dir = tmp_path / "soft"
+    args = ["search", "rnn", "--dataset", "demo-text", "--sampling", "soft-gumbel", "--epochs", "1",
+            "--batch-size", "8", "--emsize", "16", "--bptt", "10", "--limit-train-batches", "2", "--quiet",
+            "--device", "cpu", "--run-dir", str(run_dir)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    genotype = load_genotype(str(run_dir / "genotype.json"))
+    assert genotype.provenance["method"] == "soft-gumbel" and genotype.kind == "rnn"
+    assert json.loads((run_dir / "config.json").read_text())["task"]["sampling"] == "soft-gumbel"
+    shown = runner.invoke(app, ["search", "rnn", "--help"], env={"COLUMNS": "300"})
+    assert "soft-gumbel" in shown.output and "published PTB cell" in shown.output

@@ -12,7 +12,9 @@ from ._output import console
 
 
 def derive(
-    source: Annotated[Path, typer.Argument(help="A search run directory, or a search checkpoint file in one.")],
+    source: Annotated[
+        Path, typer.Argument(help="A search run directory, a search checkpoint file in one, or a --seeds parent.")
+    ],
     rule: Annotated[
         Rule, typer.Option(help="paper: 2 distinct inputs per node; pairs: xautodl's top-2 (op, input) pairs.")
     ] = Rule.paper,

@@ -157,8 +157,10 @@ def train_folder(
 
 
 _DATASET_HELP = {
-    "cifar10": """CIFAR-10 (paper recipe: C=36, 20 cells, batch 96, 600 epochs, SGD 0.025 cosine to 1e-4, wd 3e-4,
-    aux 0.4, drop-path 0.2, cutout 16). Data via torchvision under --data-dir (--download to fetch).
+    "cifar10": """CIFAR-10. Recipe from the paper: C=36, 20 cells, 600 epochs, SGD 0.025 cosine, aux weight 0.4,
+    drop-path 0.2, cutout; from the 2019 code (the paper is silent or differs): batch 96, cosine to 1e-4 (paper: 0),
+    momentum 0.9, wd 3e-4, clip 5, cutout 16 (docs/sources.md). Data via torchvision under --data-dir (--download to
+    fetch).
 
     Examples:
 
@@ -172,8 +174,9 @@ _DATASET_HELP = {
 
       gdas train cifar100 --genotype gdas --data-dir ~/data --download
     """,
-    "imagenet": """ImageNet mobile setting (14 cells, C=50 or 52 with the FRC, batch 128, 250 epochs, nesterov SGD 0.1
-    x 0.97 per epoch, wd 3e-5, label smoothing 0.1). Needs --data-dir with train/ and val/ class folders.
+    "imagenet": """ImageNet mobile setting. Recipe from the paper: 14 cells, C=50 (52 with the FRC), batch 128, 250
+    epochs, SGD 0.1 x 0.97 per epoch; from the 2019 code: nesterov, momentum 0.9, wd 3e-5, label smoothing 0.1, aux
+    0.4, clip 5. Needs --data-dir with train/ and val/ class folders.
 
     Examples:
 
@@ -182,8 +185,8 @@ _DATASET_HELP = {
       torchrun --nproc_per_node 8 --no-python gdas train imagenet --genotype gdas --data-dir ~/imagenet
     """,
     "digits": """The built-in demo set: 1797 real 8x8 handwritten digits (scikit-learn) at 32x32, 1500 train / 297
-    test. Small recipe: C=16, 8 cells, batch 64, 10 epochs, SGD 0.05 cosine, drop-path 0.1; an epoch takes
-    minutes on two CPU cores.
+    test. Our small demo recipe (no source): C=16, 8 cells, batch 64, 10 epochs, SGD 0.05 cosine, drop-path 0.1; an
+    epoch takes minutes on two CPU cores.
 
     Examples:
 
@@ -348,6 +351,9 @@ def train_text(
 _TEXT_HELP = {
     "ptb": """Train the language model of an rnn genotype on Penn Treebank (paper: emb = hid = 850, 23M params).
 
+    Recipe: paper: 850 units, 2000 epochs; 2019 code: batch 64, bptt 35, SGD lr 20 switched to ASGD \
+(non-monotone 5), wd 8e-7, clip 0.25, dropouts 0.75/0.25/0.75/0.2/0.1 (docs/sources.md "RNN").
+
     Examples:
 
       gdas train ptb --genotype gdas_rnn --data-dir ~/data/ptb
@@ -355,6 +361,9 @@ _TEXT_HELP = {
       gdas train ptb --resume runs/lm-ptb-20260101-120000
     """,
     "wt2": """Train the language model of an rnn genotype on WikiText-2 (paper: emb = hid = 700, 33M params).
+
+    Recipe: paper: 700 units; 2019 code: 3000 epochs, batch 64, bptt 35, SGD lr 20 switched to ASGD, \
+wd 5e-7, clip 0.25, dropouts 0.75/0.15/0.75/0.2/0.1 (docs/sources.md "RNN").
 
     Examples:
 

@@ -260,12 +260,17 @@ def check_dataset(spec: str) -> None:
         raise GdasError(f"--dataset: {spec!r} is not a known dataset; known: {', '.join(dataset_names())}")
 
 
-def run_search(config: SearchConfig, engine: EngineConfig, *, resume: bool = False) -> dict[str, Any]:
-    """Check everything that can be checked without data, then run the search on the engine."""
+def check_search(config: SearchConfig) -> None:
+    """Everything that can be checked without data: each problem is a GdasError naming its option."""
     check_dataset(config.dataset)
     check_config(config)
     check_network_args(
         config.channels, config.cells_per_stage, 1, config.frc, config.sampling, config.layout, config.ops
     )
+
+
+def run_search(config: SearchConfig, engine: EngineConfig, *, resume: bool = False) -> dict[str, Any]:
+    """Check everything that can be checked without data, then run the search on the engine."""
+    check_search(config)
     task = SearchTask(config)
     return run_task(task, engine, resume=resume)

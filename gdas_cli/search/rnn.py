@@ -11,11 +11,14 @@ Sampling modes:
   by the batch and the whole BPTT segment. Only the chosen op of each edge is computed: a node's
   inputs are grouped by chosen op so each activation runs once per node and step; `none` edges
   are skipped. Each kept term is multiplied by its hard weight (exactly 1) so alphas get gradient.
+- `soft-gumbel`: a soft Gumbel-softmax sample of every edge per forward (no one-hot), every op of
+  every edge computed and weighted by it: what the 2019 code ran when it found the published PTB
+  cell (`F.gumbel_softmax(alphas, tau, hard=False)`, docs/sources.md "RNN").
 - `darts`: softmax weights, every op of every edge computed (the ablation and the benchmark).
 
 In eval mode a `gdas` network runs the currently derived cell (one input per node, never `none`),
-so the validation loss of an epoch is that of the genotype the epoch would produce; a `darts`
-network evaluates with its softmax weights.
+so the validation loss of an epoch is that of the genotype the epoch would produce; `soft-gumbel`
+and `darts` networks, trained as mixtures, evaluate with their softmax weights.
 """
 
 from __future__ import annotations
@@ -30,10 +33,10 @@ from ..errors import GdasError
 from ..genotype import Genotype
 from ..models.rnn import ACTIVATIONS, LanguageModelBase, LMOutput, RecurrentCellBase, RNNArgs
 from ..ops import RNN_PRIMITIVES
-from ..sampler import draw, soft_weights
+from ..sampler import draw, soft_gumbel, soft_weights
 from .rnn_derive import RNN_STEPS, derive_rnn_edges, derive_rnn_genotype, rnn_edge_count
 
-RNN_SAMPLING = ("gdas", "darts")
+RNN_SAMPLING = ("gdas", "soft-gumbel", "darts")
 NONE = RNN_PRIMITIVES.index("none")
 
 
@@ -56,7 +59,7 @@ class HardPlan:
 
 @dataclass
 class SoftPlan:
-    """DARTS: softmax(alpha) of every edge, shape (E, K)."""
+    """Every op of every edge, weighted by `probs` (E, K): softmax(alpha) or a soft Gumbel sample."""
 
     probs: torch.Tensor
 
@@ -181,14 +184,17 @@ class RNNSearchNetwork(LanguageModelBase):
         return {"recurrent": soft_weights(self.alphas_recurrent.detach())}
 
     def sample(self, generator: torch.Generator | None = None) -> HardPlan | SoftPlan:
-        """A training-time plan: a fresh hard draw (`gdas`) or the softmax weights (`darts`)."""
+        """A training-time plan: a fresh hard draw (`gdas`), a fresh soft one (`soft-gumbel`) or the
+        softmax weights (`darts`)."""
         if self.sampling == "darts":
             return SoftPlan(soft_weights(self.alphas_recurrent))
+        if self.sampling == "soft-gumbel":
+            return SoftPlan(soft_gumbel(self.alphas_recurrent, self.tau, generator=generator))
         result = draw(self.alphas_recurrent, self.tau, generator=generator)
         return hard_plan(result.hard, result.index.tolist(), self.steps)
 
     def eval_plan(self) -> HardPlan | SoftPlan:
-        if self.sampling == "darts":
+        if self.sampling != "gdas":
             return SoftPlan(soft_weights(self.alphas_recurrent.detach()))
         return fixed_plan(derive_rnn_edges(self.probabilities()["recurrent"], self.steps), self.steps)
 

@@ -266,7 +266,7 @@ class RNNSearchTask(LanguageTask):
         cfg = self.config
         provenance = {
             "source": "search",
-            "method": "gdas" if cfg.sampling == "gdas" else "darts",
+            "method": cfg.sampling,
             "dataset": cfg.dataset,
             "corpus_sha256": self.corpus_summary().get("sha256"),
             "seed": cfg.seed,

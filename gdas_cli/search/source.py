@@ -1,4 +1,5 @@
-"""What `gdas derive` reads: a search run directory (any finished epoch) or a search checkpoint."""
+"""What `gdas derive` reads: a search run directory (any finished epoch), a search checkpoint, or the
+parent folder of a `--seeds` search (its winner)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from .config import SearchConfig
 from .derive import derive_genotype
 from .history import load_alpha_history, pick_epoch
 from .rnn_task import derive_rnn_run, is_rnn_search_run
+from .seeds import is_seeds_run, read_ranking, with_ranking
 
 
 def saved_search_config(run: RunDir) -> SearchConfig:
@@ -61,6 +63,12 @@ def derive_from_source(
     source = Path(source)
     if not source.exists():
         raise GdasError(f"{source}: no such run directory or checkpoint")
+    if is_seeds_run(source):  # a --seeds parent: its winner, the ranking in the provenance
+        ranking = read_ranking(source)
+        winner = derive_from_source(
+            source / f"seed-{ranking['winner']}", rule=rule, epoch=epoch, name=name, version=version
+        )
+        return with_ranking(winner, ranking, source)
     run = RunDir(source)
     is_run = source.is_dir() and run.exists()
     if is_run and is_rnn_search_run(source):

@@ -1,0 +1,358 @@
+"""Best of K seeds (`gdas search cnn --seeds K`): K searches, then the derived cells ranked by validation.
+
+The paper (Sec. 4.2): "Following [DARTS], we run GDAS 4 times with different random seeds and pick
+the best cell based on its validation performance." DARTS (Sec. 3.3) measures that performance by
+training each cell from scratch for a short period; here each derived cell trains for
+`select_epochs` with the data set's `gdas train` recipe on the search's TRAIN half and is evaluated
+on its VALID half (the split.json every search records; all K searches share one split, so the K
+cells are measured on the same images).
+
+A parent folder holds everything, each part an ordinary resumable run::
+
+    PARENT/seeds.json          what was asked: the seeds, select_epochs, the search and engine configs
+    PARENT/seed-<s>/           the search with seed s (a search run: derive, plot, resume work on it)
+    PARENT/select/seed-<s>/    the short training of its cell (a train run)
+    PARENT/ranking.json        every seed's valid top-1, best first
+    PARENT/genotype.json       the winner's genotype, the ranking in its provenance
+
+`resume=True` continues where the parent stopped: finished parts are skipped, an interrupted one
+resumes from its checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .. import __version__
+from ..checkpoint import read_json, write_json
+from ..data import ImageData, TensorImages, load_images
+from ..engine import EngineConfig
+from ..errors import GdasError
+from ..files import atomic_write_text
+from ..genotype import Genotype, load_local_genotype
+from ..metrics import count_parameters
+from ..models import NetworkArgs, build_network
+from ..rundir import RunDir, progress_of
+from ..training.image import TrainConfig, make_config, train
+from .cnn_task import run_search
+from .config import SearchConfig
+
+SEEDS_FILE = "seeds.json"
+RANKING_FILE = "ranking.json"
+SEEDS_SCHEMA = "gdas-search-seeds"
+RANKING_SCHEMA = "gdas-seed-ranking"
+
+# Epochs of the short training that ranks the cells: DARTS Sec. 3.3 trained 100 on CIFAR-10; the
+# demo set gets 2 so the whole procedure runs in minutes on a CPU.
+SELECT_EPOCHS: dict[str, int] = {"digits": 2}
+DEFAULT_SELECT_EPOCHS = 100
+# `gdas train` settings of that training besides its recipe's. Digits: the train half is half the
+# set, so half the batch keeps the recipe's 24 steps per epoch (with 12, 2 epochs end near 28%).
+SELECT_DEFAULTS: dict[str, dict[str, Any]] = {"digits": {"batch_size": 32}}
+
+# options a resumed parent may change (where the data is, how it runs and is shown)
+RESUME_SAFE = frozenset({"data_dir", "workers", "quiet", "device", "checkpoint_every", "resume_hint"})
+
+
+def is_seeds_run(path: Path) -> bool:
+    """Whether `path` is the parent folder of a `--seeds` search."""
+    return (Path(path) / SEEDS_FILE).is_file()
+
+
+def default_select_epochs(dataset: str) -> int:
+    return SELECT_EPOCHS.get(dataset.split(":")[0], DEFAULT_SELECT_EPOCHS)
+
+
+@dataclasses.dataclass
+class SeedsPlan:
+    """What seeds.json holds: the K seeds, the short training's epochs, the shared configs."""
+
+    seeds: list[int]
+    select_epochs: int
+    search: SearchConfig
+    engine: EngineConfig
+    select: dict[str, Any] = dataclasses.field(default_factory=dict)  # `gdas train` options of the short training
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema": SEEDS_SCHEMA,
+            "schema_version": 1,
+            "seeds": self.seeds,
+            "select_epochs": self.select_epochs,
+            "search": self.search.to_dict(),
+            "engine": self.engine.to_dict(),
+            "select": self.select,
+            "gdas_version": __version__,
+        }
+
+    @classmethod
+    def read(cls, parent: Path) -> SeedsPlan:
+        path = Path(parent) / SEEDS_FILE
+        data = read_json(path)
+        if data.get("schema") != SEEDS_SCHEMA or not isinstance(data.get("seeds"), list):
+            raise GdasError(f"{path}: not a gdas seeds file")
+        return cls(
+            seeds=[int(s) for s in data["seeds"]],
+            select_epochs=int(data["select_epochs"]),
+            search=SearchConfig.from_dict(data["search"], str(path)),
+            engine=EngineConfig.from_dict(data["engine"]),
+            select=dict(data.get("select") or {}),
+        )
+
+
+def new_plan(
+    config: SearchConfig,
+    engine: EngineConfig,
+    count: int,
+    select_epochs: int | None,
+    select: dict[str, Any] | None = None,
+) -> SeedsPlan:
+    """K = `count` seeds from config.seed on; one split (config.split_seed, else the first seed) for all.
+
+    `select`: `gdas train` settings of the short training besides its epochs (C, layers, batch_size...;
+    default: the data set's recipe)."""
+    if count < 1:
+        raise GdasError(f"--seeds: {count} must be >= 1")
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise GdasError("--seeds: runs its searches one after another in one process; start it without torchrun")
+    epochs = default_select_epochs(config.dataset) if select_epochs is None else select_epochs
+    if epochs < 1:
+        raise GdasError(f"--select-epochs: {epochs} must be >= 1")
+    split_seed = config.split_seed if config.split_seed is not None else config.seed
+    search = dataclasses.replace(config, split_seed=split_seed)
+    select = {**SELECT_DEFAULTS.get(config.dataset.split(":")[0], {}), **(select or {})}
+    return SeedsPlan(list(range(config.seed, config.seed + count)), epochs, search, engine, select)
+
+
+def check_resume(plan: SeedsPlan, parent: Path, given: dict[str, Any]) -> None:
+    """Refuse an option typed on `--resume PARENT` that would change what the parent computes."""
+    saved = {**plan.engine.to_dict(), **plan.search.to_dict(), "seeds": len(plan.seeds)}
+    saved["select_epochs"], saved["seed"] = plan.select_epochs, plan.seeds[0]
+    for key, value in given.items():
+        if value is None or key in RESUME_SAFE or key == "run_dir":
+            continue
+        before = saved.get(key)
+        if isinstance(value, (list, tuple)) and isinstance(before, (list, tuple)):
+            same = list(value) == list(before)
+        else:
+            same = value == before
+        if not same:
+            option = "--" + key.replace("_", "-")
+            raise GdasError(
+                f"--resume {parent}: {option}: {before!r} -> {value!r} would change the saved seeds.json; "
+                "a resumed run keeps its config (drop the option, or start a new run)"
+            )
+
+
+# ------------------------------------------------------------------------------------------ the runs
+
+
+def _child(parent: Path, seed: int) -> Path:
+    return parent / f"seed-{seed}"
+
+
+def _select_dir(parent: Path, seed: int) -> Path:
+    return parent / "select" / f"seed-{seed}"
+
+
+def _started(run_dir: Path) -> bool:
+    """A run that can be resumed. A folder with no checkpoint yet (stopped in its first epoch) holds
+    only the config.json the engine wrote at the start: it is cleared and started again."""
+    run = RunDir(run_dir)
+    if run.has_checkpoint("last"):
+        return True
+    if run_dir.is_dir() and {p.name for p in run_dir.iterdir()} <= {run.config_file.name}:
+        shutil.rmtree(run_dir)
+    return False
+
+
+def _finished(run_dir: Path) -> bool:
+    run = RunDir(run_dir)
+    return run.has_checkpoint("last") and bool(progress_of(run.checkpoint("last")).get("finished"))
+
+
+def _search_child(plan: SeedsPlan, parent: Path, seed: int, overrides: dict[str, Any]) -> Path:
+    """Run, resume or skip the search of `seed`; returns its run folder."""
+    run_dir = _child(parent, seed)
+    if RunDir(run_dir).genotype_file.is_file() and _finished(run_dir):
+        return run_dir
+    hint = f"gdas search cnn --resume {parent}"
+    if _started(run_dir):
+        saved = RunDir(run_dir).read_config()
+        config = SearchConfig.from_dict({**saved["task"], **_safe(overrides, saved["task"])}, str(run_dir))
+        engine = EngineConfig.from_dict({**saved["engine"], **_safe(overrides, saved["engine"])})
+        run_search(config, engine, resume=True)
+        return run_dir
+    config = dataclasses.replace(plan.search, seed=seed)
+    engine = dataclasses.replace(plan.engine, run_dir=str(run_dir), seed=seed, resume_hint=hint)
+    run_search(config, engine)
+    return run_dir
+
+
+def _safe(overrides: dict[str, Any], saved: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in overrides.items() if k in RESUME_SAFE and k in saved and v is not None}
+
+
+def selection_data(config: SearchConfig, split: dict[str, Any]) -> ImageData:
+    """The search's data set with its TRAIN half as training set and its VALID half as test set."""
+    data = load_images(config.dataset, config.data_dir or "data")
+    train_half, valid_half = split["train"], split["valid"]
+    if isinstance(data.train, TensorImages):
+        train_set: Any = data.train.subset(train_half)
+        valid_set: Any = data.train.subset(valid_half)
+    else:
+        from torch.utils.data import Subset
+
+        train_set, valid_set = Subset(data.train, train_half), Subset(data.train, valid_half)
+    return dataclasses.replace(data, train=train_set, test=valid_set)
+
+
+def _select_child(plan: SeedsPlan, parent: Path, seed: int, overrides: dict[str, Any]) -> dict[str, Any]:
+    """Train `seed`'s derived cell for select_epochs on the TRAIN half; its VALID-half top-1 and loss."""
+    search_dir = _child(parent, seed)
+    genotype = load_local_genotype(str(RunDir(search_dir).genotype_file))
+    split = read_json(RunDir(search_dir).split_file)
+    data = selection_data(plan.search, split)
+    run_dir = _select_dir(parent, seed)
+    workers = overrides.get("workers") if overrides.get("workers") is not None else plan.search.workers
+    config = make_config(
+        plan.search.dataset,
+        genotype,
+        {**plan.select, "epochs": plan.select_epochs, "data_dir": plan.search.data_dir or "data", "workers": workers},
+    )
+    hint = f"gdas search cnn --resume {parent}"
+    if not _finished(run_dir):
+        if _started(run_dir):
+            saved = RunDir(run_dir).read_config()
+            config = TrainConfig.from_dict(saved["task"], str(RunDir(run_dir).config_file))
+            engine = EngineConfig.from_dict({**saved["engine"], **_safe(overrides, saved["engine"])})
+            train(config, engine, resume=True, data=data)
+        else:
+            engine = dataclasses.replace(
+                plan.engine,
+                run_dir=str(run_dir),
+                epochs=plan.select_epochs,
+                seed=plan.seeds[0],  # every cell trains with the same seed: only the cell differs
+                eval_every=plan.select_epochs,
+                resume_hint=hint,
+            )
+            train(config, engine, data=data)
+    return _selection_result(run_dir, genotype, data.num_classes, seed, search_dir)
+
+
+def _selection_result(
+    run_dir: Path, genotype: Genotype, num_classes: int, seed: int, search_dir: Path
+) -> dict[str, Any]:
+    saved = TrainConfig.from_dict(RunDir(run_dir).read_config()["task"])
+    last = read_json_lines(RunDir(run_dir).metrics_file)[-1]
+    args = NetworkArgs(net=saved.net, C=saved.C, layers=saved.layers, num_classes=num_classes)
+    searched = read_json_lines(RunDir(search_dir).metrics_file)[-1]
+    return {
+        "seed": seed,
+        "valid_top1": last["test_top1"],
+        "valid_loss": last["test_loss"],
+        "params": count_parameters(build_network(genotype, args)),
+        "network": {"net": saved.net, "C": saved.C, "layers": saved.layers},
+        "search_arch_top1": searched.get("train_arch_top1"),
+        "genotype": genotype.to_dict(),
+        "search_run": str(search_dir),
+        "select_run": str(run_dir),
+    }
+
+
+def read_json_lines(path: Path) -> list[dict[str, Any]]:
+    import json
+
+    if not path.is_file():
+        raise GdasError(f"{path}: missing; resume the parent run to finish it")
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def run_seeds(
+    plan: SeedsPlan,
+    parent: Path,
+    *,
+    resume: bool = False,
+    overrides: dict[str, Any] | None = None,
+    say: Callable[[str], None] = lambda text: None,
+) -> dict[str, Any]:
+    """Search every seed, train every derived cell briefly, rank them; returns ranking.json's content.
+
+    `overrides`: the settings a resumed parent may change (RESUME_SAFE), applied to every part.
+    """
+    parent = Path(parent)
+    overrides = overrides or {}
+    plan = dataclasses.replace(
+        plan,
+        search=dataclasses.replace(plan.search, **_safe(overrides, plan.search.to_dict())),
+        engine=dataclasses.replace(plan.engine, **_safe(overrides, plan.engine.to_dict())),
+    )
+    if not resume:
+        if parent.exists() and (not parent.is_dir() or any(parent.iterdir())):
+            raise GdasError(f"{parent}: run directory is not empty; pass --resume {parent} to continue it")
+        parent.mkdir(parents=True, exist_ok=True)
+        write_json(parent / SEEDS_FILE, plan.to_dict())
+    count = len(plan.seeds)
+    for i, seed in enumerate(plan.seeds, start=1):
+        say(f"seed {seed} ({i}/{count}): search in {_child(parent, seed)}")
+        _search_child(plan, parent, seed, overrides)
+    results = []
+    for i, seed in enumerate(plan.seeds, start=1):
+        say(f"seed {seed} ({i}/{count}): {plan.select_epochs} epoch(s) of training in {_select_dir(parent, seed)}")
+        results.append(_select_child(plan, parent, seed, overrides))
+    return _write_ranking(plan, parent, results)
+
+
+def _write_ranking(plan: SeedsPlan, parent: Path, results: list[dict[str, Any]]) -> dict[str, Any]:
+    ranked = sorted(results, key=lambda r: (-r["valid_top1"], r["seed"]))  # ties: the lower seed
+    ranking = {
+        "schema": RANKING_SCHEMA,
+        "schema_version": 1,
+        "selected_by": "valid_top1",
+        "procedure": (
+            f"each searched cell trained from scratch for {plan.select_epochs} epoch(s) with the "
+            f"{plan.search.dataset} training recipe on the search's train half, evaluated on its valid half"
+        ),
+        "split_seed": plan.search.split_seed,
+        "select_epochs": plan.select_epochs,
+        "winner": ranked[0]["seed"],
+        "seeds": ranked,
+    }
+    write_json(parent / RANKING_FILE, ranking)
+    winner = Genotype.from_dict(ranked[0]["genotype"], str(parent / RANKING_FILE))
+    atomic_write_text(parent / "genotype.json", with_ranking(winner, ranking, parent).to_json())
+    return ranking
+
+
+def ranking_summary(ranking: dict[str, Any], parent: Path) -> dict[str, Any]:
+    """The ranking as a genotype's provenance holds it: seed, valid top-1 and params per seed."""
+    return {
+        "parent_run": str(parent),
+        "selected_by": ranking["selected_by"],
+        "procedure": ranking["procedure"],
+        "ranking": [
+            {"seed": r["seed"], "valid_top1": r["valid_top1"], "params": r["params"]} for r in ranking["seeds"]
+        ],
+    }
+
+
+def with_ranking(genotype: Genotype, ranking: dict[str, Any], parent: Path) -> Genotype:
+    data = genotype.to_dict()
+    data["provenance"] = {**data.get("provenance", {}), "best_of_seeds": ranking_summary(ranking, parent)}
+    return Genotype.from_dict(data, str(parent / RANKING_FILE))
+
+
+def read_ranking(parent: Path) -> dict[str, Any]:
+    """ranking.json of a finished parent; an unfinished one is an error naming the resume command."""
+    path = Path(parent) / RANKING_FILE
+    if not path.is_file():
+        raise GdasError(f"{parent}: the seeds are not all searched and ranked yet; gdas search cnn --resume {parent}")
+    data = read_json(path)
+    if data.get("schema") != RANKING_SCHEMA:
+        raise GdasError(f"{path}: not a gdas seed ranking")
+    return data

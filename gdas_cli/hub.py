@@ -450,7 +450,7 @@ def _how_to_load(facts: CardFacts) -> str:
         f"gdas eval --from-hub {ref}\n"
         f"gdas genotypes show hf-hub:{ref}\n```\n\n"
         "```python\nimport gdas_cli\n"
-        f'model = gdas_cli.create_model("hf-hub:{ref}", pretrained=True)  # strict, eval mode\n```\n\n'
+        f'model = gdas_cli.create_model("hf-hub:{ref}", pretrained=True).eval()  # strict\n```\n\n'
         "Loading checks config.json, genotype.json, the safetensors header and the sha256 of the weights "
         "against each other and never unpickles."
     )

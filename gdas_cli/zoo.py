@@ -31,7 +31,7 @@ from . import hub
 from .errors import GdasError
 from .genotype import HUB_PREFIX, Genotype, data_dir
 from .jsonio import read_json
-from .models import NetworkArgs
+from .models import CellFeatures, NetworkArgs
 from .published import CONFIG_FILE, GdasNetwork, PublishedConfig, load_published_folder, read_config
 from .refs import load_genotype
 from .rundir import resolve
@@ -410,8 +410,10 @@ def create_model(
     in_chans: int | None = None,
     drop_path_rate: float | None = None,
     checkpoint_path: str | Path | None = None,
+    features_only: bool = False,
+    out_indices: Sequence[int] | None = None,
     **kwargs: Any,
-) -> GdasNetwork:
+) -> GdasNetwork | CellFeatures:
     """Build a model, timm-style: a zoo name, a published one (`hf-hub:org/name[@rev]`) or an exported folder.
 
     Args:
@@ -423,6 +425,9 @@ def create_model(
         in_chans: input channels; these networks take 3 (RGB), anything else is an error.
         drop_path_rate: drop-path probability of the cells (training ramps it itself).
         checkpoint_path: a weights file (or exported folder) loaded strictly over the built model.
+        features_only: return a backbone (`CellFeatures`) giving the feature maps of `out_indices`
+            (default: all four levels: the stem, then the deepest cell at each stride), with the same
+            (pretrained) weights; `feature_info` says each level's channels and reduction.
         **kwargs: `net`, `C`, `layers`, `auxiliary` for an untrained model.
 
     Returns a `gdas_cli.published.GdasNetwork` (a CellNetwork that saves the published format;
@@ -448,7 +453,33 @@ def create_model(
         model.drop_path_prob = drop_path_rate
     if checkpoint_path is not None:
         _load_checkpoint(model, checkpoint_path)
+    if features_only:
+        return _backbone(model, out_indices).train()
+    if out_indices is not None:
+        raise GdasError("out_indices: only with features_only=True")
     return model.train()
+
+
+def _pretrained_network(ref: str) -> GdasNetwork:
+    """create_model(ref, pretrained=True), the classifier network (never a backbone)."""
+    model = create_model(ref, pretrained=True)
+    assert isinstance(model, GdasNetwork)  # features_only was not asked for
+    return model
+
+
+def _backbone(model: GdasNetwork, out_indices: Sequence[int] | None) -> CellFeatures:
+    """The feature levels of `model` as a backbone, holding the same weights (every backbone weight is the model's)."""
+    backbone = CellFeatures(
+        model.genotype,
+        model.args,
+        out_indices=out_indices,
+        drop_path_rate=model.drop_path_prob,
+        pretrained_cfg=model.pretrained_cfg,
+    )
+    result = backbone.load_state_dict(model.state_dict(), strict=False)
+    if result.missing_keys:
+        raise GdasError(f"features_only: the backbone has weights the model lacks: {result.missing_keys[:3]}")
+    return backbone
 
 
 def load_init(ref: str) -> tuple[GdasNetwork, dict[str, Any]]:
@@ -463,7 +494,7 @@ def load_init(ref: str) -> tuple[GdasNetwork, dict[str, Any]]:
         found = resolve(path, prefer=("last",))
         model = GdasNetwork.from_network(load_network(found.weights))
         return model, {"ref": ref, "kind": "checkpoint", "weights": str(found.weights.resolve())}
-    model = create_model(ref, pretrained=True)
+    model = _pretrained_network(ref)
     kind = "hub" if ref.startswith(HUB_PREFIX) else "folder" if path.is_dir() else "zoo"
     info: dict[str, Any] = {"ref": ref, "kind": kind}
     if kind == "zoo":

@@ -111,3 +111,17 @@ def test_readme_use_a_cell_block_runs(monkeypatch, capsys):
     assert namespace["predictions"].shape == (16,) and len(namespace["features"]) == 3
     assert namespace["out"].shape == (2, namespace["cell"].multiplier * 8, 8, 8)
     assert "[1, 2, 4]" in capsys.readouterr().out
+
+
+def test_create_model_features_only_keeps_the_pretrained_weights():
+    import gdas_cli
+
+    model = gdas_cli.create_model("gdas_frc_digits", pretrained=True).eval()
+    backbone = gdas_cli.create_model("gdas_frc_digits", pretrained=True, features_only=True, out_indices=(1, 3)).eval()
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        maps = backbone(x)
+        last = model.forward_features(x)
+    assert [m.shape[1] for m in maps] == backbone.feature_info.channels()
+    assert torch.equal(maps[-1], last)  # the deepest level is the classifier's feature map, same weights
+    assert backbone.pretrained_cfg == model.pretrained_cfg

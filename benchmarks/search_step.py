@@ -35,7 +35,7 @@ import platform
 import statistics
 import sys
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -45,7 +45,7 @@ from torch.nn import functional as F
 from gdas_cli.engine import Runtime
 from gdas_cli.sampler import SAMPLING_MODES
 from gdas_cli.search import LAYOUTS, build_search_network
-from gdas_cli.search.step import search_step
+from gdas_cli.search.step import frozen, search_step
 
 ALL_OPS_MODES = ("darts", "gdas_all_ops")  # every op runs: no one-path limit, so timed against a GDAS step
 
@@ -161,18 +161,6 @@ def limit_forward(net: nn.Module, plan: Plan, x: torch.Tensor) -> torch.Tensor:
     return net.classifier(torch.flatten(net.global_pool(net.last_act(s1)), 1))
 
 
-@contextlib.contextmanager
-def no_grad_for(parameters: Iterable[nn.Parameter]) -> Iterator[None]:
-    params = [p for p in parameters if p.requires_grad]
-    for p in params:
-        p.requires_grad_(False)
-    try:
-        yield
-    finally:
-        for p in params:
-            p.requires_grad_(True)
-
-
 # ---- one side of a round
 
 
@@ -226,7 +214,7 @@ class LimitSide:
             logits = limit_forward(self.net, plan_w, train[0])
         F.cross_entropy(logits.float(), train[1]).backward()
         self.opt.step()
-        with no_grad_for(self.weights), self.rt.autocast():
+        with frozen(self.weights), self.rt.autocast():
             logits = limit_forward(self.net, plan_a, valid_leaf)
         torch.autograd.grad(F.cross_entropy(logits.float(), valid_labels), valid_leaf)
 
@@ -264,7 +252,7 @@ class SavedActivations:
 
 
 def w_forward_memory(side: ProjectSide, forward) -> float:
-    with no_grad_for(side.net.alphas()), side.rt.autocast():
+    with frozen(side.net.alphas()), side.rt.autocast():
         return SavedActivations(side.net).measure(forward)
 
 

@@ -473,7 +473,7 @@ def rnn(
 
       gdas search rnn --resume runs/search-rnn-ptb-20260101-120000
     """
-    from ..engine import resume_settings
+    from ..engine import config_from_dict, resume_settings
     from ..search.rnn_task import LMSearchConfig, RNNSearchTask, resolve_search_config, run_rnn_search
 
     values = {
@@ -493,7 +493,7 @@ def rnn(
     if run.resume is not None:
         given = run.typed(dataset=dataset, **values)
         saved, engine = resume_settings(run.resume, RNNSearchTask.kind, given, frozenset({"data_dir"}), network="rnn")
-        config = LMSearchConfig(**{k: v for k, v in saved.items() if k in LMSearchConfig.__dataclass_fields__})
+        config = config_from_dict(LMSearchConfig, saved, str(run.resume / "config.json"))
     else:
         seed = run.seed if "seed" in run.explicit else None
         config = resolve_search_config(dataset or "ptb", {**values, "seed": seed})

@@ -297,7 +297,7 @@ def train_text(
     info_name: str = "",
     run: RunOptions = RunOptions(),
 ) -> None:
-    from ..engine import resume_settings
+    from ..engine import config_from_dict, resume_settings
     from ..evaluate import evaluate_lm_run
     from ..refs import load_genotype
     from ..rundir import RunDir
@@ -321,7 +321,7 @@ def train_text(
         if given.get("genotype") is not None:
             given["genotype"] = load_genotype(given["genotype"]).to_dict()
         saved, engine = resume_settings(run.resume, LMTrainTask.kind, given, _LM_RESUME_SAFE)
-        config = LMTrainConfig(**{k: v for k, v in saved.items() if k in LMTrainConfig.__dataclass_fields__})
+        config = config_from_dict(LMTrainConfig, saved, str(run.resume / "config.json"))
         if config.dataset != dataset:
             raise GdasError(f"--resume {run.resume}: the run trains on {config.dataset}, not {dataset}")
     else:

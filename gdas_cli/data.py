@@ -6,9 +6,15 @@ run see exactly the batches a one-process uninterrupted run sees:
 - `TensorBatches`: sets that fit in memory (CIFAR, digits) live on the training device as uint8;
   random crop, flip and cutout are tensor ops on the whole batch, driven by a counter-based hash of
   (seed, epoch, index) instead of an RNG, so the loader is never the bottleneck and needs no state.
-- `LoaderBatches`: image folders (ImageNet, `folder:PATH`) go through a DataLoader (workers, pinned
-  memory, non_blocking copies); each example's torchvision transform runs under a torch RNG seeded
-  from (seed, epoch, index).
+- `LoaderBatches`: image folders too large to hold in memory (ImageNet, a big `folder:PATH`) go
+  through a DataLoader (workers, pinned memory, non_blocking copies); each example's torchvision
+  transform runs under a torch RNG seeded from (seed, epoch, index).
+
+A `folder:PATH` set (PATH/train/<class>/*, and PATH/val/ or PATH/test/ with the same class folders
+for training and evaluation; a search needs train/ alone) is resized to one square side and, when
+it fits in FOLDER_MEMORY_BYTES at that side, held in memory like CIFAR; its mean and std are
+computed from its training images. `describe` reports what the sizing rule needs (image count,
+classes, native side) without decoding the images.
 
 The epoch order is a seeded permutation; with K ranks, rank r takes every K-th example, so K ranks
 with batch B/K together see the one-process batch B.
@@ -29,6 +35,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from .errors import GdasError
+from .progress import track
+from .sizing import DataFacts
 
 # Per-channel mean and std of each CIFAR training set, in 0..255 units over 255, as the GDAS code
 # normalises (xautodl 1.0.0 datasets/get_dataset_with_transform.py). CIFAR_* are CIFAR-10's.
@@ -84,7 +92,7 @@ class ImageData:
     train: Any
     test: Any
     augment: Augment | None = None
-    train_transform: Callable | None = None
+    train_transform: Callable[[Augment], Callable] | None = None  # streamed sets: the augmentation's transform
     test_transform: Callable | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -94,6 +102,60 @@ class ImageData:
 
 
 # ------------------------------------------------------------------------------------------ datasets
+
+DIGITS_SIZE = 32  # the built-in digits set: sklearn's 8x8 digits upsampled to CIFAR's side
+FOLDER_SIZE = 32  # a folder set's side when none is asked for: the CIFAR network's input
+FOLDER_MEMORY_BYTES = 1 << 30  # folder sets up to 1 GiB of uint8 pixels at their side are held in memory
+STATS_SAMPLE = 2000  # streamed folder sets: mean and std from this many training images, evenly spaced
+SIZE_SAMPLE = 64  # `describe` reads the size of this many images, evenly spaced, from their headers
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+
+Stats = tuple[tuple[float, ...], tuple[float, ...]]
+
+
+@dataclass(frozen=True)
+class _Request:
+    """What `load_images` was asked for: where, which network family, which side, whose statistics."""
+
+    data_dir: Path
+    download: bool = False
+    net: str | None = None
+    image_size: int | None = None  # None: the set's own side
+    stats: Stats | None = None  # None: the set's own (folders: computed from the training images)
+    test: bool = True  # False: only the training split is needed (a search)
+    train: bool = True  # False: only the test split is needed (evaluating weights with their own statistics)
+
+
+def _crop_padding(side: int) -> int:
+    """The CIFAR recipe's 4-pixel padding at 32x32, scaled to the side."""
+    return max(1, side // 8)
+
+
+def _channel_stats(images: torch.Tensor) -> Stats:
+    """Per-channel mean and (unbiased) std of uint8 images (N, C, H, W) scaled to [0, 1], in chunks.
+
+    A channel that never varies gets std 1/255 (one grey level) instead of 0, so normalising never divides by 0.
+    """
+    total = torch.zeros(images.shape[1], dtype=torch.float64)
+    squares = torch.zeros_like(total)
+    for chunk in images.split(4096):
+        scaled = chunk.to(torch.float64) / 255
+        total += scaled.sum(dim=(0, 2, 3))
+        squares += scaled.square().sum(dim=(0, 2, 3))
+    count = images.numel() // images.shape[1]
+    mean = total / count
+    var = (squares - count * mean.square()) / max(count - 1, 1)
+    return tuple(mean.tolist()), tuple(var.clamp_min(0).sqrt().clamp_min(1 / 255).tolist())
+
+
+def _resized(images: torch.Tensor, side: int) -> torch.Tensor:
+    """uint8 images at side x side (bilinear, antialiased when shrinking)."""
+    if images.shape[-1] == side and images.shape[-2] == side:
+        return images
+    scaled = torch.nn.functional.interpolate(
+        images.float(), size=(side, side), mode="bilinear", align_corners=False, antialias=True
+    )
+    return scaled.round().clamp(0, 255).to(torch.uint8)
 
 
 def _digits_arrays() -> tuple[np.ndarray, np.ndarray]:
@@ -115,37 +177,36 @@ def _digits_arrays() -> tuple[np.ndarray, np.ndarray]:
     return bunch.images, bunch.target
 
 
-def _load_digits(data_dir: Path, download: bool, net: str | None) -> ImageData:
-    """sklearn's 1797 real 8x8 handwritten digits, upsampled to 32x32 RGB, split 1500/297 with a fixed seed."""
+def _load_digits(request: _Request) -> ImageData:
+    """sklearn's 1797 real 8x8 handwritten digits, upsampled (to 32x32 unless asked otherwise) and repeated to
+    RGB, split 1500/297 with a fixed seed; mean and std from the training images."""
     raw, target = _digits_arrays()
+    side = request.image_size or DIGITS_SIZE
     pixels = torch.tensor(raw, dtype=torch.float32).unsqueeze(1) / 16.0
-    pixels = torch.nn.functional.interpolate(pixels, size=(32, 32), mode="bilinear", align_corners=False)
+    pixels = torch.nn.functional.interpolate(pixels, size=(side, side), mode="bilinear", align_corners=False)
     images = (pixels.clamp(0, 1) * 255).round().to(torch.uint8).repeat(1, 3, 1, 1)
     labels = torch.tensor(target, dtype=torch.long)
     order = torch.from_numpy(np.random.RandomState(DIGITS_SPLIT_SEED).permutation(len(labels)))
     test_idx, train_idx = order[:DIGITS_TEST_SIZE], order[DIGITS_TEST_SIZE:]
     train, test = TensorImages(images[train_idx], labels[train_idx]), TensorImages(images[test_idx], labels[test_idx])
-    scaled = train.images.float() / 255
-    mean = tuple(scaled.mean(dim=(0, 2, 3)).tolist())
-    std = tuple(scaled.std(dim=(0, 2, 3)).tolist())
-    # digits are not mirror-symmetric: crop only
+    mean, std = request.stats or _channel_stats(train.images)
     classes = [str(digit) for digit in range(10)]
-    return ImageData(
-        "digits", 10, 32, "cifar", mean, std, train, test, augment=Augment(4, False, 0), extra={"classes": classes}
-    )
+    augment = Augment(_crop_padding(side), False, 0)  # digits are not mirror-symmetric: crop only
+    return ImageData("digits", 10, side, "cifar", mean, std, train, test, augment=augment, extra={"classes": classes})
 
 
-def _load_cifar(classes: int) -> Callable[[Path, bool, str | None], ImageData]:
-    def load(data_dir: Path, download: bool, net: str | None) -> ImageData:
+def _load_cifar(classes: int) -> Callable[[_Request], ImageData]:
+    def load(request: _Request) -> ImageData:
         from torchvision import datasets
 
         cls = datasets.CIFAR10 if classes == 10 else datasets.CIFAR100
         folder = "cifar-10-batches-py" if classes == 10 else "cifar-100-python"
-        name = f"cifar{classes}"
+        name, data_dir = f"cifar{classes}", request.data_dir
+        side = request.image_size or 32
         splits = []
         for train in (True, False):
             try:
-                split = cls(root=str(data_dir), train=train, download=download)
+                split = cls(root=str(data_dir), train=train, download=request.download)
             except RuntimeError:
                 raise GdasError(
                     f"--data-dir {data_dir}: CIFAR-{classes} not found or corrupted (expected {data_dir / folder}/ "
@@ -154,13 +215,12 @@ def _load_cifar(classes: int) -> Callable[[Path, bool, str | None], ImageData]:
             except OSError as err:
                 raise GdasError(f"--download: could not fetch CIFAR-{classes} into {data_dir} ({err})") from None
             images = torch.from_numpy(np.ascontiguousarray(split.data)).permute(0, 3, 1, 2).contiguous()
-            splits.append(TensorImages(images, torch.tensor(split.targets, dtype=torch.long)))
-        mean, std = CIFAR_STATS[classes]
+            splits.append(TensorImages(_resized(images, side), torch.tensor(split.targets, dtype=torch.long)))
+        mean, std = request.stats or CIFAR_STATS[classes]
         classes_of = getattr(split, "classes", None)  # torchvision's class names, where the set has them
         names = {"classes": list(classes_of)} if classes_of else {}
-        return ImageData(
-            name, classes, 32, "cifar", mean, std, splits[0], splits[1], augment=Augment(4, True, 16), extra=names
-        )
+        augment = Augment(_crop_padding(side), True, 16)
+        return ImageData(name, classes, side, "cifar", mean, std, splits[0], splits[1], augment=augment, extra=names)
 
     return load
 
@@ -178,88 +238,183 @@ def read_image(path: str) -> Any:
         raise GdasError(f"{path}: not a readable image ({first})") from None
 
 
-def _image_folder(path: Path, what: str) -> Any:
-    from torchvision import datasets
-
-    if not path.is_dir():
-        raise GdasError(f"{path}: missing {what} folder (expected one subfolder of images per class)")
-    try:
-        return datasets.ImageFolder(str(path), loader=read_image)
-    except (FileNotFoundError, OSError) as err:
-        raise GdasError(f"{path}: no images found for {what} ({str(err).splitlines()[0]})") from None
-
-
-def _folder_transforms(net: str, mean: tuple[float, ...], std: tuple[float, ...]) -> tuple[Callable, Callable, int]:
-    from torchvision import transforms as T
-
-    normalize = [T.ToTensor(), T.Normalize(mean, std)]
-    if net == "imagenet":
-        train = T.Compose(
-            [
-                T.RandomResizedCrop(224),
-                T.RandomHorizontalFlip(),
-                T.ColorJitter(brightness=0.4, contrast=0.4, saturation=0.4, hue=0.2),
-                *normalize,
-            ]
-        )
-        test = T.Compose([T.Resize(256), T.CenterCrop(224), *normalize])
-        return train, test, 224
-    train = T.Compose([T.Resize((32, 32)), T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(), *normalize])
-    test = T.Compose([T.Resize((32, 32)), *normalize])
-    return train, test, 32
-
-
-def _folder_data(name: str, root: Path, test_dirs: tuple[str, ...], net: str) -> ImageData:
-    if not root.is_dir():
-        raise GdasError(
-            f"{root}: no such folder (expected {root}/train and {root}/{test_dirs[0]} in ImageFolder layout)"
-        )
-    train = _image_folder(root / "train", f"{name} training")
-    test_path = next((root / d for d in test_dirs if (root / d).is_dir()), root / test_dirs[0])
-    test = _image_folder(test_path, f"{name} test")
-    if train.classes != test.classes:
-        raise GdasError(
-            f"{test_path}: classes differ from {root / 'train'} "
-            f"({len(test.classes)} vs {len(train.classes)} class folders)"
-        )
-    train_tf, test_tf, size = _folder_transforms(net, IMAGENET_MEAN, IMAGENET_STD)
-    return ImageData(
-        name,
-        len(train.classes),
-        size,
-        net,
-        IMAGENET_MEAN,
-        IMAGENET_STD,
-        train,
-        test,
-        train_transform=train_tf,
-        test_transform=test_tf,
-        extra={"classes": train.classes},
+def folder_layout(root: Path) -> str:
+    """The layout a folder set must have, for error messages."""
+    return (
+        f"expected {root}/train/<class>/<image> (a folder per class; a search needs only train/) and, to train "
+        "or evaluate, val/ or test/ beside train/ with the same class folders"
     )
 
 
-def _load_imagenet(data_dir: Path, download: bool, net: str | None) -> ImageData:
-    if download:
+def _image_folder(path: Path, root: Path, what: str) -> Any:
+    from torchvision import datasets
+
+    if not path.is_dir():
+        raise GdasError(f"{path}: missing {what} folder; {folder_layout(root)}")
+    try:
+        return datasets.ImageFolder(str(path), loader=read_image)
+    except (FileNotFoundError, OSError) as err:
+        raise GdasError(
+            f"{path}: no images found for {what} ({str(err).splitlines()[0]}); {folder_layout(root)}"
+        ) from None
+
+
+def _check_same_classes(train: list[str], test: list[str], train_path: Path, test_path: Path, root: Path) -> None:
+    if train == test:
+        return
+    missing = ", ".join(repr(c) for c in train if c not in test)
+    extra = ", ".join(repr(c) for c in test if c not in train)
+    problem = "; ".join(p for p in (f"no {missing}" if missing else "", f"extra {extra}" if extra else "") if p)
+    raise GdasError(f"{test_path}: class folders differ from {train_path} ({problem}); {folder_layout(root)}")
+
+
+class _EmptyFolder(list):
+    """A training split that was not loaded: its class names only (what ImageFolder would have found)."""
+
+    def __init__(self, classes: list[str]) -> None:
+        super().__init__()
+        self.classes = classes
+        self.samples: list[tuple[str, int]] = []
+        self.targets: list[int] = []
+
+
+def _decode(samples: Sequence[tuple[str, int]], side: int, description: str) -> TensorImages:
+    """Images (path, class) resized to side x side, as one uint8 tensor."""
+    from PIL import Image
+
+    images = torch.empty((len(samples), 3, side, side), dtype=torch.uint8)
+    for i, (path, _) in enumerate(track(samples, description, total=len(samples))):
+        image = read_image(path).resize((side, side), Image.Resampling.BILINEAR)
+        images[i] = torch.from_numpy(np.asarray(image, dtype=np.uint8).copy()).permute(2, 0, 1)
+    return TensorImages(images, torch.tensor([label for _, label in samples], dtype=torch.long))
+
+
+def _sample_stats(samples: Sequence[tuple[str, int]], side: int) -> Stats:
+    """Mean and std of up to STATS_SAMPLE training images, evenly spaced (a set too large to hold)."""
+    step = max(1, len(samples) // STATS_SAMPLE)
+    return _channel_stats(_decode(list(samples)[::step][:STATS_SAMPLE], side, "statistics").images)
+
+
+def _streamed_transforms(net: str, side: int, stats: Stats) -> tuple[Callable[[Augment], Callable], Callable]:
+    """The training transform for an augmentation, and the test transform, of a streamed folder set."""
+    from torchvision import transforms as T
+
+    normalize = [T.ToTensor(), T.Normalize(*stats)]
+
+    def train(augment: Augment) -> Callable:
+        flip = [T.RandomHorizontalFlip()] if augment.flip else []
+        if net == "imagenet":
+            jitter = T.ColorJitter(brightness=0.4, contrast=0.4, saturation=0.4, hue=0.2)
+            steps = [T.RandomResizedCrop(side), *flip, jitter, *normalize]
+        else:
+            crop = [T.RandomCrop(side, padding=augment.crop_padding)] if augment.crop_padding else []
+            steps = [T.Resize((side, side)), *crop, *flip, *normalize]
+        return T.Compose([*steps, Cutout(augment.cutout)] if augment.cutout > 0 else steps)
+
+    if net == "imagenet":
+        test = T.Compose([T.Resize(round(side / 0.875)), T.CenterCrop(side), *normalize])
+    else:
+        test = T.Compose([T.Resize((side, side)), *normalize])
+    return train, test
+
+
+def _folder_data(name: str, root: Path, test_dirs: tuple[str, ...], request: _Request, net: str) -> ImageData:
+    if not root.is_dir():
+        raise GdasError(f"{root}: no such folder; {folder_layout(root)}")
+    train_path = root / "train"
+    test_path = next((root / d for d in test_dirs if (root / d).is_dir()), root / test_dirs[0])
+    test = _image_folder(test_path, root, f"{name} test") if request.test else None
+    if request.train or test is None:
+        train = _image_folder(train_path, root, f"{name} training")
+        if test is not None:
+            _check_same_classes(train.classes, test.classes, train_path, test_path, root)
+    else:  # weights evaluated with the statistics they were trained with: the test split alone will do
+        train = _EmptyFolder(test.classes)
+    side = request.image_size or (224 if net == "imagenet" else FOLDER_SIZE)
+    count = len(train) + (len(test) if test is not None else 0)
+    classes = {"classes": list(train.classes)}
+    augment = Augment(_crop_padding(side), True, 0)
+    if net == "cifar" and count * 3 * side * side <= FOLDER_MEMORY_BYTES:
+        train_images = _decode(train.samples, side, "load train")
+        test_images = _decode(test.samples, side, "load test") if test is not None else None
+        mean, std = request.stats or _channel_stats(train_images.images)  # stats are given when train is not loaded
+        return ImageData(
+            name, len(train.classes), side, net, mean, std, train_images, test_images, augment=augment, extra=classes
+        )
+    # ImageNet keeps the statistics every ImageNet model uses; a folder set gets its own
+    stats = request.stats or (
+        (IMAGENET_MEAN, IMAGENET_STD) if name == "imagenet" else _sample_stats(train.samples, side)
+    )
+    train_tf, test_tf = _streamed_transforms(net, side, stats)
+    return ImageData(
+        name,
+        len(train.classes),
+        side,
+        net,
+        stats[0],
+        stats[1],
+        train,
+        test,
+        augment=augment,
+        train_transform=train_tf,
+        test_transform=test_tf,
+        extra=classes,
+    )
+
+
+def _load_imagenet(request: _Request) -> ImageData:
+    data_dir = request.data_dir
+    if request.download:
         raise GdasError("--download: ImageNet cannot be downloaded automatically; put train/ and val/ under --data-dir")
     if not (data_dir / "train").is_dir():
         raise GdasError(
             f"--data-dir {data_dir}: no ImageNet folder {data_dir / 'train'} "
             "(expected train/ and val/ with one subfolder per class)"
         )
-    return _folder_data("imagenet", data_dir, ("val",), net or "imagenet")
+    return _folder_data("imagenet", data_dir, ("val",), request, request.net or "imagenet")
 
 
-DATASETS: dict[str, Callable[[Path, bool, str | None], ImageData]] = {
+DATASETS: dict[str, Callable[[_Request], ImageData]] = {
     "cifar10": _load_cifar(10),
     "cifar100": _load_cifar(100),
     "imagenet": _load_imagenet,
     "digits": _load_digits,
 }
 FOLDER_PREFIX = "folder:"
+# what `describe` says of the built-in and paper sets, without loading them
+_KNOWN_FACTS: dict[str, tuple[int, int, int]] = {
+    "digits": (1797 - DIGITS_TEST_SIZE, 10, 8),  # sklearn's 8x8 pixels, whatever side they are loaded at
+    "cifar10": (50_000, 10, 32),
+    "cifar100": (50_000, 100, 32),
+    "imagenet": (1_281_167, 1000, 224),
+}
+
+
+def published_dataset(spec: str) -> str:
+    """What a published file may say of a data set: its name, or `folder` for a local folder (never its path)."""
+    return "folder" if spec.startswith(FOLDER_PREFIX) else spec
+
+
+def default_hflip(spec: str) -> bool:
+    """Whether training images of a set are flipped by default: CIFAR's and ImageNet's (the 2019 code) and
+    folders' (ours, as timm's default) are; the digits' are not (they are not mirror-symmetric)."""
+    return spec != "digits"
+
+
+def flip_source(spec: str) -> str:
+    return "2019 code" if spec in ("cifar10", "cifar100", "imagenet") else "ours"
 
 
 def dataset_names() -> list[str]:
     return [*DATASETS, f"{FOLDER_PREFIX}PATH"]
+
+
+def folder_path(spec: str) -> Path:
+    """PATH of a `folder:PATH` spec (~ expanded)."""
+    path = Path(spec[len(FOLDER_PREFIX) :]).expanduser()
+    if not str(spec[len(FOLDER_PREFIX) :]):
+        raise GdasError(f"{spec}: give the folder, e.g. folder:~/data/flowers")
+    return path
 
 
 def load_images(
@@ -268,21 +423,73 @@ def load_images(
     *,
     download: bool = False,
     net: str | None = None,
+    image_size: int | None = None,
+    stats: Stats | None = None,
+    test: bool = True,
+    train: bool = True,
 ) -> ImageData:
     """The dataset named by `spec`: a DATASETS name or `folder:PATH` (PATH/train and PATH/val or PATH/test).
 
-    `net` picks the input size of folder sets: "cifar" (32x32, the default) or "imagenet" (224).
+    `net` picks the network family of folder sets: "cifar" (the default) or "imagenet". `image_size` resizes
+    to a square side (default: the set's own; 32 for folders, 224 for imagenet folders). `stats` normalises
+    with a given (mean, std) instead of the set's own (a published model's). `test=False` loads the
+    training split alone (a search needs no test folder); `test` is then None. `train=False` with `stats`
+    given skips a folder set's training images (evaluating weights with their recorded statistics).
     """
     if net not in (None, "cifar", "imagenet"):
         raise GdasError(f"--net: {net!r} must be cifar or imagenet")
+    if image_size is not None and image_size < 8:
+        raise GdasError(f"--image-size: {image_size} must be at least 8")
+    request = _Request(Path(data_dir).expanduser(), download, net, image_size, stats, test, train or stats is None)
     if spec.startswith(FOLDER_PREFIX):
-        path = Path(spec[len(FOLDER_PREFIX) :]).expanduser()
-        if not str(path):
-            raise GdasError(f"{spec}: give the folder, e.g. folder:~/data/flowers")
-        return _folder_data(f"folder:{path}", path, ("val", "test"), net or "cifar")
+        path = folder_path(spec)
+        return _folder_data(f"folder:{path}", path, ("val", "test"), request, net or "cifar")
     if spec not in DATASETS:
         raise GdasError(f"{spec}: unknown dataset; known: {', '.join(dataset_names())}")
-    return DATASETS[spec](Path(data_dir).expanduser(), download, net)
+    return DATASETS[spec](request)
+
+
+def _image_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+
+
+def _median_side(files: Sequence[Path]) -> int:
+    """The median of sqrt(width x height) over up to SIZE_SAMPLE files, from their headers alone."""
+    from PIL import Image
+
+    step = max(1, len(files) // SIZE_SAMPLE)
+    sides = []
+    for path in list(files)[::step][:SIZE_SAMPLE]:
+        try:
+            with Image.open(path) as image:
+                width, height = image.size
+        except (OSError, SyntaxError, ValueError) as err:
+            raise GdasError(f"{path}: not a readable image ({str(err).strip().splitlines()[0]})") from None
+        sides.append(round((width * height) ** 0.5))
+    return int(np.median(sides))
+
+
+def describe(spec: str, data_dir: Path | str = "data") -> DataFacts:
+    """The facts the sizing rule needs: training images, classes and the native side, without decoding images.
+
+    A folder's classes are its train/ subfolders and its side the median over a sample of image headers.
+    """
+    if spec in _KNOWN_FACTS:
+        images, classes, side = _KNOWN_FACTS[spec]
+        return DataFacts(spec, images, classes, side)
+    if not spec.startswith(FOLDER_PREFIX):
+        raise GdasError(f"{spec}: unknown dataset; known: {', '.join(dataset_names())}")
+    root = folder_path(spec)
+    train = root / "train"
+    if not root.is_dir():
+        raise GdasError(f"{root}: no such folder; {folder_layout(root)}")
+    if not train.is_dir():
+        raise GdasError(f"{train}: missing training folder; {folder_layout(root)}")
+    folders = sorted(d for d in train.iterdir() if d.is_dir())
+    files = [f for folder in folders for f in _image_files(folder)]
+    if not folders or not files:
+        raise GdasError(f"{train}: no images found in class folders; {folder_layout(root)}")
+    return DataFacts(spec, len(files), len(folders), _median_side(files))
 
 
 def split_indices(n: int, seed: int) -> tuple[list[int], list[int]]:
@@ -574,9 +781,8 @@ def make_batches(
     """The batch source for `split` ("train" or "test") of `data`, optionally restricted to `indices`.
 
     `batch_size` is the global batch; each rank gets batch_size / world_size. Training sources
-    shuffle; they are augmented unless `augmented` is False (test sources never are). In-memory
-    sets use `augment` (default `data.augment`); folder sets use `data.train_transform`, plus cutout
-    when `augment.cutout` is set.
+    shuffle; they are augmented unless `augmented` is False (test sources never are), with `augment`
+    (default `data.augment`): tensor ops for in-memory sets, `data.train_transform(augment)` for streamed ones.
     """
     per_rank = per_rank_batch(batch_size, world_size)
     source = data.train if split == "train" else data.test
@@ -590,16 +796,16 @@ def make_batches(
         memory_format=memory_format,
     )
     augmented = train if augmented is None else augmented and train
+    if source is None:
+        raise GdasError(f"{data.name}: no {split} split was loaded")
+    chosen = (augment or data.augment) if augmented else None
     if isinstance(source, TensorImages):
         if indices is not None:
             source = source.subset(indices)
-        chosen = (augment or data.augment) if augmented else None
         return TensorBatches(source, mean=data.mean, std=data.std, augment=chosen, **common)
     if indices is not None:
         source = torch.utils.data.Subset(source, list(indices))
-    transform = data.train_transform if augmented else data.test_transform
-    if augmented and augment is not None and augment.cutout > 0:
-        from torchvision import transforms as T
-
-        transform = T.Compose([transform, Cutout(augment.cutout)])
+    transform = data.test_transform
+    if chosen is not None and data.train_transform is not None:
+        transform = data.train_transform(chosen)
     return LoaderBatches(source, transform, num_workers=num_workers, **common)

@@ -50,7 +50,7 @@ import random
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
 from pathlib import Path
@@ -560,8 +560,9 @@ def resume_settings(
         raise GdasError(f"--resume {run_dir}: a {label} run, not a {network + ' ' if network else ''}{kind} run")
     task, engine = dict(config["task"]), dict(config["engine"])
     allowed = RESUME_SAFE | safe
+    extended = _extension(run_dir, given.get("epochs"), engine.get("epochs"))
     for key, value in given.items():
-        if value is None or key in allowed or key == "run_dir":
+        if value is None or key in allowed or key == "run_dir" or (key == "epochs" and extended):
             continue
         saved = task.get(key, engine.get(key, _ABSENT))
         if saved is _ABSENT or not _same(value, saved):
@@ -573,8 +574,29 @@ def resume_settings(
             )
     task.update({k: v for k, v in given.items() if k in safe and v is not None and k in task})
     engine.update({k: v for k, v in given.items() if k in RESUME_SAFE and v is not None})
+    engine["quiet"] = bool(given.get("quiet"))  # how this invocation shows itself, not a saved setting
+    if extended:
+        engine["epochs"] = given["epochs"]
+        if "epochs" in task:
+            task["epochs"] = given["epochs"]
     engine["run_dir"] = str(run_dir)
     return task, EngineConfig.from_dict(engine)
+
+
+def _extension(run_dir: Path, epochs: Any, planned: Any) -> bool:
+    """Whether `--resume RUN --epochs N` extends the run; fewer epochs than planned is refused.
+
+    An extended run's schedules (learning rate, tau, drop-path) become those of an N-epoch run from the
+    epoch it resumes at, as if N had been asked for from the start (README, "Resume and extend").
+    """
+    if epochs is None or epochs == planned:
+        return False
+    if not isinstance(planned, int) or epochs < planned:
+        raise GdasError(
+            f"--resume {run_dir}: --epochs: {planned} -> {epochs}: a resumed run keeps its epochs or gets more "
+            "(extending it); it is never shortened"
+        )
+    return True
 
 
 def check_finite(config: Any) -> None:
@@ -598,6 +620,61 @@ def config_from_dict(cls: type, data: dict[str, Any], source: str, what: str = "
 # --------------------------------------------------------------------------------------------- engine
 
 
+def format_duration(seconds: float) -> str:
+    """`45 s`, `3 min 20 s`, `2 h 05 min`: a duration as a person reads it."""
+    seconds = max(0, round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+class _Pace:
+    """Times this process's steps (the first one, a warm-up, left out) to estimate the rest of the run.
+
+    Within the first epoch the estimate is the measured seconds per step times the steps left; once
+    epochs have finished, whole epochs left are counted at their mean recorded time (evaluation included).
+    """
+
+    ESTIMATE_AFTER = 5  # steps timed before the one-time estimate is printed: 5 taking 2 s, or 10
+    ESTIMATE_SECONDS = 2.0
+
+    def __init__(self) -> None:
+        self.timed, self.seconds, self.said = 0, 0.0, False
+        self._last: float | None = None
+
+    def tick(self) -> None:
+        now = time.perf_counter()
+        if self._last is not None:
+            self.timed += 1
+            self.seconds += now - self._last
+        self._last = now
+
+    def pause(self) -> None:
+        """Evaluation and checkpoints between epochs are not step time."""
+        self._last = None
+
+    def per_step(self) -> float | None:
+        return self.seconds / self.timed if self.timed else None
+
+    def remaining(self, pos: _Position, total: int, epochs: int) -> float | None:
+        per_step = self.per_step()
+        if per_step is None:
+            return None
+        done_epochs = [r["seconds"] for r in pos.history if isinstance(r.get("seconds"), (int, float))]
+        left_in_epoch = (total - pos.step) * per_step
+        whole_epochs = epochs - pos.epoch - 1
+        per_epoch = sum(done_epochs) / len(done_epochs) if done_epochs else total * per_step
+        return left_in_epoch + whole_epochs * per_epoch
+
+    def ready(self) -> bool:
+        enough = self.seconds >= self.ESTIMATE_SECONDS or self.timed >= 2 * self.ESTIMATE_AFTER
+        return not self.said and self.timed >= self.ESTIMATE_AFTER and enough
+
+
 @dataclass
 class _Position:
     """Where the loop is: `step` batches of `epoch` done; the partial sums of that epoch."""
@@ -619,6 +696,7 @@ class Engine:
         self.run_files = RunDir(self.run_dir)
         self.pos = _Position()
         self.stop: _StopRequest | None = None
+        self.pace = _Pace()
 
     # ---- checkpoints
 
@@ -726,7 +804,7 @@ class Engine:
     # ---- loop
 
     def run(self) -> dict[str, Any]:
-        """Train to the last epoch; returns the final record and the best value of `task.best_metric`."""
+        """Train to the last epoch; returns the summary: the final record and the checkpoint the run chose."""
         with _StopRequest() as self.stop:
             for epoch in range(self.pos.epoch, self.cfg.epochs):
                 self._epoch(epoch)
@@ -737,8 +815,26 @@ class Engine:
             "last": last,
             "best": self.pos.best,
             "best_metric": self.task.best_metric[0] if self.task.best_metric else None,
+            "chosen": self.chosen(),
             "rank": self.rt.rank,
         }
+
+    def chosen(self) -> dict[str, Any]:
+        """The checkpoint this run chose: `best` (the epoch of the best value of the task's metric, and the
+        split it is measured on) for tasks with a best metric, else `last` (the final epoch)."""
+        history = self.pos.history
+        if self.task.best_metric and self.pos.best is not None:
+            key = self.task.best_metric[0]
+            record = next((r for r in history if r.get(key) == self.pos.best), {})
+            return {
+                "checkpoint": "best",
+                "epoch": record.get("epoch"),
+                "by": key,
+                "split": key.split("_")[0],
+                "record": record,
+            }
+        record = history[-1] if history else {}
+        return {"checkpoint": "last", "epoch": record.get("epoch"), "by": None, "split": None, "record": record}
 
     def _epoch(self, epoch: int) -> None:
         task, rt, pos = self.task, self.rt, self.pos
@@ -750,6 +846,7 @@ class Engine:
         started = time.perf_counter()
         with self._progress(epoch, total, scalars) as advance:
             if pos.step < total:
+                self.pace.tick()
                 for batch in source.batches(epoch, pos.step):
                     out = task.train_step(batch, rt)
                     for key, value in out.items():
@@ -757,7 +854,10 @@ class Engine:
                         pos.sums[key] = pos.sums[key] + value if key in pos.sums else value
                     pos.step += 1
                     pos.global_step += 1
+                    self.pace.tick()
                     advance(pos)
+                    if self.pace.ready():
+                        self._estimate(total)
                     if self._stop_requested(pos.global_step):
                         pos.train_seconds += time.perf_counter() - started
                         self._interrupt()
@@ -767,11 +867,14 @@ class Engine:
                         and pos.step < total
                     ):
                         pos.train_seconds += time.perf_counter() - started
-                        started = time.perf_counter()
                         self.save("last")
+                        started = time.perf_counter()
+                        self.pace.pause()
+                        self.pace.tick()
                     if pos.step >= total:
                         break
         pos.train_seconds += time.perf_counter() - started
+        self.pace.pause()
         self._finish_epoch(epoch, scalars)
 
     def _finish_epoch(self, epoch: int, scalars: dict[str, float]) -> None:
@@ -840,6 +943,27 @@ class Engine:
 
     # ---- output
 
+    def _estimate(self, total: int) -> None:
+        """Once, after the first timed steps: how long the whole run will take at this pace."""
+        self.pace.said = True
+        remaining = self.pace.remaining(self.pos, total, self.cfg.epochs)
+        per_step = self.pace.per_step()
+        if remaining is None or per_step is None:
+            return
+        steps_left = (self.cfg.epochs - self.pos.epoch) * total - self.pos.step
+        if steps_left < self.pace.ESTIMATE_AFTER:
+            return
+        self._say(
+            f"estimate: about {format_duration(remaining)} to the end of epoch {self.cfg.epochs} "
+            f"({per_step:.3g} s per step, {steps_left} steps left; evaluation not included)"
+        )
+
+    def say_resumed(self) -> None:
+        """Where a resumed run continues."""
+        pos, which = self.pos, self.run_files.checkpoint("last")
+        where = f"epoch {pos.epoch + 1}, step {pos.step}" if pos.step else f"the start of epoch {pos.epoch + 1}"
+        self._say(f"resuming {self.run_dir} from {which} at {where} of {self.cfg.epochs} epochs")
+
     def _say(self, text: str) -> None:
         if self.rt.is_main and not self.cfg.quiet:
             from rich.console import Console
@@ -876,7 +1000,9 @@ class Engine:
                     info = f"loss {(pos.sums['loss'] / pos.sums['n']).item():.4f}"
                     if "top1" in pos.sums:
                         info += f"  top1 {(pos.sums['top1'] / pos.sums['n']).item():.3f}"
-                    info = f"{info}  {fixed}".strip()
+                    remaining = self.pace.remaining(pos, total, self.cfg.epochs)
+                    run_left = f"run ~{format_duration(remaining)} left" if remaining is not None else ""
+                    info = f"{info}  {fixed}  {run_left}".strip()
                 if info:
                     progress.update(bar, completed=pos.step, info=info)
                 else:
@@ -897,7 +1023,9 @@ def _format_record(record: dict[str, Any], epochs: int) -> str:
 # -------------------------------------------------------------------------------------------- entry
 
 
-def _run(task: Task, cfg: EngineConfig, rt: Runtime, resume: bool) -> dict[str, Any]:
+def _run(
+    task: Task, cfg: EngineConfig, rt: Runtime, resume: bool, on_start: Callable[[], None] | None
+) -> dict[str, Any]:
     run_dir = _agree_run_dir(cfg, rt)
     check_run_dir(run_dir, resume)
     rt.barrier()  # every rank has checked the folder before rank 0 locks and fills it
@@ -911,10 +1039,15 @@ def _run(task: Task, cfg: EngineConfig, rt: Runtime, resume: bool) -> dict[str, 
         if resume:
             engine.restore()
             if rt.is_main:
+                _record_extension(RunDir(run_dir), task, cfg, engine.pos.epoch)
                 write_jsonl(RunDir(run_dir).metrics_file, engine.pos.history)
                 task.after_epoch(run_dir, engine.pos.history)
         elif rt.is_main:
             write_json(RunDir(run_dir).config_file, run_config(task, cfg, rt, run_dir))
+        if on_start is not None and rt.is_main and not cfg.quiet:
+            on_start()  # the data loaded and checked: the command's plan
+        if resume:
+            engine.say_resumed()
         rt.barrier()
         return engine.run()
     finally:
@@ -922,16 +1055,31 @@ def _run(task: Task, cfg: EngineConfig, rt: Runtime, resume: bool) -> dict[str, 
             lock.release()
 
 
-def run_task(task: Task, cfg: EngineConfig, *, resume: bool = False) -> dict[str, Any]:
+def _record_extension(run: RunDir, task: Task, cfg: EngineConfig, at_epoch: int) -> None:
+    """A run resumed with more --epochs: config.json records the new plan and when it changed."""
+    config = run.read_config()
+    planned = config["engine"].get("epochs")
+    if planned == cfg.epochs:
+        return
+    config["engine"]["epochs"] = cfg.epochs
+    config["task"] = task.config_dict()
+    config["extended"] = [*config.get("extended", []), {"from": planned, "to": cfg.epochs, "after_epoch": at_epoch}]
+    write_json(run.config_file, config)
+
+
+def run_task(
+    task: Task, cfg: EngineConfig, *, resume: bool = False, on_start: Callable[[], None] | None = None
+) -> dict[str, Any]:
     """Set up the runtime, check and create the run directory, run the task, tear down.
 
     Bad input raises GdasError before anything is written; Ctrl-C raises RunInterrupted after a
-    resumable checkpoint has been saved.
+    resumable checkpoint has been saved. `on_start` runs on the main process once the data is loaded
+    and the run folder is ready, before the first step (unless quiet): where a command prints its plan.
     """
     rt = setup_runtime(cfg)
     try:
         with quiet_progress(cfg.quiet or not rt.is_main):  # data preparation and evaluation bars too
-            return _run(task, cfg, rt, resume)
+            return _run(task, cfg, rt, resume, on_start)
     finally:
         teardown_runtime(rt)
 
@@ -955,6 +1103,12 @@ def run_config(task: Task, cfg: EngineConfig, rt: Runtime, run_dir: Path) -> dic
         "precision": rt.precision,
         "engine": engine,
         "task": task.config_dict(),
+        # the checkpoint this run chooses, the one eval, export and derive take (rundir.chosen_checkpoint)
+        "selection": {
+            "checkpoint": "best" if task.best_metric else "last",
+            "by": task.best_metric[0] if task.best_metric else None,
+            "mode": task.best_metric[1] if task.best_metric else None,
+        },
     }
 
 

@@ -23,12 +23,12 @@ from .language import perplexity, stream_loss
 from .metrics import count_mult_adds, count_parameters
 from .published import CONFIG_FILE, CONFIG_SCHEMA, load_published_folder, read_config
 from .refs import load_genotype
-from .rundir import AVERAGED_FILE, CHECKPOINTS, Resolved, RunDir, checkpoint_choice, resolve
+from .rundir import AVERAGED_FILE, CHECKPOINTS, Resolved, RunDir, checkpoint_choice, chosen_checkpoint, resolve
 from .training.image import evaluate_batches
 from .training.lm import LMTrainConfig, load_language_model
 from .weights import WEIGHTS_FILE, load_network, read_header, read_metadata
 
-SPLITS = ("test", "train")
+SPLITS = ("test", "valid", "train")
 
 
 def _header_kind(weights: Path, config: dict[str, Any] | None) -> str:
@@ -54,7 +54,7 @@ def evaluate_checkpoint(
     split: str = "test",
     data_dir: Path | str | None = None,
     genotype: str | Genotype | None = None,
-    which: str = "last",
+    which: str | None = None,
     batch_size: int = 256,
     device: str = "auto",
     download: bool = False,
@@ -64,19 +64,26 @@ def evaluate_checkpoint(
     """Top-1/top-5 accuracy (%) and mean loss on `split` (<split>_top1, <split>_top5, <split>_loss), parameters
     and mult-adds as the paper counts them, images/s.
 
-    `genotype` evaluates the weights as that genotype instead of the one in the file header (a strict
-    load: weights that do not fit are an error naming both). `dataset` and `data_dir` default to the
+    A run folder is evaluated at the checkpoint it chose (`which` None; rundir.chosen_checkpoint: best with a
+    validation split, else the final epoch) or at `which`; `split` "valid" is its held-out validation split.
+    Images are sized and normalised as the weights were trained (the run's or export's recorded side, mean
+    and std). `genotype` evaluates the weights as that genotype instead of the one in the file header (a
+    strict load: weights that do not fit are an error naming both). `dataset` and `data_dir` default to the
     run's own. Language-model weights go to `evaluate_lm_run` (with `test_batch_size`).
     """
-    if which not in CHECKPOINTS:
+    if which is not None and which not in CHECKPOINTS:
         raise GdasError(f"--checkpoint: {which!r} must be one of {', '.join(CHECKPOINTS)}")
     exported = _exported_folder(Path(path))
+    trained: dict[str, Any] = {}
     if exported is not None:  # what `gdas export` wrote: checked strictly, evaluated on the data set it names
         published = load_published_folder(exported)
         selection = read_config(exported / CONFIG_FILE, str(exported)).extra.get("checkpoint_choice")
         dataset = dataset or published.pretrained_cfg.get("dataset")
         if dataset is None:
             raise GdasError(f"{exported}: the export does not name its data set; pass --dataset")
+        if dataset == "folder":
+            raise GdasError(_own_folder_needed(str(exported), published.pretrained_cfg.get("label_names")))
+        trained = _trained_as(published.pretrained_cfg)
         path = exported / WEIGHTS_FILE
     found = _resolve_checkpoint(Path(path), which)
     config = found.config()
@@ -94,6 +101,8 @@ def evaluate_checkpoint(
         raise GdasError(f"--split: {split!r} must be one of {', '.join(SPLITS)}")
     if batch_size < 1:
         raise GdasError(f"--batch-size: must be at least 1, got {batch_size}")
+    if limit_batches < 0:
+        raise GdasError(f"--limit-batches: must be >= 0 (0: all), got {limit_batches}")
     stored, args = read_metadata(weights)
     chosen = load_genotype(genotype) if isinstance(genotype, str) else (genotype or stored)
     if chosen.kind != "cnn":
@@ -103,8 +112,10 @@ def evaluate_checkpoint(
     dataset = dataset or task.get("dataset")
     if dataset is None:
         raise GdasError(f"--dataset: needed for {weights}, which is not inside a run folder")
+    indices = _valid_indices(found, task) if split == "valid" else None
     data_dir = data_dir if data_dir is not None else task.get("data_dir", "data")
-    data = load_images(dataset, data_dir, download=download, net=args.net)
+    recorded = trained or _trained_as(task)
+    data = load_images(dataset, data_dir, download=download, net=args.net, train=split != "test", **recorded)
     if data.num_classes != args.num_classes:
         raise GdasError(f"--dataset {dataset}: {data.num_classes} classes, but {weights} classifies {args.num_classes}")
     if data.net != args.net:
@@ -113,7 +124,8 @@ def evaluate_checkpoint(
         )
     rt = Runtime(device=pick_device(device, 0))
     model.to(rt.device)
-    source = make_batches(data, split, batch_size=batch_size, device=rt.device, train=False)
+    on = "train" if split == "valid" else split
+    source = make_batches(data, on, batch_size=batch_size, device=rt.device, train=False, indices=indices)
     started = time.perf_counter()
     sums = evaluate_batches(model, source, rt, limit_batches)
     if rt.device.type == "cuda":
@@ -123,6 +135,8 @@ def evaluate_checkpoint(
     if not n:
         raise GdasError(f"--dataset {dataset}: the {split} split is empty")
     size = data.image_size
+    selection = (config or {}).get("selection")
+    by = selection.get("by") if isinstance(selection, dict) and selection.get("by") else "valid_top1"
     return {
         "checkpoint": str(weights),
         "genotype": chosen.ref,
@@ -137,16 +151,60 @@ def evaluate_checkpoint(
         "images_per_s": round(n / seconds, 2),
         "device": str(rt.device),
         "network": args.to_dict(),
-        "checkpoint_choice": selection if exported is not None else checkpoint_choice(found.which, task),
+        "checkpoint_choice": selection if exported is not None else checkpoint_choice(found.which, task, by),
     }
 
 
-def _resolve_checkpoint(path: Path, which: str) -> Resolved:
-    """resolve(), with the reason a run has no checkpoint/best: nothing chose one."""
+def _trained_as(recorded: dict[str, Any]) -> dict[str, Any]:
+    """The image side and (mean, std) the weights were trained with, from a run's task config or an export's
+    pretrained_cfg: what `load_images` must use (none recorded: the data set's own)."""
+    found: dict[str, Any] = {}
+    side = recorded.get("image_size")
+    size = recorded.get("input_size")
+    if isinstance(size, (list, tuple)) and len(size) == 3:
+        side = size[-1]
+    if isinstance(side, int) and not isinstance(side, bool):
+        found["image_size"] = side
+    mean, std = recorded.get("mean"), recorded.get("std")
+    if isinstance(mean, (list, tuple)) and isinstance(std, (list, tuple)) and len(mean) == len(std) == 3:
+        found["stats"] = (tuple(float(v) for v in mean), tuple(float(v) for v in std))
+    return found
+
+
+def _valid_indices(found: Resolved, task: dict[str, Any]) -> list[int]:
+    """The held-out validation images of the run (`gdas train --val-split`), from its split.json."""
+    run = found.run
+    if run is None or not task.get("val_split") or not run.split_file.is_file():
+        where = run.path if run is not None else found.weights
+        raise GdasError(
+            f"--split valid: {where} has no validation split (train with --val-split N to hold images out); "
+            "use --split test or train"
+        )
+    split = read_json(run.split_file, "split file")
+    valid = split.get("valid") if isinstance(split, dict) else None
+    if not isinstance(valid, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in valid):
+        raise GdasError(f"{run.split_file}: 'valid' must be a list of image indices")
+    return valid
+
+
+def _own_folder_needed(label: str, classes: Any) -> str:
+    names = f" (classes: {', '.join(map(str, classes))})" if isinstance(classes, list) and classes else ""
+    return (
+        f"{label}: trained on a local image folder{names}; pass --dataset folder:PATH, a folder whose "
+        "test/ (or val/) holds those class folders"
+    )
+
+
+def _resolve_checkpoint(path: Path, which: str | None) -> Resolved:
+    """resolve() at `which`, or at the checkpoint the run chose (its last when it has chosen none yet);
+    with the reason a run has no checkpoint/best when one was asked for: nothing chose one."""
+    run = RunDir(Path(path))
+    if which is None:
+        chosen = chosen_checkpoint(run.read_config()) if Path(path).is_dir() and run.exists() else "last"
+        return resolve(path, prefer=("best", "last") if chosen == "best" else ("last",))
     try:
         return resolve(path, prefer=(which,))
     except GdasError:
-        run = RunDir(path)
         if (
             which == "best"
             and run.exists()
@@ -175,7 +233,9 @@ def _exported_folder(path: Path) -> Path | None:
     return folder if isinstance(data, dict) and data.get("schema") == CONFIG_SCHEMA else None
 
 
-def evaluate_hub_model(spec: str, *, dataset: str | None = None, which: str = "last", **options: Any) -> dict[str, Any]:
+def evaluate_hub_model(
+    spec: str, *, dataset: str | None = None, which: str | None = None, **options: Any
+) -> dict[str, Any]:
     """`gdas eval --from-hub`: fetch (or read from the cache), verify strictly, then `evaluate_checkpoint`.
 
     `dataset` defaults to the one the published config.json names; `which` (a run's checkpoint
@@ -186,6 +246,8 @@ def evaluate_hub_model(spec: str, *, dataset: str | None = None, which: str = "l
     weights = snapshot.files[WEIGHTS_FILE]
     config = read_config(snapshot.files[CONFIG_FILE], f"{ref.label}/{CONFIG_FILE}")
     named = config.extra.get("dataset")
+    if not dataset and named == "folder":
+        raise GdasError(_own_folder_needed(ref.label, (config.pretrained_cfg or {}).get("label_names")))
     if not dataset and named is not None and named not in DATASETS:
         raise GdasError(
             f"{ref.label}/{CONFIG_FILE}: dataset {named!r} is not a known data set "
@@ -215,7 +277,8 @@ def evaluate_lm_run(
 
     `dataset`/`data_dir` default to the run's own; the corpus vocabulary must match the model's.
     `test_batch_size` defaults to the run's (1 is the 2019 code's paper-exact setting).
-    Returns valid_loss, valid_ppl, <split>_loss, <split>_ppl, params and where the weights came from.
+    Returns valid_loss, valid_ppl, <split>_loss, <split>_ppl (test or train), params and where the weights came
+    from.
     """
     found = resolve(Path(path), prefer=("best", "last"))
     averaged = found.weights.parent / AVERAGED_FILE
@@ -227,8 +290,8 @@ def evaluate_lm_run(
     dataset = dataset or (cfg.dataset if task_data else None)
     if dataset is None:
         raise GdasError(f"{path}: no run config next to the weights; pass the dataset")
-    if split not in ("valid", "test"):
-        raise GdasError(f"--split: {split!r} must be valid or test")
+    if split not in SPLITS:
+        raise GdasError(f"--split: {split!r} must be one of {', '.join(SPLITS)}")
     model = load_language_model(weights, device)
     corpus = load_corpus(dataset, str(data_dir) if data_dir else (cfg.data_dir if dataset == cfg.dataset else None))
     if len(corpus.vocab) != model.args.ntoken:
@@ -255,4 +318,9 @@ def evaluate_lm_run(
         streams = test_batch_size or cfg.test_batch_size
         test = stream_loss(model, batchify(corpus.test, streams).to(device), cfg.bptt, description="test")
         result.update({"test_loss": test, "test_ppl": perplexity(test)})
+    elif split == "train":  # measured as the validation split is (no dropout), in as many streams
+        train = stream_loss(
+            model, batchify(corpus.train, cfg.eval_batch_size).to(device), cfg.bptt, description="train"
+        )
+        result.update({"train_loss": train, "train_ppl": perplexity(train)})
     return result

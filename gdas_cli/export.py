@@ -31,6 +31,7 @@ from typing import Any
 import torch
 
 from .checkpoint import write_json
+from .data import published_dataset
 from .errors import GdasError
 from .genotype import HUB_PREFIX, Genotype, read_genotype_file
 from .hub import CardFacts, HubNetwork, PushResult, Result, check_push, push_folder, render_card
@@ -41,14 +42,13 @@ from .published import (
     CARD_FILE,
     CONFIG_FILE,
     CONFIG_SCHEMA,
-    INPUT_SIZES,
     default_files,
     genotype_only_cfg,
     make_config,
     write_genotype_files,
 )
 from .refs import load_genotype
-from .rundir import RunDir, checkpoint_choice, guard_output, progress_of, resolve
+from .rundir import RunDir, checkpoint_choice, chosen_checkpoint, guard_output, progress_of, resolve
 from .weights import WEIGHTS_FILE, load_network, read_header, read_metadata
 
 FORMATS = ("onnx", "pt2")
@@ -131,7 +131,7 @@ def resolve_source(ref: str | Path) -> ExportSource:
         genotype = _weights_genotype(path)
         run = resolve(path).run
         task = _task_of(_read_json_object(run.config_file)) if run is not None else _published_task(path.parent)
-        dataset = task.get("dataset") if isinstance(task.get("dataset"), str) else None
+        dataset = published_dataset(task["dataset"]) if isinstance(task.get("dataset"), str) else None
         training = {"weights": f"checkpoint file {path.name}"}
         return ExportSource(
             str(path), "weights", genotype, path, training=training, dataset=dataset, data_facts=_data_facts(task)
@@ -168,9 +168,11 @@ def _header_format(path: Path) -> str | None:
 
 def _run_source(run_dir: Path) -> ExportSource:
     run = RunDir(run_dir)
-    task = _task_of(_read_json_object(run.config_file))
-    # checkpoint/best only when a validation split chose it; else the final epoch, as the paper reports
-    prefer = ("best", "last") if task.get("val_split") else ("last",)
+    config = _read_json_object(run.config_file)
+    task = _task_of(config)
+    # the checkpoint the run chose (gdas eval takes the same): best only when a validation split chose it,
+    # else the final epoch, as the paper reports
+    prefer = ("best", "last") if chosen_checkpoint(config) == "best" else ("last",)
     if not any((run.checkpoint(w) / WEIGHTS_FILE).is_file() for w in prefer):
         hint = f"; it holds a searched genotype: export {run.genotype_file}" if run.genotype_file.is_file() else ""
         raise GdasError(
@@ -181,8 +183,7 @@ def _run_source(run_dir: Path) -> ExportSource:
     which = found.which or "last"
     weights = found.weights
     genotype = _weights_genotype(weights)
-    config = _read_json_object(run.config_file)
-    dataset = task.get("dataset") if isinstance(task.get("dataset"), str) else None
+    dataset = published_dataset(task["dataset"]) if isinstance(task.get("dataset"), str) else None
     records = _read_metrics(run.metrics_file)
     record = _record_for(records, progress_of(weights.parent).get("epoch"))
     training = _training_facts(run_dir, which, config, task, record)
@@ -202,11 +203,15 @@ def _published_task(folder: Path) -> dict[str, Any]:
     cfg = config.get("pretrained_cfg")
     if config.get("schema") != CONFIG_SCHEMA or not isinstance(cfg, dict):
         return {}
-    return {key: cfg[key] for key in ("dataset", "mean", "std", "label_names") if cfg.get(key) is not None}
+    task = {key: cfg[key] for key in ("dataset", "mean", "std", "label_names") if cfg.get(key) is not None}
+    size = cfg.get("input_size")
+    if isinstance(size, list) and len(size) == 3 and isinstance(size[-1], int):
+        task["image_size"] = size[-1]
+    return task
 
 
 def _data_facts(task: dict[str, Any]) -> dict[str, Any]:
-    """The normalisation and class names a training run recorded (older runs recorded none)."""
+    """The normalisation, class names and image side a training run recorded (older runs recorded none)."""
     facts: dict[str, Any] = {}
     for key in ("mean", "std"):
         value = task.get(key)
@@ -215,6 +220,9 @@ def _data_facts(task: dict[str, Any]) -> dict[str, Any]:
     names = task.get("label_names")
     if isinstance(names, list) and names and all(isinstance(n, str) for n in names):
         facts["label_names"] = list(names)
+    side = task.get("image_size")
+    if isinstance(side, int) and not isinstance(side, bool) and side > 0:
+        facts["input_size"] = (3, side, side)
     return facts
 
 
@@ -260,9 +268,10 @@ def _training_facts(
     facts: dict[str, Any] = {"training run": run_dir.name, "checkpoint": which}
     if record is not None:
         facts["checkpoint"] = f"{which} (epoch {record.get('epoch', '?')})"
-    recipe = {
-        k: task[k] for k in ("dataset", "epochs", "batch_size", "lr", "cutout", "drop_path", "auxiliary") if k in task
-    }
+    recipe: dict[str, Any] = {}
+    if isinstance(task.get("dataset"), str):
+        recipe["dataset"] = published_dataset(task["dataset"])
+    recipe.update({k: task[k] for k in ("epochs", "batch_size", "lr", "cutout", "drop_path", "auxiliary") if k in task})
     if recipe:
         facts["recipe"] = recipe
     if "seed" in engine:
@@ -404,7 +413,7 @@ def write_sidecar(folder: Path, info: dict[str, Any], cfg: dict[str, Any]) -> st
 
 
 def _test_batches(model: HubNetwork) -> tuple[torch.Tensor, torch.Tensor]:
-    size = INPUT_SIZES.get(model.args.net, 32)
+    size = int(model.pretrained_cfg["input_size"][-1])
     generator = torch.Generator().manual_seed(0)
     return (torch.randn(2, 3, size, size, generator=generator), torch.randn(3, 3, size, size, generator=generator))
 

@@ -323,8 +323,12 @@ def check_frc_channels(genotype: Genotype, C: int, option: str = "--channels") -
         raise GdasError(f"{option}: {C} must be divisible by 4 for the fixed reduction cell (it gets 2C channels)")
 
 
-def describe_cell(cell: Cell | str, kind: str) -> list[str]:
-    """Readable lines, `node 2 = sep_conv_3x3(c_{k-1}) + skip_connect(c_{k-2})`, then the output."""
+def describe_cell(cell: Cell | str, kind: str, chosen: Any = None) -> list[str]:
+    """Readable lines, `node 2 = sep_conv_3x3(c_{k-1}) + skip_connect(c_{k-2})`, then the output.
+
+    `chosen`: a searched cell's [probability, margin over the runner-up] per kept edge, node by node (its
+    provenance's `movement`), shown after each op as `p=0.21 +0.05`.
+    """
     if cell == FRC:
         return ["the fixed reduction cell (FRC, paper Fig. 3): no searched ops"]
     assert isinstance(cell, Cell)
@@ -333,8 +337,24 @@ def describe_cell(cell: Cell | str, kind: str) -> list[str]:
     def state(i: int) -> str:
         return names[i] if i < len(names) else f"node {i}"
 
+    def edge(node: int, j: int, e: Edge) -> str:
+        text = f"{e.op}({state(e.input)})"
+        try:
+            probability, margin = chosen[node][j]
+            return f"{text} [p={float(probability):.3f} {float(margin):+.3f}]"
+        except (TypeError, IndexError, ValueError):  # none recorded (a published cell) or malformed
+            return text
+
     lines = [
-        f"node {len(names) + i} = " + " + ".join(f"{e.op}({state(e.input)})" for e in node)
+        f"node {len(names) + i} = " + " + ".join(edge(i, j, e) for j, e in enumerate(node))
         for i, node in enumerate(cell.nodes)
     ]
     return lines + ["output = concat(" + ", ".join(state(i) for i in cell.concat) + ")"]
+
+
+def chosen_of(genotype: Genotype, role: str) -> Any:
+    """A searched genotype's recorded [probability, margin] per kept edge of cell `role` (None if none)."""
+    movement = genotype.provenance.get("movement")
+    cells = movement.get("cells") if isinstance(movement, dict) else None
+    cell = cells.get(role) if isinstance(cells, dict) else None
+    return cell.get("chosen") if isinstance(cell, dict) else None

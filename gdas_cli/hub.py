@@ -44,10 +44,12 @@ from huggingface_hub.errors import (
 from huggingface_hub.repocard_data import EvalResult
 
 from . import __version__
+from .data import DATASETS
 from .errors import GdasError
-from .genotype import HUB_PREFIX, MAX_GENOTYPE_BYTES, Genotype, describe_cell
+from .genotype import HUB_PREFIX, MAX_GENOTYPE_BYTES, Genotype, chosen_of, describe_cell
 from .jsonio import read_text
 from .models import NetworkArgs
+from .movement import summary_line
 from .published import (
     CARD_FILE,
     CELL_IMAGE,
@@ -400,13 +402,14 @@ class CardFacts:
     revision: str | None = None
     files: dict[str, str] = field(default_factory=dict)
     license: str = "other"  # what the publisher states; "other" when nothing is stated
+    input_size: int | None = None  # the side the weights were trained at (None: the network family's)
 
 
 def _network_rows(facts: CardFacts) -> list[tuple[str, str]]:
     args = facts.args
     if args is None:
         return []
-    size = INPUT_SIZES.get(args.net)
+    size = facts.input_size or INPUT_SIZES.get(args.net)
     rows = [
         ("network", f"{args.net} ({f'3x{size}x{size} input' if size else 'input size not fixed'})"),
         ("initial channels C", str(args.C)),
@@ -424,7 +427,10 @@ def _network_rows(facts: CardFacts) -> list[tuple[str, str]]:
 def _provenance_rows(facts: CardFacts) -> list[tuple[str, str]]:
     g = facts.genotype
     rows = [("genotype", f"`{g.ref}` ({g.kind}, op space {g.space}, derive rule {g.derive_rule})")]
-    rows += [(f"genotype {key}", _plain(value)) for key, value in g.provenance.items()]
+    rows += [(f"genotype {key}", _plain(value)) for key, value in g.provenance.items() if key != "movement"]
+    movement = g.provenance.get("movement")
+    if isinstance(movement, dict) and "verdict" in movement:
+        rows.append(("search signal", _plain(summary_line(movement))))
     rows += [(key, _plain(value)) for key, value in facts.training.items()]
     if facts.args is None:
         rows.append(("weights", "none: this repo publishes a genotype only"))
@@ -445,9 +451,11 @@ def _how_to_load(facts: CardFacts) -> str:
             f"gdas train cifar10 --genotype hf-hub:{ref}\n```\n\n"
             f'```python\nimport gdas_cli\ngenotype = gdas_cli.load_genotype("hf-hub:{ref}")\n```'
         )
+    # a model trained on a local folder is evaluated on the user's own folder with the same class folders
+    own = "" if facts.dataset in DATASETS else " --dataset folder:PATH  # PATH/test/<class>/<image>, these classes"
     return (
         "```bash\npip install gdas-cli\n"
-        f"gdas eval --from-hub {ref}\n"
+        f"gdas eval --from-hub {ref}{own}\n"
         f"gdas genotypes show hf-hub:{ref}\n```\n\n"
         "```python\nimport gdas_cli\n"
         f'model = gdas_cli.create_model("hf-hub:{ref}", pretrained=True).eval()  # strict\n```\n\n'
@@ -522,7 +530,7 @@ def render_card(facts: CardFacts) -> ModelCard:
         summary=summary,
         genotype_ref=g.ref,
         image=CELL_IMAGE if CELL_IMAGE in facts.files else None,
-        cells=[(role, describe_cell(cell, g.kind)) for role, cell in g.cells().items()],
+        cells=[(role, describe_cell(cell, g.kind, chosen_of(g, role))) for role, cell in g.cells().items()],
         network_rows=_network_rows(facts),
         results=results,
         no_results="No measured results were recorded with these weights."
@@ -564,11 +572,12 @@ class HubNetwork(
         """Card for these weights; keyword arguments fill CardFacts (results, training, repo_id, ...)."""
         from .metrics import count_mult_adds, count_parameters
 
-        size = INPUT_SIZES.get(self.args.net)
+        size = int(self.pretrained_cfg["input_size"][-1])
         facts.setdefault("params", count_parameters(self))
-        if size and "mult_adds" not in facts:
+        if "mult_adds" not in facts:
             facts["mult_adds"] = count_mult_adds(self, (1, 3, size, size))
         facts.setdefault("files", default_files(True))
+        facts.setdefault("input_size", size)
         return render_card(CardFacts(genotype=self.genotype, args=self.args, **facts))
 
     @classmethod

@@ -11,13 +11,13 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import torch
 from torch.nn import functional as F
 
-from .corpus import CORPORA, Corpus, batchify, get_batch, load_corpus
+from .corpus import CORPORA, DEMO, Corpus, batchify, get_batch, load_corpus
 from .engine import Runtime, Task, check_finite
 from .errors import GdasError
 from .models.rnn import LanguageModelBase
@@ -42,6 +42,22 @@ class LMConfig:
     dropoutx: float = 0.75
     dropouti: float = 0.2
     seed: int = 0
+    sources: dict[str, str] = field(default_factory=dict)  # each setting's source, for the plan
+
+
+# Where the shared defaults come from (docs/sources.md "RNN"); search and training add their own.
+LM_SOURCES: dict[str, str] = {
+    "eval_batch_size": "2019 code",
+    "bptt": "paper",
+    "lr": "2019 code",
+    "grad_clip": "2019 code",
+    "tar": "2019 code",
+    "dropout": "2019 code",
+    "dropouth": "2019 code",
+    "dropoutx": "2019 code",
+    "dropouti": "2019 code",
+    "seed": "ours",
+}
 
 
 class LMRunConfig(Protocol):
@@ -59,11 +75,25 @@ class LMRunConfig(Protocol):
     emsize: int
 
 
-def resolve_lm_config(cls: type, dataset: str, defaults: dict[str, dict[str, Any]], overrides: dict[str, Any]) -> Any:
+def resolve_lm_config(
+    cls: type,
+    dataset: str,
+    defaults: dict[str, dict[str, Any]],
+    overrides: dict[str, Any],
+    sources: dict[str, str],
+) -> Any:
+    """Defaults < the corpus's own defaults (`ours` for the demo corpus) < the options given; `sources` names
+    the origin of each default."""
     if dataset not in CORPORA:
         raise GdasError(f"{dataset!r}: unknown corpus; known: {', '.join(CORPORA)}")
-    values = {**defaults[dataset], **{k: v for k, v in overrides.items() if v is not None}}
-    return cls(dataset=dataset, **values)
+    given = {k: v for k, v in overrides.items() if v is not None}
+    config = cls(dataset=dataset, **{**defaults[dataset], **given})
+    own = "ours" if dataset == DEMO else None
+    config.sources = {
+        key: "you" if key in given else (own if own and key in defaults[dataset] else origin)
+        for key, origin in {**LM_SOURCES, **sources}.items()
+    }
+    return config
 
 
 def check_lm_config(config: LMRunConfig) -> None:

@@ -69,6 +69,8 @@ def make_config(
     pretrained_cfg: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     size = INPUT_SIZES.get(args.net) if args is not None else None
+    if pretrained_cfg and pretrained_cfg.get("input_size"):  # the side the weights were trained at
+        size = int(pretrained_cfg["input_size"][-1])
     config: dict[str, Any] = {
         "schema": CONFIG_SCHEMA,
         "schema_version": CONFIG_SCHEMA_VERSION,

@@ -138,11 +138,31 @@ def verify_checkpoint(folder: Path) -> None:
             raise GdasError(f"{path}: sha256 does not match {PROGRESS_FILE}; the file is corrupted")
 
 
-def checkpoint_choice(which: str | None, task: dict[str, Any]) -> str | None:
+def chosen_checkpoint(config: dict[str, Any]) -> str:
+    """The checkpoint a run chose, the one eval, export and derive take by default: `best` when its task
+    selects one by a validation metric (config.json's `selection`), else `last` (the final epoch).
+
+    Runs written before `selection` was recorded: image training chose `best` only with --val-split, a
+    language model and an RNN search always (lowest validation loss), a CNN search never.
+    """
+    selection = config.get("selection")
+    if isinstance(selection, dict) and selection.get("checkpoint") in CHECKPOINTS:
+        return str(selection["checkpoint"])
+    task = config.get("task")
+    task = task if isinstance(task, dict) else {}
+    kind = config.get("kind")
+    if kind == "train":
+        return "best" if task.get("val_split") else "last"
+    return "best" if kind == "lm" or (kind == "search" and task.get("network") == "rnn") else "last"
+
+
+def checkpoint_choice(which: str | None, task: dict[str, Any], by: str | None = "valid_top1") -> str | None:
     """Which split chose these weights: the validation split for checkpoint/best, none for the final epoch."""
     if which == "best":
-        seed = task.get("split_seed")
-        return f"best validation top-1 ({task.get('val_split')} training images held out, seed {seed})"
+        if by == "valid_top1":
+            seed = task.get("split_seed")
+            return f"best valid_top1 ({task.get('val_split')} training images held out, seed {seed})"
+        return f"best {by} on the validation split"
     if which == "last":
         return "final epoch (no selection)"
     return None

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from gdas_cli.cli import app
 from gdas_cli.genotype import load_local_genotype as load_genotype
 from gdas_cli.metrics import count_mult_adds, count_parameters
-from gdas_cli.training.image import RECIPES, make_config, make_scheduler
+from gdas_cli.training.image import make_config, make_scheduler
 from gdas_cli.weights import load_network, read_metadata
 from cli_helpers import assert_one_line_error
 
@@ -48,7 +48,10 @@ def test_train_writes_the_run_directory(trained):
     config = json.loads((trained / "config.json").read_text())
     assert config["kind"] == "train" and config["task"]["dataset"] == "digits"
     assert config["task"]["C"] == 4 and config["task"]["layers"] == 3 and config["task"]["num_classes"] == 10
-    assert config["task"]["lr"] == RECIPES["digits"].lr and config["engine"]["limit_train_batches"] == 3
+    # digits is sized by the rule (sizing.train_sizes): lr 0.05, drop-path 0.1, the options given are yours
+    assert config["task"]["lr"] == 0.05 and config["engine"]["limit_train_batches"] == 3
+    assert config["task"]["sources"]["lr"] == "rule" and config["task"]["sources"]["C"] == "you"
+    assert config["selection"] == {"checkpoint": "best", "by": "valid_top1", "mode": "max"}
     assert config["task"]["genotype"] == load_genotype("gdas").to_dict()
     records = [json.loads(line) for line in (trained / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in records] == [1, 2]
@@ -56,7 +59,7 @@ def test_train_writes_the_run_directory(trained):
         assert {"train_loss", "train_top1", "test_loss", "test_top1", "test_top5", "lr", "drop_path", "seconds",
                 "images_per_s", "valid_loss", "valid_top1", "valid_top5"} <= set(record)
         assert 0 <= record["test_top1"] <= record["test_top5"] <= 100
-    assert records[0]["drop_path"] == 0 and records[1]["drop_path"] == pytest.approx(RECIPES["digits"].drop_path / 2)
+    assert records[0]["drop_path"] == 0 and records[1]["drop_path"] == pytest.approx(0.1 / 2)
     assert records[1]["lr"] < records[0]["lr"]  # cosine
     genotype, args = read_metadata(trained / "checkpoint" / "last" / "model.safetensors")
     assert genotype.name == "gdas" and args.C == 4 and args.layers == 3 and args.auxiliary
@@ -92,16 +95,22 @@ def test_eval_json_keys_and_counts(trained):
     assert report["mult_adds"] == count_mult_adds(model, (1, 3, 32, 32))
     text = run("eval", trained, "--checkpoint", "best", "--limit-batches", "1", "--device", "cpu")
     assert text.exit_code == 0 and "test_top1" in text.stdout and "mult-adds" in text.stdout
-    assert "checkpoint: best validation top-1 (100 training images held out, seed 3); measured on the test" in (
+    assert "checkpoint: best valid_top1 (100 training images held out, seed 3); measured on the test" in (
         " ".join(text.stdout.split())
     )
 
 
-def test_eval_matches_the_last_recorded_test_metrics(trained):
+def test_eval_matches_the_recorded_test_metrics_of_the_chosen_epoch(trained):
+    """eval and export take the checkpoint the run chose (best by valid_top1 here); --checkpoint last the final one."""
     records = [json.loads(line) for line in (trained / "metrics.jsonl").read_text().splitlines()]
-    report = json.loads(run("eval", trained, "--json", "--limit-batches", "2", "--batch-size", "32").stdout)
-    assert report["test_top1"] == pytest.approx(records[-1]["test_top1"])  # the same names as metrics.jsonl
-    assert report["test_loss"] == pytest.approx(records[-1]["test_loss"], rel=1e-5)
+    best = max(records, key=lambda r: (r["valid_top1"], -r["epoch"]))
+    for extra, record in (((), best), (("--checkpoint", "last"), records[-1])):
+        report = json.loads(run("eval", trained, "--json", "--limit-batches", "2", "--batch-size", "32", *extra).stdout)
+        assert report["test_top1"] == pytest.approx(record["test_top1"])  # the same names as metrics.jsonl
+        assert report["test_loss"] == pytest.approx(record["test_loss"], rel=1e-5)
+    valid = run("eval", trained, "--json", "--split", "valid", "--limit-batches", "2", "--batch-size", "32")
+    report = json.loads(valid.stdout)  # the held-out images, as training measured them (first 2 batches)
+    assert report["images"] == 64 and report["valid_top1"] == pytest.approx(best["valid_top1"])
 
 
 def test_resume_of_a_finished_run_changes_nothing(trained):
@@ -242,10 +251,10 @@ def test_eval_bad_inputs(tmp_path, trained):
     assert_one_line_error(run("eval", tmp_path / "missing"), "no such run folder")
     (tmp_path / "junk.safetensors").write_bytes(b"not a safetensors file")
     assert_one_line_error(run("eval", tmp_path / "junk.safetensors"), "junk.safetensors")
-    assert_one_line_error(run("eval", trained, "--split", "valid"), "--split")
     lone = tmp_path / "lone.safetensors"
     lone.write_bytes((trained / "checkpoint" / "last" / "model.safetensors").read_bytes())
     assert_one_line_error(run("eval", lone), "--dataset")
+    assert_one_line_error(run("eval", lone, "--dataset", "digits", "--split", "valid"), "--split valid", "--val-split")
 
 
 def test_mixed_precision_and_channels_last_on_cpu(tmp_path):

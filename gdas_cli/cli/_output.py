@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Mapping
 from typing import Any
 
 from rich.console import Console
 
-console = Console()
+# soft_wrap: a line is never broken at the terminal's (or a pipe's 80-column) width; tables still fit it
+console = Console(soft_wrap=True)
 err_console = Console(stderr=True, soft_wrap=True)
 
 
@@ -18,3 +21,31 @@ def print_error(message: str) -> None:
 
 def print_json(data: Any) -> None:
     print(json.dumps(data, indent=2))
+
+
+def is_main_process() -> bool:
+    """Rank 0 of a torchrun group, or a single process: the one that talks."""
+    return os.environ.get("RANK", "0") == "0"
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, (list, tuple)):
+        return "/".join(_shown(v) for v in value)
+    return "-" if value is None else str(value)
+
+
+def print_plan(title: str, values: Mapping[str, Any], sources: Mapping[str, str]) -> None:
+    """A run's settings in one block on stderr, grouped by where each comes from (you, rule, paper, ...)."""
+    from ..sizing import SOURCES
+
+    groups: dict[str, list[str]] = {}
+    for key, source in sources.items():
+        if key in values:
+            groups.setdefault(source, []).append(f"{key} {_shown(values[key])}")
+    order = [*SOURCES, *sorted(set(groups) - set(SOURCES))]
+    lines = [title, *(f"  {source}: {', '.join(groups[source])}" for source in order if source in groups)]
+    err_console.print("\n".join(lines), markup=False, highlight=False)

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from ._choices import Rule
-from ._output import console
+from ._output import console, err_console
 
 
 def derive(
@@ -19,7 +19,10 @@ def derive(
         Rule, typer.Option(help="paper: 2 distinct inputs per node; pairs: xautodl's top-2 (op, input) pairs.")
     ] = Rule.paper,
     epoch: Annotated[
-        int | None, typer.Option(min=1, help="Derive from this epoch's alphas (run directory only; default: the last).")
+        int | None,
+        typer.Option(
+            min=1, help="Derive from this epoch's alphas (run directory only; default: the epoch the run chose)."
+        ),
     ] = None,
     name: Annotated[str, typer.Option(help="Genotype name.")] = "searched",
     version: Annotated[str, typer.Option(help="Genotype version (semantic).")] = "1.0.0",
@@ -30,22 +33,31 @@ def derive(
 ) -> None:
     """Derive a genotype from the alphas of a GDAS search.
 
+    Takes the epoch the run chose unless --epoch says otherwise: a CNN search's final epoch, an RNN \
+search's epoch of lowest validation loss. The genotype's provenance records how far the alphas moved from \
+uniform and how decisive each choice is; a warning says when that is indistinguishable from noise.
+
     Examples:
 
       gdas derive runs/search-digits -o my_cell.json
 
       gdas derive runs/search-digits --rule pairs --epoch 1
     """
+    from ..movement import summary_line
     from ..rundir import guard_output
     from ..search.source import derive_from_source, write_genotype
 
     if output is not None:
         guard_output(output, overwrite=overwrite, reads=[source])
     genotype = derive_from_source(source, rule=rule.value, epoch=epoch, name=name, version=version)
+    movement = genotype.provenance.get("movement")
     if output is None:
         typer.echo(genotype.to_json(), nl=False)
-        return
-    write_genotype(genotype, output)
-    console.print(
-        f"wrote {output} ({genotype.ref}, rule {rule.value}, epoch {genotype.provenance.get('epoch')})", highlight=False
-    )
+    else:
+        write_genotype(genotype, output)
+        console.print(
+            f"wrote {output} ({genotype.ref}, rule {rule.value}, epoch {genotype.provenance.get('epoch')})",
+            highlight=False,
+        )
+    if movement:  # on stderr: stdout may be the genotype itself
+        err_console.print(summary_line(movement), highlight=False, markup=False)

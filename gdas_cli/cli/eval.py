@@ -18,7 +18,8 @@ def eval_command(
     ] = None,
     dataset: Annotated[str | None, typer.Option(help="Dataset to evaluate on (default: the run's own).")] = None,
     split: Annotated[
-        Split, typer.Option(help="test or train (train without augmentation); LM runs: valid or test.")
+        Split,
+        typer.Option(help="test, valid (image runs: the held-out --val-split images) or train (without augmentation)."),
     ] = Split.test,
     data_dir: Annotated[Path | None, typer.Option(help="Where the data is (default: the run's --data-dir).")] = None,
     genotype: Annotated[
@@ -26,11 +27,12 @@ def eval_command(
         typer.Option("--genotype", "-g", help="Evaluate the weights as this genotype (strict: they must fit it)."),
     ] = None,
     checkpoint: Annotated[
-        Checkpoint,
+        Checkpoint | None,
         typer.Option(
-            help="For a run folder: last (the final epoch) or best (best validation top-1; runs with --val-split)."
+            help="For a run folder: last (the final epoch) or best (best validation top-1; runs with --val-split). "
+            "\\[default: the one the run chose: best with --val-split, else last]"
         ),
-    ] = Checkpoint.last,
+    ] = None,
     batch_size: Annotated[int, typer.Option(help="Evaluation batch size.")] = 256,
     test_batch_size: Annotated[
         int | None,
@@ -57,7 +59,10 @@ def eval_command(
 ) -> None:
     """Evaluate a trained network: top-1/top-5 accuracy, loss, parameters and mult-adds as the paper counts them.
 
-    Parameters exclude the auxiliary head; mult-adds count conv and linear layers of one image.
+    A run folder is evaluated at the checkpoint the run chose (the one `gdas export` publishes: best with \
+--val-split, chosen on the validation split, else the final epoch); images are sized and normalised as \
+the weights were trained. Parameters exclude the auxiliary head; mult-adds count conv and linear layers \
+of one image.
 
     Examples:
 
@@ -75,7 +80,7 @@ def eval_command(
         "split": split.value,
         "data_dir": data_dir,
         "genotype": genotype,
-        "which": checkpoint.value,
+        "which": checkpoint.value if checkpoint is not None else None,
         "batch_size": batch_size,
         "device": device.value,
         "limit_batches": limit_batches,

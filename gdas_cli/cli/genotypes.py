@@ -68,13 +68,16 @@ def _summary(genotype: Genotype) -> dict[str, str]:
 def show(ref: RefArg) -> None:
     """Print a genotype's cells, one node per line (and check the file: a bad one is named with its problem).
 
+    For a searched genotype each op is followed by its probability and its margin over the runner-up \
+([p=0.214 +0.052]), and a line says how far the alphas moved from uniform.
+
     Examples:
 
       gdas genotypes show gdas_frc
 
       gdas genotypes show my_cell.json
     """
-    from ..genotype import describe_cell
+    from ..genotype import chosen_of, describe_cell
 
     genotype = load_genotype(ref)
     console.print(
@@ -84,10 +87,16 @@ def show(ref: RefArg) -> None:
     )
     for role, cell in genotype.cells().items():
         console.print(f"{role}:", style="bold", highlight=False)
-        for line in describe_cell(cell, genotype.kind):
+        for line in describe_cell(cell, genotype.kind, chosen_of(genotype, role)):
             console.print(f"  {line}", highlight=False, markup=False)
     for key, value in genotype.provenance.items():
-        console.print(f"{key}: {value}", highlight=False, markup=False)
+        if key != "movement":
+            console.print(f"{key}: {value}", highlight=False, markup=False)
+    movement = genotype.provenance.get("movement")
+    if isinstance(movement, dict) and "verdict" in movement:
+        from ..movement import summary_line
+
+        console.print(summary_line(movement), highlight=False, markup=False)
 
 
 @app.command("info")

@@ -21,17 +21,24 @@ def alphas(
 ) -> None:
     """Plot softmax(alpha) of every op on every edge across the epochs of a search.
 
+    The y axis starts at 0 with the uniform probability dashed, so alphas that barely moved look flat; the \
+title says how far they moved and whether that is distinguishable from noise.
+
     Examples:
 
       gdas plot alphas runs/search-digits -o alphas.png
 
       gdas plot alphas runs/rnn-search -o alphas.svg
     """
+    from ..movement import summary_line
     from ..rundir import guard_output
     from ..search.history import load_alpha_history
     from ..search.plots import plot_alpha_history
+    from ..search.source import derive_from_source
 
     guard_output(output, overwrite=overwrite, reads=[run_dir])
     records = load_alpha_history(run_dir)
-    plot_alpha_history(records, output, title=f"{run_dir}: op probabilities per edge")
+    movement = derive_from_source(run_dir, epoch=records[-1].epoch).provenance.get("movement")
+    note = f"Epoch {records[-1].epoch}: {summary_line(movement)}" if movement else ""
+    plot_alpha_history(records, output, title=f"{run_dir.name}: op probabilities per edge", note=note)
     console.print(f"wrote {output} ({len(records)} epochs)", highlight=False)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -11,7 +13,7 @@ from rich.table import Table
 from ..errors import GdasError
 from ._app import make_app
 from ._choices import Layout, Sampling
-from ._output import console, err_console
+from ._output import console, err_console, is_main_process, print_json, print_plan
 from ._run_options import RunOptions, run_slug, run_until_interrupted, with_run_options
 
 app = make_app(
@@ -100,7 +102,23 @@ def cnn(
     ] = None,
     image_size: Annotated[
         int | None,
-        typer.Option(help="Resize inputs to this size. \\[default: native; 8 for digits]", rich_help_panel=_NET),
+        typer.Option(
+            help="Resize images to this square side. \\[default: the data's own; your own data: the sizing rule]",
+            rich_help_panel=_NET,
+        ),
+    ] = None,
+    hflip: Annotated[
+        bool | None,
+        typer.Option(
+            "--hflip/--no-hflip",
+            help="Flip training images horizontally. \\[default: on (2019 code); off for digits]",
+            rich_help_panel=_SEARCH,
+            show_default=False,
+        ),
+    ] = None,
+    cutout: Annotated[
+        int | None,
+        typer.Option(help="Cutout square side in pixels (0: off). \\[default: 0 (2019 code)]", rich_help_panel=_SEARCH),
     ] = None,
     epochs: Annotated[
         int | None, typer.Option(help="Epochs. \\[default: from --recipe]", rich_help_panel=_SEARCH)
@@ -192,39 +210,57 @@ def cnn(
             rich_help_panel=_SELECT,
         ),
     ] = None,
+    select_channels: Annotated[
+        int | None,
+        typer.Option(min=2, help="C of that training's network. \\[default: the search's -C]", rich_help_panel=_SELECT),
+    ] = None,
+    select_layers: Annotated[
+        int | None,
+        typer.Option(
+            min=3, help="Cells of that training's network. \\[default: the supernet's cells]", rich_help_panel=_SELECT
+        ),
+    ] = None,
     output: Annotated[
         Path | None,
         typer.Option(
             "--output", "-o", help="Also write the final genotype JSON here (atomically).", rich_help_panel=_RUN
         ),
     ] = None,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print the final summary as JSON on stdout.", rich_help_panel=_RUN)
+    ] = False,
     run: RunOptions = RunOptions(),
 ) -> None:
     """Search a CNN cell with GDAS into a run directory.
 
-    Writes config.json, metrics.jsonl, alphas.jsonl, genotypes.jsonl, split.json, checkpoint/last and \
-checkpoint/best, and at the end genotype.json. Every value of --recipe can be overridden.
+    Writes config.json, metrics.jsonl, alphas.jsonl, genotypes.jsonl, split.json and checkpoint/last, and at \
+the end genotype.json: the final epoch's cell (paper Alg. 1, as both released codes report it), with how far \
+its alphas moved from uniform; a warning says when that is indistinguishable from noise.
 
-    The built-in `digits` set has its own demo recipe (C=16, N=1, xautodl's layout with its BN-ReLU head, 8x8 \
-inputs, batch 8, lr 0.05, arch lr 3e-3: search/config.py says why), so 2 epochs learn in about half a minute \
-on a laptop CPU; every value can be overridden. The valid top-1 reported is that of the A steps (batches of \
-the valid half, train_arch_top1 in metrics.jsonl).
+    CIFAR-10 and CIFAR-100 get the paper's recipe (or --recipe xautodl). Any other data set (a folder, the \
+built-in digits) is sized by the sizing rule from its images, classes and image size and from the machine \
+(README, "Your own data"). The plan printed at the start gives every value with its source (you, rule, \
+paper, 2019 code, 2020 code), and an estimate of the run's time follows the first steps. A folder needs only \
+PATH/train/<class>/<image>: the search splits it into its two halves itself. The valid top-1 reported is \
+that of the A steps (batches of the valid half: train_arch_top1 in metrics.jsonl).
 
     Examples:
 
-      gdas search cnn --frc --dataset digits --epochs 2
+      gdas search cnn --frc --dataset digits
+
+      gdas search cnn --dataset folder:~/icons --json
 
       gdas search cnn --frc --data-dir ~/data
 
       gdas search cnn --recipe xautodl --data-dir ~/data
 
-      gdas search cnn --frc --dataset digits --epochs 2 --seeds 2 --run-dir runs/best-of-2
+      gdas search cnn --frc --dataset digits --seeds 2 --run-dir runs/best-of-2
 
-      gdas search cnn --resume runs/search-cifar10-20260101-120000
+      gdas search cnn --resume runs/search-cifar10-20260101-120000 --epochs 300
     """
     from ..engine import resume_settings
-    from ..search.cnn_task import SearchTask, run_search
-    from ..search.config import SearchConfig, resolve_config
+    from ..search.cnn_task import SearchTask, check_search, run_search
+    from ..search.config import SearchConfig
     from ..search.seeds import is_seeds_run
 
     betas = None
@@ -238,6 +274,8 @@ the valid half, train_arch_top1 in metrics.jsonl).
         "channels": channels,
         "cells_per_stage": cells_per_stage,
         "image_size": image_size,
+        "hflip": hflip,
+        "cutout": cutout,
         "epochs": epochs,
         "batch_size": batch_size,
         "lr": lr,
@@ -254,6 +292,7 @@ the valid half, train_arch_top1 in metrics.jsonl).
         "split_seed": split_seed,
         "workers": workers,
     }
+    select = {"C": select_channels, "layers": select_layers}
     if run.resume is not None and is_seeds_run(run.resume):
         given = run.typed(
             **{k: v for k, v in overrides.items() if k != "arch_betas"},
@@ -261,24 +300,33 @@ the valid half, train_arch_top1 in metrics.jsonl).
             recipe=recipe,
             seeds=seeds,
             select_epochs=select_epochs,
+            select_channels=select_channels,
+            select_layers=select_layers,
         )
         _check_output(output, run)
-        _resume_seeds(run.resume, given, output, run.quiet)
+        _resume_seeds(run.resume, given, output, run.quiet, json_output)
         return
     if run.resume is not None and seeds is not None:
         raise GdasError(f"--seeds: {run.resume} is a single search run, not the parent folder of a --seeds search")
-    if select_epochs is not None and seeds is None:
-        raise GdasError("--select-epochs: only with --seeds K (it sets how the K searched cells are ranked)")
+    selecting = {
+        "--select-epochs": select_epochs,
+        "--select-channels": select_channels,
+        "--select-layers": select_layers,
+    }
+    for name, value in selecting.items():
+        if value is not None and seeds is None:
+            raise GdasError(f"{name}: only with --seeds K (it sets how the K searched cells are ranked)")
     if run.resume is not None:
         given = run.typed(**{k: v for k, v in overrides.items() if k != "arch_betas"}, dataset=dataset, recipe=recipe)
         if betas is not None:
             given["arch_betas"] = betas
         saved, engine = resume_settings(run.resume, SearchTask.kind, given, _SEARCH_RESUME_SAFE, network="cnn")
         config = SearchConfig.from_dict(saved, str(run.resume / "config.json"))
+        title = f"plan of {run.resume} (resumed)"
     else:
         for key in ("seed", "limit_train_batches"):
             overrides[key] = getattr(run, key) if key in run.explicit else None
-        config = resolve_config(recipe or "paper", dataset or "cifar10", overrides)
+        config, title = _new_config(recipe or "paper", dataset or "cifar10", overrides, run.device)
         engine = run.engine_config(
             epochs=config.epochs,
             run_name=f"search-{run_slug(config.dataset)}",
@@ -287,15 +335,32 @@ the valid half, train_arch_top1 in metrics.jsonl).
         engine.seed, engine.limit_train_batches = config.seed, config.limit_train_batches or 0
         if seeds is not None:
             _check_output(output, run)
-            _new_seeds(config, engine, seeds, select_epochs, output)
+            _new_seeds(config, engine, seeds, select_epochs, select, output, title, json_output)
             return
+    check_search(config)
     _check_output(output, run)
-    result = run_until_interrupted(lambda: run_search(config, engine, resume=run.resume is not None))
-    _finish(result, output, run.quiet)
+    plan = functools.partial(print_plan, title, config.to_dict(), config.sources)
+    result = run_until_interrupted(lambda: run_search(config, engine, resume=run.resume is not None, on_start=plan))
+    _finish(result, output, run.quiet, json_output)
 
 
 # a resumed search may also change where its data is and how it is read
 _SEARCH_RESUME_SAFE = frozenset({"data_dir", "workers"})
+
+
+def _new_config(recipe: str, dataset: str, overrides: dict[str, Any], device: str) -> tuple[Any, str]:
+    """A new search's config (the sizing rule applied to a data set but the paper's) and its plan's title."""
+    from ..data import describe
+    from ..search.cnn_task import check_dataset
+    from ..search.config import resolve_config
+    from ..sizing import check_workers, this_machine
+
+    check_dataset(dataset)
+    facts = describe(dataset, overrides.get("data_dir") or "data")
+    machine = this_machine(device)
+    check_workers(overrides.get("workers"), machine)
+    config = resolve_config(recipe, dataset, overrides, facts, machine)
+    return config, f"plan: gdas search cnn on {dataset} ({facts.describe()}), {machine.describe()}"
 
 
 def _check_output(output: Path | None, run: RunOptions) -> None:
@@ -306,27 +371,40 @@ def _check_output(output: Path | None, run: RunOptions) -> None:
         guard_output(output, reads=[p for p in (run.run_dir, run.resume) if p is not None])
 
 
-def _new_seeds(config: Any, engine: Any, seeds: int, select_epochs: int | None, output: Path | None) -> None:
+def _new_seeds(
+    config: Any,
+    engine: Any,
+    seeds: int,
+    select_epochs: int | None,
+    select: dict[str, Any],
+    output: Path | None,
+    title: str,
+    as_json: bool,
+) -> None:
     """`--seeds K`: the parent folder is --run-dir (default runs/search-<dataset>-seeds-<time>)."""
     from ..engine import default_run_dir
     from ..search.cnn_task import check_search
     from ..search.seeds import new_plan
 
     check_search(config)
-    plan = new_plan(config, engine, seeds, select_epochs)
+    plan = new_plan(config, engine, seeds, select_epochs, {k: v for k, v in select.items() if v is not None})
+    if not engine.quiet and is_main_process():
+        print_plan(title, config.to_dict(), config.sources)
     parent = Path(engine.run_dir) if engine.run_dir else default_run_dir(f"{engine.run_name}-seeds")
-    _run_seeds(plan, parent, False, {}, output, engine.quiet)
+    _run_seeds(plan, parent, False, {}, output, engine.quiet, as_json)
 
 
-def _resume_seeds(parent: Path, given: dict[str, Any], output: Path | None, quiet: bool) -> None:
+def _resume_seeds(parent: Path, given: dict[str, Any], output: Path | None, quiet: bool, as_json: bool) -> None:
     from ..search.seeds import SeedsPlan, check_resume
 
     plan = SeedsPlan.read(parent)
     check_resume(plan, parent, given)
-    _run_seeds(plan, parent, True, given, output, quiet or plan.engine.quiet)
+    _run_seeds(plan, parent, True, given, output, quiet or plan.engine.quiet, as_json)
 
 
-def _run_seeds(plan: Any, parent: Path, resume: bool, given: dict[str, Any], output: Path | None, quiet: bool) -> None:
+def _run_seeds(
+    plan: Any, parent: Path, resume: bool, given: dict[str, Any], output: Path | None, quiet: bool, as_json: bool
+) -> None:
     from ..search.seeds import run_seeds
 
     def say(text: str) -> None:
@@ -334,21 +412,24 @@ def _run_seeds(plan: Any, parent: Path, resume: bool, given: dict[str, Any], out
             err_console.print(text, markup=False, highlight=False)
 
     ranking = run_until_interrupted(lambda: run_seeds(plan, parent, resume=resume, overrides=given, say=say))
-    if not quiet:
+    if not quiet and not as_json:
         console.print(_ranking_table(ranking))
-    _finish({"run_dir": str(parent)}, output, quiet)
+    _finish({"run_dir": str(parent), "ranking": ranking}, output, quiet, as_json)
 
 
 def _ranking_table(ranking: dict[str, Any]) -> Table:
     from ..genotype import Genotype
 
     table = Table(title=f"best of {len(ranking['seeds'])} seeds: {ranking['procedure']}", title_justify="left")
-    for column in ("rank", "seed", "normal cell", "valid top-1", "params", "search A-step top-1"):
+    for column in ("rank", "seed", "normal cell", "valid top-1", "params", "search A-step top-1", "moved"):
         table.add_column(column, overflow="fold")
     for rank, row in enumerate(ranking["seeds"], start=1):
-        cell = Genotype.from_dict(row["genotype"]).normal
+        genotype = Genotype.from_dict(row["genotype"])
+        cell = genotype.normal
         nodes = " | ".join(" ".join(f"{edge.op}({edge.input})" for edge in node) for node in cell.nodes) if cell else ""
         arch = row.get("search_arch_top1")
+        movement = genotype.provenance.get("movement") or {}
+        moved = f"{movement['moved']:.3f} ({movement['verdict']})" if "moved" in movement else ""
         table.add_row(
             str(rank),
             str(row["seed"]),
@@ -356,32 +437,59 @@ def _ranking_table(ranking: dict[str, Any]) -> Table:
             f"{row['valid_top1']:.2f}%",
             f"{row['params'] / 1e6:.3f}M",
             "" if arch is None else f"{arch:.2f}%",
+            moved,
         )
     return table
 
 
-def _finish(result: dict[str, Any], output: Path | None, quiet: bool) -> None:
-    """Copy genotype.json to -o (atomically) and say where the result is: one wording for both searches."""
+def _finish(result: dict[str, Any], output: Path | None, quiet: bool, as_json: bool = False) -> None:
+    """Copy genotype.json to -o (atomically) and report: one wording for every search.
+
+    `--json`: the summary as JSON on stdout; `--quiet`: only the genotype's path; else what the run chose,
+    its validation figure and how far the alphas moved (a warning on stderr when that is noise).
+    """
+    from ..movement import summary_line
     from ..refs import load_genotype
     from ..rundir import RunDir
     from ..search.source import write_genotype
 
     genotype_path = RunDir(Path(result["run_dir"])).genotype_file
+    genotype = load_genotype(genotype_path)
     if output is not None:
-        write_genotype(load_genotype(genotype_path), output)
-    if quiet:
+        write_genotype(genotype, output)
+    path = output or genotype_path
+    movement = genotype.provenance.get("movement")
+    if as_json:
+        print_json({**{k: v for k, v in result.items() if k != "rank"}, "genotype": str(path), "movement": movement})
         return
-    last = result.get("last") or {}
-    best = f"  best {result['best_metric']} {result['best']:.4f}" if result.get("best") is not None else ""
-    if "train_arch_top1" in last and result.get("best") is not None:
+    if quiet:
+        console.print(str(path), highlight=False, markup=False, soft_wrap=True)
+        return
+    finished = f"search finished: {result['run_dir']}  {_result_text(result, genotype)}"
+    console.print(finished, highlight=False, markup=False)
+    if movement:
+        line = summary_line(movement)
+        (err_console if movement["verdict"] == "noise" else console).print(line, highlight=False, markup=False)
+    console.print(f"genotype: {path}", highlight=False, markup=False)
+
+
+def _result_text(result: dict[str, Any], genotype: Any) -> str:
+    """Which epoch's cell the run chose and why, with its validation figure, in metrics.jsonl's words."""
+    if "ranking" in result:
+        ranking = result["ranking"]
+        best = ranking["seeds"][0]
+        return f"winner: seed {ranking['winner']}, valid_top1 {best['valid_top1']:.2f}% (of {len(ranking['seeds'])})"
+    last, chosen = result.get("last") or {}, result.get("chosen") or {}
+    epoch = genotype.provenance.get("epoch")
+    if chosen.get("checkpoint") == "best":
+        value = genotype.provenance.get(chosen["by"])
+        shown = f" {value:.4f}" if isinstance(value, (int, float)) else ""
+        return f"result: epoch {epoch}, chosen by its {chosen['by']}{shown} (lowest on the valid split)"
+    text = f"result: the final epoch {epoch}"
+    if "train_arch_top1" in last:
         # a CNN search's A steps run on valid-half batches: their top-1 is its validation accuracy
-        top1 = f"last {last['train_arch_top1']:.2f}%, best {result['best']:.2f}%"
-        best = f"  valid top-1 of the A steps (train_arch_top1): {top1}"
-    console.print(
-        f"search finished: {result['run_dir']}{best}\ngenotype: {output or genotype_path}",
-        highlight=False,
-        markup=False,
-    )
+        text += f", train_arch_top1 {last['train_arch_top1']:.2f}% (A steps on the valid half)"
+    return text
 
 
 app.command("cnn")(with_run_options(cnn))
@@ -458,12 +566,16 @@ def rnn(
             "--output", "-o", help="Also write the final genotype JSON here (atomically).", rich_help_panel=_RUN
         ),
     ] = None,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print the final summary as JSON on stdout.", rich_help_panel=_RUN)
+    ] = False,
     run: RunOptions = RunOptions(),
 ) -> None:
     """Search a recurrent cell with GDAS (DARTS-RNN space, 8 nodes, T=1 derive).
 
     Writes config.json, metrics.jsonl, alphas.jsonl, genotypes.jsonl, checkpoint/{last,best} and,
-    at the end, genotype.json (the epoch with the lowest validation loss).
+    at the end, genotype.json: the epoch with the lowest validation loss (the 2019 code's choice, also
+    checkpoint/best and what `gdas derive` takes), with how far its alphas moved from uniform.
 
     Examples:
 
@@ -494,6 +606,7 @@ def rnn(
         given = run.typed(dataset=dataset, **values)
         saved, engine = resume_settings(run.resume, RNNSearchTask.kind, given, frozenset({"data_dir"}), network="rnn")
         config = config_from_dict(LMSearchConfig, saved, str(run.resume / "config.json"))
+        title = f"plan of {run.resume} (resumed)"
     else:
         seed = run.seed if "seed" in run.explicit else None
         config = resolve_search_config(dataset or "ptb", {**values, "seed": seed})
@@ -502,9 +615,11 @@ def rnn(
             run_name=f"search-rnn-{run_slug(config.dataset)}",
             resume_hint="gdas search rnn --resume {run_dir}",
         )
+        title = f"plan: gdas search rnn on {config.dataset}"
     _check_output(output, run)
-    result = run_until_interrupted(lambda: run_rnn_search(config, engine, resume=run.resume is not None))
-    _finish(result, output, run.quiet)
+    plan = functools.partial(print_plan, title, dataclasses.asdict(config), config.sources)
+    result = run_until_interrupted(lambda: run_rnn_search(config, engine, resume=run.resume is not None, on_start=plan))
+    _finish(result, output, run.quiet, json_output)
 
 
 app.command("rnn")(with_run_options(rnn))

@@ -6,7 +6,7 @@ One subcommand per dataset: images (cifar10, cifar100, imagenet, digits, `folder
 
 from __future__ import annotations
 
-import json
+import functools
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -15,7 +15,7 @@ import typer
 from ..errors import GdasError
 from ._app import GdasGroup
 from ._choices import NetFamily, Schedule
-from ._output import console
+from ._output import console, print_json, print_plan
 from ._run_options import RunOptions, run_slug, run_until_interrupted, with_run_options
 
 
@@ -64,7 +64,10 @@ GenotypeOpt = Annotated[
 ]
 DataDirOpt = Annotated[Path | None, typer.Option(help="Where the data is (or goes, with --download). Default: data.")]
 DownloadOpt = Annotated[bool | None, typer.Option("--download/--no-download", help="Fetch CIFAR if missing.")]
-WorkersOpt = Annotated[int | None, typer.Option(help="DataLoader workers for image folders (default 4).")]
+WorkersOpt = Annotated[
+    int | None,
+    typer.Option(help="DataLoader workers for image folders too large for memory. \\[default: cores - 1, at most 4]"),
+]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the final summary as JSON.")]
 InitOpt = Annotated[
     str | None,
@@ -80,41 +83,67 @@ ValSplitOpt = Annotated[
         "without it there is no best and the final epoch is the result."
     ),
 ]
+# the recipe's options, shared by every image data set; None: the recipe's (or the sizing rule's) value
+EpochsOpt = Annotated[int | None, _opt("Epochs (with --resume: more than the run's extends it).")]
+BatchOpt = Annotated[int | None, _opt("Global batch size (split over DDP processes).")]
+LrOpt = Annotated[float | None, _opt("Initial learning rate.")]
+LrMinOpt = Annotated[float | None, _opt("Final learning rate of the cosine schedule.")]
+ScheduleOpt = Annotated[
+    Schedule | None,
+    typer.Option(
+        metavar="NAME", help="cosine (to --lr-min) or exponential (x --lr-gamma per epoch).", rich_help_panel=_RECIPE
+    ),
+]
+LrGammaOpt = Annotated[float | None, _opt("Per-epoch factor of the exponential schedule.")]
+MomentumOpt = Annotated[float | None, _opt("SGD momentum.")]
+NesterovOpt = Annotated[bool | None, _opt("Nesterov momentum.", "--nesterov/--no-nesterov")]
+WeightDecayOpt = Annotated[float | None, _opt("Weight decay.")]
+GradClipOpt = Annotated[float | None, _opt("Gradient norm clip (0: none).")]
+AuxOpt = Annotated[bool | None, _opt("Auxiliary head at the second reduction.", "--aux/--no-aux")]
+AuxWeightOpt = Annotated[float | None, _opt("Weight of the auxiliary loss.")]
+DropPathOpt = Annotated[float | None, _opt("Final drop-path probability (ramped per epoch from 0).")]
+SmoothingOpt = Annotated[float | None, _opt("Label smoothing of the training loss.")]
+CutoutOpt = Annotated[int | None, _opt("Cutout square side in pixels (0: off).")]
+HflipOpt = Annotated[
+    bool | None,
+    _opt("Flip training images horizontally. \\[default: on; off for digits]", "--hflip/--no-hflip"),
+]
+AugmentOpt = Annotated[bool | None, _opt("Training augmentation (crop, flip, cutout).", "--augment/--no-augment")]
+ChannelsOpt = Annotated[int | None, _opt("Initial channels C.", "--channels", "-C")]
+LayersOpt = Annotated[int | None, _opt("Number of cells.")]
+ImageSizeOpt = Annotated[
+    int | None,
+    _opt("Resize images to this square side. \\[default: 32, the CIFAR network's input; others need --no-aux]"),
+]
+LimitEvalOpt = Annotated[int | None, _opt("Evaluate on at most N batches (0: all).")]
 
 
 def train_dataset(
     genotype: GenotypeOpt = None,
     data_dir: DataDirOpt = None,
     download: DownloadOpt = None,
-    epochs: Annotated[int | None, _opt("Epochs.")] = None,
-    batch_size: Annotated[int | None, _opt("Global batch size (split over DDP processes).")] = None,
-    lr: Annotated[float | None, _opt("Initial learning rate.")] = None,
-    lr_min: Annotated[float | None, _opt("Final learning rate of the cosine schedule.")] = None,
-    schedule: Annotated[
-        Schedule | None,
-        typer.Option(
-            metavar="NAME",
-            help="cosine (to --lr-min) or exponential (x --lr-gamma per epoch).",
-            rich_help_panel=_RECIPE,
-        ),
-    ] = None,
-    lr_gamma: Annotated[float | None, _opt("Per-epoch factor of the exponential schedule.")] = None,
-    momentum: Annotated[float | None, _opt("SGD momentum.")] = None,
-    nesterov: Annotated[bool | None, _opt("Nesterov momentum.", "--nesterov/--no-nesterov")] = None,
-    weight_decay: Annotated[float | None, _opt("Weight decay.")] = None,
-    grad_clip: Annotated[float | None, _opt("Gradient norm clip (0: none).")] = None,
-    auxiliary: Annotated[bool | None, _opt("Auxiliary head at the second reduction.", "--aux/--no-aux")] = None,
-    aux_weight: Annotated[float | None, _opt("Weight of the auxiliary loss.")] = None,
-    drop_path: Annotated[float | None, _opt("Final drop-path probability (ramped per epoch from 0).")] = None,
-    label_smoothing: Annotated[float | None, _opt("Label smoothing of the training loss.")] = None,
-    cutout: Annotated[int | None, _opt("Cutout square side in pixels (0: off).")] = None,
-    augment: Annotated[
-        bool | None, _opt("Training augmentation (crop, flip, cutout).", "--augment/--no-augment")
-    ] = None,
-    C: Annotated[int | None, _opt("Initial channels C.", "--channels", "-C")] = None,
-    layers: Annotated[int | None, _opt("Number of cells.")] = None,
+    epochs: EpochsOpt = None,
+    batch_size: BatchOpt = None,
+    lr: LrOpt = None,
+    lr_min: LrMinOpt = None,
+    schedule: ScheduleOpt = None,
+    lr_gamma: LrGammaOpt = None,
+    momentum: MomentumOpt = None,
+    nesterov: NesterovOpt = None,
+    weight_decay: WeightDecayOpt = None,
+    grad_clip: GradClipOpt = None,
+    auxiliary: AuxOpt = None,
+    aux_weight: AuxWeightOpt = None,
+    drop_path: DropPathOpt = None,
+    label_smoothing: SmoothingOpt = None,
+    cutout: CutoutOpt = None,
+    hflip: HflipOpt = None,
+    augment: AugmentOpt = None,
+    C: ChannelsOpt = None,
+    layers: LayersOpt = None,
+    image_size: ImageSizeOpt = None,
     workers: WorkersOpt = None,
-    limit_eval_batches: Annotated[int | None, _opt("Evaluate on at most N batches (0: all).")] = None,
+    limit_eval_batches: LimitEvalOpt = None,
     val_split: ValSplitOpt = None,
     init: InitOpt = None,
     json_output: JsonOpt = False,
@@ -127,18 +156,37 @@ def train_dataset(
 
 def train_folder(
     path: Annotated[Path, typer.Argument(help="Folder with train/ and val/ (or test/), one subfolder per class.")],
-    net: Annotated[NetFamily | None, _opt("cifar (32x32, CIFAR recipe) or imagenet (224, ImageNet recipe).")] = None,
+    net: Annotated[
+        NetFamily | None,
+        typer.Option(
+            metavar="NET",
+            help="cifar (CIFAR network and recipe) or imagenet (224, ImageNet recipe).",
+            rich_help_panel=_RECIPE,
+        ),
+    ] = None,
     genotype: GenotypeOpt = None,
-    epochs: Annotated[int | None, _opt("Epochs.")] = None,
-    batch_size: Annotated[int | None, _opt("Global batch size (split over DDP processes).")] = None,
-    lr: Annotated[float | None, _opt("Initial learning rate.")] = None,
-    weight_decay: Annotated[float | None, _opt("Weight decay.")] = None,
-    drop_path: Annotated[float | None, _opt("Final drop-path probability (ramped per epoch from 0).")] = None,
-    auxiliary: Annotated[bool | None, _opt("Auxiliary head at the second reduction.", "--aux/--no-aux")] = None,
-    augment: Annotated[bool | None, _opt("Training augmentation.", "--augment/--no-augment")] = None,
-    C: Annotated[int | None, _opt("Initial channels C.", "--channels", "-C")] = None,
-    layers: Annotated[int | None, _opt("Number of cells.")] = None,
+    epochs: EpochsOpt = None,
+    batch_size: BatchOpt = None,
+    lr: LrOpt = None,
+    lr_min: LrMinOpt = None,
+    schedule: ScheduleOpt = None,
+    lr_gamma: LrGammaOpt = None,
+    momentum: MomentumOpt = None,
+    nesterov: NesterovOpt = None,
+    weight_decay: WeightDecayOpt = None,
+    grad_clip: GradClipOpt = None,
+    auxiliary: AuxOpt = None,
+    aux_weight: AuxWeightOpt = None,
+    drop_path: DropPathOpt = None,
+    label_smoothing: SmoothingOpt = None,
+    cutout: CutoutOpt = None,
+    hflip: HflipOpt = None,
+    augment: AugmentOpt = None,
+    C: ChannelsOpt = None,
+    layers: LayersOpt = None,
+    image_size: ImageSizeOpt = None,
     workers: WorkersOpt = None,
+    limit_eval_batches: LimitEvalOpt = None,
     val_split: ValSplitOpt = None,
     init: InitOpt = None,
     json_output: JsonOpt = False,
@@ -146,11 +194,18 @@ def train_folder(
 ) -> None:
     """Train on your own images: an ImageFolder tree (also written `gdas train folder:PATH`).
 
+    PATH/train/<class>/<image> and PATH/val/ (or PATH/test/) with the same class folders. The recipe is \
+sized to the data by the sizing rule (README, "Your own data"): image side, network size, batch and epochs \
+from the number of images, their size and the machine; the plan printed at the start says where each value \
+comes from. Mean and std are computed from the training images and recorded.
+
     Examples:
+
+      gdas train folder:~/icons --genotype my_cell.json
 
       gdas train folder ~/flowers --genotype gdas_frc --net imagenet --epochs 30
 
-      gdas train folder:~/icons --genotype gdas --net cifar
+      gdas train folder:~/digits --genotype gdas --no-hflip --image-size 16
     """
     options = dict(locals())
     _train(f"folder:{options.pop('path')}", options, run)
@@ -223,14 +278,22 @@ def _train(dataset: str, options: dict[str, Any], run: RunOptions) -> None:
         task_cfg = TrainConfig.from_dict(saved, str(run.resume / "config.json"))
         if task_cfg.dataset != dataset:
             raise GdasError(f"--resume {run.resume}: the run trains on {task_cfg.dataset}, not {dataset}")
+        title = f"plan of {run.resume} (resumed)"
     else:
         if not options.get("genotype"):
             raise GdasError(
                 "--genotype: required for a new run (a zoo name such as gdas_frc, name@version or a JSON path)"
             )
+        from ..data import describe
+        from ..sizing import check_workers, this_machine
+
         genotype = load_genotype(options["genotype"])
         init_ref = options.pop("init", None)
-        task_cfg = make_config(dataset, genotype, {**options, "data_dir": _str(options.get("data_dir"))})
+        data_dir = _str(options.get("data_dir"))
+        facts, machine = describe(dataset, data_dir or "data"), this_machine(run.device)
+        check_workers(options.get("workers"), machine)
+        task_cfg = make_config(dataset, genotype, {**options, "data_dir": data_dir}, facts, machine)
+        title = f"plan: gdas train {dataset} ({facts.describe()}), {machine.describe()}, genotype {genotype.ref}"
         if init_ref is not None:
             from ..zoo import load_init
 
@@ -240,7 +303,9 @@ def _train(dataset: str, options: dict[str, Any], run: RunOptions) -> None:
             run_name=f"train-{run_slug(dataset)}",
             resume_hint=f"gdas train {dataset} --resume {{run_dir}}",
         )
-    summary = run_until_interrupted(lambda: train(task_cfg, engine_cfg, resume=run.resume is not None, init=init_model))
+    plan = functools.partial(print_plan, title, task_cfg.to_dict(), task_cfg.sources)
+    resume = run.resume is not None
+    summary = run_until_interrupted(lambda: train(task_cfg, engine_cfg, resume=resume, init=init_model, on_start=plan))
     if summary.get("rank", 0) == 0:
         _report(summary, as_json)
 
@@ -250,15 +315,19 @@ def _str(value: Any) -> str | None:
 
 
 def _report(summary: dict[str, Any], as_json: bool) -> None:
+    """The run's result in metrics.jsonl's words: the checkpoint it chose (and on which split), its test figure."""
     if as_json:
-        print(json.dumps(summary, indent=2))
+        print_json({k: v for k, v in summary.items() if k != "rank"})
         return
-    last = summary["last"]
-    line = f"done: {summary['run_dir']}"
-    if "test_top1" in last:
-        line += f"  test_top1 {last['test_top1']:.2f}%"
-    if summary.get("best") is not None:  # chosen on the validation split held out of the training data
-        line += f" (checkpoint/best: val_top1 {summary['best']:.2f}%)"
+    chosen = summary["chosen"]
+    record = chosen["record"]
+    if chosen["checkpoint"] == "best":  # chosen on the validation split held out of the training data
+        what = f"checkpoint/best, epoch {chosen['epoch']}, chosen by its {chosen['by']} {summary['best']:.2f}%"
+    else:
+        what = f"checkpoint/last, the final epoch {chosen['epoch']} (no selection)"
+    line = f"done: {summary['run_dir']}  result: {what}"
+    if "test_top1" in record:
+        line += f"; test_top1 {record['test_top1']:.2f}%"
     console.print(line + f"\nevaluate with: gdas eval {summary['run_dir']}", highlight=False, markup=False)
 
 

@@ -12,25 +12,38 @@ import dataclasses
 import functools
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch.nn import functional as F
 
 from .. import __version__
 from ..checkpoint import write_json, write_jsonl
-from ..data import DATASETS, FOLDER_PREFIX, PairedBatches, dataset_names, load_images, make_batches, split_indices
+from ..data import (
+    DATASETS,
+    FOLDER_PREFIX,
+    Augment,
+    PairedBatches,
+    dataset_names,
+    load_images,
+    make_batches,
+    published_dataset,
+    split_indices,
+)
 from ..engine import EngineConfig, Runtime, Task, run_task
 from ..errors import GdasError
 from ..files import atomic_write_text
 from ..genotype import Genotype
 from ..jsonio import parse_json
+from ..movement import measure
+from ..ops import PRIMITIVES
 from ..rundir import RunDir
 from ..sampler import linear_tau
 from ..weights import WEIGHTS_FILE, load_state_strict, read_header, read_tensors, save_tensors
 from .config import SearchConfig, check_config
-from .derive import alphas_sha256, derive_genotype
+from .derive import alphas_sha256, derive_genotype, non_none
+from .history import with_steps
 from .step import search_step
 from .supernet import SearchNetwork, check_network_args
 
@@ -38,10 +51,13 @@ WEIGHTS_FORMAT = "gdas-search-v1"
 
 
 class SearchTask(Task):
-    """GDAS CNN search: the supernet, its two optimizers, the sampler's generator and the alpha history."""
+    """GDAS CNN search: the supernet, its two optimizers, the sampler's generator and the alpha history.
+
+    The result is the final epoch's genotype, as paper Alg. 1 ends and both released codes report it
+    (xautodl's GDAS.py logs its last epoch's genotype), so the run chooses no best checkpoint.
+    """
 
     kind = "search"
-    best_metric = ("train_arch_top1", "max")  # xautodl keeps the best genotype by A-step accuracy
 
     def __init__(self, config: SearchConfig) -> None:
         self.config = config
@@ -56,10 +72,15 @@ class SearchTask(Task):
 
     def setup(self, rt: Runtime) -> None:
         cfg = self.config
-        data = load_images(cfg.dataset, cfg.data_dir or "data")
+        data = load_images(cfg.dataset, cfg.data_dir or "data", image_size=cfg.image_size, test=False)
+        cfg.mean, cfg.std = [float(v) for v in data.mean], [float(v) for v in data.std]
+        classes = data.extra.get("classes")
+        cfg.label_names = [str(name) for name in classes] if classes else None
         self.split = split_indices(len(data.train), cfg.split_seed if cfg.split_seed is not None else cfg.seed)
-        # both halves get the training augmentation as in the 2019 code, but never cutout
-        augment = dataclasses.replace(data.augment, cutout=0) if data.augment else None
+        # both halves get the training augmentation, as in the 2019 code
+        base = data.augment or Augment()
+        flip = base.flip if cfg.hflip is None else cfg.hflip
+        augment = Augment(crop_padding=base.crop_padding, flip=flip, cutout=cfg.cutout)
         batches = functools.partial(
             make_batches,
             data,
@@ -116,13 +137,6 @@ class SearchTask(Task):
         self.net.set_tau(tau)
         return {"lr": lr, "tau": tau}
 
-    def _resize(self, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        images, labels = batch
-        size = self.config.image_size
-        if size and images.shape[-1] != size:
-            images = F.interpolate(images, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-        return images, labels
-
     def train_step(self, batch: Any, rt: Runtime) -> dict[str, torch.Tensor]:
         train, valid = batch
         return search_step(
@@ -130,8 +144,8 @@ class SearchTask(Task):
             self.net,
             self.weight_optimizer,
             self.arch_optimizer,
-            self._resize(train),
-            self._resize(valid),
+            train,
+            valid,
             rt,
             self.config.grad_clip,
             grad_clip_with_alphas=self.config.grad_clip_with_alphas,
@@ -177,40 +191,43 @@ class SearchTask(Task):
         """The paper-rule genotype of one epoch's record (cached: after_epoch asks for all of them)."""
         key = (record["epoch"], alphas_sha256(record["alphas"]), str(run_dir))
         if key not in self._genotypes:
-            probs = {t: torch.softmax(a, -1) for t, a in record["alphas"].items()}
-            self._genotypes[key] = derive_genotype(
-                probs, rule="paper", frc=self.config.frc, provenance=provenance(self.config, record, run_dir)
-            )
+            self._genotypes[key] = searched_genotype(self.config, record, run_dir.name)
         return self._genotypes[key]
 
     def after_epoch(self, run_dir: Path, history: list[dict[str, Any]]) -> None:
         run = RunDir(Path(run_dir))
-        genotypes = [self.genotype_of(r, run.path) for r in self.history]
+        records = with_steps(self.history, history)
+        genotypes = [self.genotype_of(r, run.path) for r in records]
         write_jsonl(
             run.alphas_file,
             [
-                {"epoch": r["epoch"], "tau": r["tau"], "alphas": {t: a.tolist() for t, a in r["alphas"].items()}}
-                for r in self.history
+                {
+                    "epoch": r["epoch"],
+                    "step": r["step"],
+                    "tau": r["tau"],
+                    "alphas": {t: a.tolist() for t, a in r["alphas"].items()},
+                }
+                for r in records
             ],
         )
         write_jsonl(
             run.genotypes_file,
-            [{"epoch": r["epoch"], "genotype": g.to_dict()} for r, g in zip(self.history, genotypes, strict=True)],
+            [{"epoch": r["epoch"], "genotype": g.to_dict()} for r, g in zip(records, genotypes, strict=True)],
         )
         if not run.split_file.is_file():
             seed = self.config.split_seed if self.config.split_seed is not None else self.config.seed
             write_json(run.split_file, {"seed": seed, "train": self.split[0], "valid": self.split[1]})
-        if genotypes and self.history[-1]["epoch"] == self.config.epochs:
-            text = genotypes[-1].to_json()
-            atomic_write_text(run.genotype_file, text)
+        if genotypes and records[-1]["epoch"] == self.config.epochs:
+            atomic_write_text(run.genotype_file, genotypes[-1].to_json())
 
 
-def provenance(config: SearchConfig, record: dict[str, Any], run_dir: Path | str | None) -> dict[str, Any]:
-    """Where a searched genotype came from: enough to find the run and check its alphas."""
+def provenance(config: SearchConfig, record: dict[str, Any], run_name: str | None) -> dict[str, Any]:
+    """Where a searched genotype came from: enough to find the run (by its folder name, never a local
+    path, since genotypes get published) and check its alphas."""
     return {
         "source": "gdas search cnn",
-        "run": str(run_dir) if run_dir else None,
-        "dataset": config.dataset,
+        "run": run_name,
+        "dataset": published_dataset(config.dataset),
         "seed": config.seed,
         "split_seed": config.split_seed if config.split_seed is not None else config.seed,
         "epoch": record["epoch"],
@@ -224,6 +241,40 @@ def provenance(config: SearchConfig, record: dict[str, Any], run_dir: Path | str
         "alphas_sha256": alphas_sha256(record["alphas"]),
         "gdas_version": __version__,
     }
+
+
+def searched_genotype(
+    config: SearchConfig,
+    record: dict[str, Any],
+    run_name: str | None,
+    *,
+    rule: str = "paper",
+    name: str = "searched",
+    version: str = "1.0.0",
+    extra: dict[str, Any] | None = None,
+) -> Genotype:
+    """The genotype of one epoch's alphas (`record`: epoch, tau, alphas and the A steps taken, `step`) under
+    `rule`, its provenance holding how far the alphas moved and the noise verdict (search.movement)."""
+    probs = {t: torch.softmax(a, dim=-1) for t, a in record["alphas"].items()}
+    genotype = derive_genotype(
+        probs,
+        rule=rule,
+        frc=config.frc,
+        name=name,
+        version=version,
+        provenance={**provenance(config, record, run_name), **(extra or {})},
+    )
+    cells = {t: cell for t, cell in genotype.cells().items() if t in record["alphas"] and not isinstance(cell, str)}
+    movement = measure(
+        record["alphas"],
+        cells,
+        ops=PRIMITIVES,
+        n_inputs=2,
+        choices=non_none(PRIMITIVES),
+        arch_lr=config.arch_lr,
+        steps=record.get("step"),
+    )
+    return dataclasses.replace(genotype, provenance={**genotype.provenance, "movement": movement})
 
 
 # ------------------------------------------------------------------------------------------ weights
@@ -269,8 +320,10 @@ def check_search(config: SearchConfig) -> None:
     )
 
 
-def run_search(config: SearchConfig, engine: EngineConfig, *, resume: bool = False) -> dict[str, Any]:
+def run_search(
+    config: SearchConfig, engine: EngineConfig, *, resume: bool = False, on_start: Callable[[], None] | None = None
+) -> dict[str, Any]:
     """Check everything that can be checked without data, then run the search on the engine."""
     check_search(config)
     task = SearchTask(config)
-    return run_task(task, engine, resume=resume)
+    return run_task(task, engine, resume=resume, on_start=on_start)

@@ -1,8 +1,10 @@
 """The resolved configuration of a CNN search, and the recipes it starts from.
 
-Resolution, lowest first: dataclass defaults, the recipe (`paper` or `xautodl`), the small-demo
-defaults of the dataset (`digits`), then every option the user gave. The result is saved as
-`config.json` in the run directory and compared on `--resume`.
+Resolution, lowest first: dataclass defaults (the paper's), the recipe (`paper` or `xautodl`), the
+sizing rule for data sets other than the paper's (`sizing.search_sizes`: folders, the built-in
+digits), then every option the user gave. Each value's source (you, rule, paper, 2019 code, 2020
+code) is kept in `sources`, which the plan shows. The result is saved as `config.json` in the run
+directory and compared on `--resume`.
 """
 
 from __future__ import annotations
@@ -11,8 +13,10 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from ..data import default_hflip, flip_source
 from ..engine import check_finite, config_from_dict
 from ..errors import GdasError
+from ..sizing import DataFacts, Machine, plan_sources, search_sizes, uses_rule
 
 
 @dataclass
@@ -44,9 +48,16 @@ class SearchConfig:
     ops: str = "paper"  # the supernet's op set (ops.SEARCH_OPS): the 2019 code's or xautodl's
     seed: int = 0
     split_seed: int | None = None
-    image_size: int | None = None
+    image_size: int | None = None  # None: the data set's own side
+    hflip: bool | None = None  # None: the data set's default (CIFAR and folders flip, digits do not)
+    cutout: int = 0  # the 2019 code searches without cutout
     limit_train_batches: int | None = None
     workers: int = 0
+    # filled in from the data when the search starts: what its images were normalised with
+    mean: list[float] | None = None
+    std: list[float] | None = None
+    label_names: list[str] | None = None
+    sources: dict[str, str] = dataclasses.field(default_factory=dict)  # each setting's source, for the plan
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -88,35 +99,63 @@ RECIPES: dict[str, dict[str, Any]] = {
     },
 }
 
-# The demo recipe of the built-in digits set: README's first command (2 epochs) must end clearly above
-# chance in about a minute on 2 CPU cores, where the paper recipe has 240 epochs of 25K CIFAR images.
-# Measured with 2 epochs on 2 cores (README, "Search a cell"): the paper's supernet head (global pool
-# + linear straight after the last sampled cell) stays near chance (13-25% valid top-1 for every lr,
-# batch and arch lr tried), because each step samples a new path and the scale of the pooled features
-# changes with it; xautodl's BN-ReLU head normalises them and the same search learns. So the demo
-# takes xautodl's layout (with N=1: normal, FRC or searched reduction, reduction), more steps (batch 8:
-# 94 per epoch), 8x8 inputs (the digits' own resolution), lr 0.05 and a 10x arch lr (3e-3) so that the
-# alphas move visibly in 2 epochs. Everything else is the recipe's (paper: tau 10 -> 1, wd, Adam).
-DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
-    "digits": {
-        "channels": 16,
-        "cells_per_stage": 1,
-        "layout": "xautodl",
-        "image_size": 8,
-        "batch_size": 8,
-        "lr": 0.05,
-        "arch_lr": 3e-3,
-    },
+# Where each default of the paper recipe comes from (README "Search a cell"); the xautodl recipe's own
+# values come from the 2020 code.
+PAPER_SOURCES: dict[str, str] = {
+    "epochs": "paper",
+    "batch_size": "2019 code",
+    "lr": "paper",
+    "lr_min": "paper",
+    "momentum": "paper",
+    "weight_decay": "paper",
+    "nesterov": "2019 code",
+    "grad_clip": "2019 code",
+    "grad_clip_with_alphas": "2019 code",
+    "arch_lr": "paper",
+    "arch_betas": "2019 code",
+    "arch_weight_decay": "paper",
+    "tau_max": "paper",
+    "tau_min": "paper",
+    "channels": "paper",
+    "cells_per_stage": "paper",
+    "frc": "paper",
+    "sampling": "2019 code",
+    "layout": "2019 code",
+    "ops": "2019 code",
+    "image_size": "data",
+    "hflip": "2019 code",
+    "cutout": "2019 code",
+    "workers": "ours",
+    "seed": "ours",
 }
+PLANNED = tuple(PAPER_SOURCES)  # the settings a plan lists
 
 
-def resolve_config(recipe: str, dataset: str, overrides: dict[str, Any]) -> SearchConfig:
-    """Defaults < recipe < dataset demo defaults < `overrides` (the options the user gave; None = not given)."""
+def recipe_sources(recipe: str) -> dict[str, str]:
+    """The source of each value of `recipe`: the paper's table, with xautodl's own values from the 2020 code."""
+    return PAPER_SOURCES if recipe == "paper" else {**PAPER_SOURCES, **dict.fromkeys(RECIPES[recipe], "2020 code")}
+
+
+def resolve_config(
+    recipe: str,
+    dataset: str,
+    overrides: dict[str, Any],
+    facts: DataFacts | None = None,
+    machine: Machine | None = None,
+) -> SearchConfig:
+    """Defaults < recipe < the sizing rule (data sets but the paper's, given `facts` and `machine`) < `overrides`
+    (the options the user gave; None = not given). `sources` says where each value came from."""
     if recipe not in RECIPES:
         raise GdasError(f"--recipe: {recipe!r} must be one of {', '.join(RECIPES)}")
-    values: dict[str, Any] = {**RECIPES[recipe], **DATASET_DEFAULTS.get(dataset.split(":")[0], {})}
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    return SearchConfig(recipe=recipe, dataset=dataset, **values)
+    rule = search_sizes(facts, machine) if facts is not None and machine is not None and uses_rule(dataset) else {}
+    given = {k: v for k, v in overrides.items() if v is not None}
+    config = SearchConfig(recipe=recipe, dataset=dataset, **{**RECIPES[recipe], **rule, **given})
+    config.sources = plan_sources(list(PLANNED), recipe_sources(recipe), rule, given)
+    if config.hflip is None:
+        config.hflip, config.sources["hflip"] = default_hflip(dataset), flip_source(dataset)
+    if config.image_size is None and facts is not None:
+        config.image_size = facts.image_size
+    return config
 
 
 MAX_CHANNELS = 1024  # far above any searched supernet (paper: 16); larger ones only fail to allocate
@@ -139,7 +178,8 @@ def check_config(config: SearchConfig) -> None:
         ),
         (config.cells_per_stage >= 1, f"--cells-per-stage: {config.cells_per_stage} must be >= 1"),
         (config.limit_train_batches is None or config.limit_train_batches >= 1, "--limit-train-batches must be >= 1"),
-        (config.image_size is None or config.image_size >= 8, "--image-size must be >= 8"),
+        (config.image_size is None or 8 <= config.image_size <= 1024, "--image-size must be in 8..1024"),
+        (config.cutout >= 0, f"--cutout: {config.cutout} must be >= 0 (0: off)"),
         (0 <= config.momentum < 1, f"--momentum: {config.momentum} must be in [0, 1)"),
         (config.weight_decay >= 0, f"--weight-decay: {config.weight_decay} must be >= 0"),
         (config.grad_clip >= 0, f"--grad-clip: {config.grad_clip} must be >= 0 (0: no clipping)"),

@@ -27,6 +27,7 @@ class AlphaRecord:
     epoch: int
     tau: float
     alphas: dict[str, torch.Tensor]
+    step: int | None = None  # the steps (one A step each) taken by the end of the epoch; older runs lack it
 
     def probabilities(self) -> dict[str, torch.Tensor]:
         return {t: torch.softmax(a, dim=-1) for t, a in self.alphas.items()}
@@ -71,6 +72,12 @@ def alpha_record(epoch: int, tau: float, alphas: dict[str, torch.Tensor]) -> dic
     return {"epoch": epoch, "tau": tau, "alphas": {t: a.detach().float().cpu().tolist() for t, a in alphas.items()}}
 
 
+def with_steps(records: list[dict[str, Any]], history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Alpha records with the global step of their epoch from the engine's records (metrics.jsonl)."""
+    steps = {r["epoch"]: r["step"] for r in history}
+    return [{**r, "step": steps.get(r["epoch"])} for r in records]
+
+
 def load_alpha_history(run_dir: Path) -> list[AlphaRecord]:
     """The alphas of every finished epoch, oldest first; an error naming the file if there are none."""
     path = Path(run_dir) / ALPHAS_FILE
@@ -80,7 +87,10 @@ def load_alpha_history(run_dir: Path) -> list[AlphaRecord]:
     for raw in read_jsonl(path):
         try:
             alphas = {t: torch.tensor(rows, dtype=torch.float32) for t, rows in raw["alphas"].items()}
-            records.append(AlphaRecord(int(raw["epoch"]), float(raw["tau"]), alphas))
+            step = raw.get("step")
+            records.append(
+                AlphaRecord(int(raw["epoch"]), float(raw["tau"]), alphas, int(step) if step is not None else None)
+            )
         except (KeyError, TypeError, ValueError) as err:
             raise GdasError(f"{path}: malformed record ({err})") from None
     if not records:

@@ -1,7 +1,13 @@
-"""`gdas plot alphas`: op probabilities of every edge across the epochs of a search run."""
+"""`gdas plot alphas`: op probabilities of every edge across the epochs of a search run.
+
+Every panel shares one y axis that starts at 0 and reaches at least twice the uniform probability 1/K,
+with 1/K drawn as a dashed line: alphas that barely moved stay visibly flat on it instead of being
+stretched over the whole panel, so noise does not look like a trend.
+"""
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 from ..ops import PRIMITIVES, RNN_PRIMITIVES
@@ -25,8 +31,9 @@ def _space(cell_type: str) -> tuple[tuple[str, ...], int]:
     return (RNN_PRIMITIVES, 1) if cell_type == "recurrent" else (PRIMITIVES, 2)
 
 
-def plot_alpha_history(records: list[AlphaRecord], output: Path, title: str = "") -> None:
-    """One small panel per edge and cell type: softmax(alpha) of each op against the epoch."""
+def plot_alpha_history(records: list[AlphaRecord], output: Path, title: str = "", note: str = "") -> None:
+    """One small panel per edge and cell type: softmax(alpha) of each op against the epoch; `note` (how far
+    the alphas moved, the noise verdict) goes under the title."""
     _check_output(output)
     plt = _pyplot()
     from matplotlib.ticker import MaxNLocator
@@ -61,8 +68,12 @@ def plot_alpha_history(records: list[AlphaRecord], output: Path, title: str = ""
                     markersize=4,
                     label=op,
                 )
+            ax.axhline(1.0 / len(ops), color="black", lw=0.8, ls="--", zorder=0)
             ax.set_title(f"{cell_type}: {_edge_label(slot, n_inputs)}", fontsize=7)
             ax.tick_params(labelsize=6)
+    highest = max(float(p[t].max()) for p in probs for t in cell_types)
+    uniform = max(1.0 / len(_space(t)[0]) for t in cell_types)
+    axes[0][0].set_ylim(0.0, min(1.0, max(2 * uniform, 1.1 * highest)))
     handles, labels = axes[0][0].get_legend_handles_labels()
     # the title heads the legend, so the two never overlap whatever the figure height
     fig.legend(
@@ -73,7 +84,7 @@ def plot_alpha_history(records: list[AlphaRecord], output: Path, title: str = ""
         ncol=len(handles),
         fontsize=7,
         frameon=False,
-        title=title or "op probabilities per edge",
+        title="\n".join(textwrap.wrap(f"{title or 'op probabilities per edge'} (dashed: uniform). {note}", 140)),
         title_fontsize=9,
     )
     axes[0][0].xaxis.set_major_locator(MaxNLocator(integer=True))

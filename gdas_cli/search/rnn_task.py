@@ -3,14 +3,15 @@
 Per BPTT segment a W step (SGD lr 20 scaled by seq_len/bptt, wd 5e-7, clip 0.25, NLL + TAR) on
 train, then an A step (Adam 3e-3, wd 1e-3, NLL) on valid, each with a fresh hard Gumbel draw of
 the cell; alpha gradients are zeroed before every A step (the 2019 code's PTB search; see
-docs/sources.md). Writes alphas.jsonl, genotypes.jsonl and, when done, genotype.json (the epoch
-with the lowest validation loss).
+docs/sources.md). Writes alphas.jsonl, genotypes.jsonl and, when done, genotype.json: the epoch with the lowest
+validation loss, the one the run chooses (checkpoint/best) and `gdas derive` takes by default.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,13 +26,16 @@ from ..engine import EngineConfig, Runtime, config_from_dict, run_task
 from ..errors import GdasError
 from ..files import atomic_write_text
 from ..genotype import Genotype
+from ..jsonio import read_jsonl
 from ..language import LanguageTask, LMConfig, Segment, check_lm_config, perplexity, resolve_lm_config, stream_loss
 from ..models.rnn import lm_loss
+from ..movement import measure
+from ..ops import RNN_PRIMITIVES
 from ..rundir import RunDir
 from ..sampler import linear_tau
 from ..weights import WEIGHTS_FILE, load_tensors_into, save_tensors
-from .derive import alphas_sha256
-from .history import alpha_record, load_alpha_history, pick_epoch
+from .derive import alphas_sha256, non_none
+from .history import alpha_record, load_alpha_history, pick_epoch, with_steps
 from .rnn import RNN_SAMPLING, RNNSearchNetwork, build_rnn_search_network
 from .rnn_derive import derive_rnn_genotype
 from .step import frozen
@@ -73,9 +77,25 @@ SEARCH_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 
+# Where the search's own defaults come from (docs/sources.md "RNN").
+SEARCH_SOURCES: dict[str, str] = {
+    "epochs": "paper",
+    "batch_size": "paper",
+    "emsize": "paper",
+    "steps": "2019 code",
+    "sampling": "paper",
+    "weight_decay": "2019 code",
+    "arch_lr": "paper",
+    "arch_weight_decay": "paper",
+    "tau_max": "2019 code",
+    "tau_min": "2019 code",
+    "dropoute": "2019 code",
+}
+
+
 def resolve_search_config(dataset: str, overrides: dict[str, Any]) -> LMSearchConfig:
     """Defaults < the dataset's defaults < the options given (None = not given)."""
-    config = resolve_lm_config(LMSearchConfig, dataset, SEARCH_DEFAULTS, overrides)
+    config = resolve_lm_config(LMSearchConfig, dataset, SEARCH_DEFAULTS, overrides, SEARCH_SOURCES)
     check_lm_config(config)
     if config.sampling not in RNN_SAMPLING:
         raise GdasError(f"--sampling: {config.sampling!r} must be one of {', '.join(RNN_SAMPLING)}")
@@ -254,36 +274,12 @@ class RNNSearchTask(LanguageTask):
     def after_epoch(self, run_dir: Path, history: list[dict[str, Any]]) -> None:
         """alphas.jsonl and genotypes.jsonl as of the checkpoint; genotype.json once the last epoch is done."""
         run = RunDir(run_dir)
-        write_jsonl(run.alphas_file, self.alpha_history)
+        write_jsonl(run.alphas_file, with_steps(self.alpha_history, history))
         write_jsonl(run.genotypes_file, self.genotype_history)
         if history and history[-1]["epoch"] >= self.config.epochs and self.genotype_history:
-            best = min(self.genotype_history, key=lambda g: (g["valid_loss"], g["epoch"]))
-            genotype = self._final_genotype(best, run_dir)
+            best = chosen_epoch(self.genotype_history)
+            genotype = derive_rnn_run(run.path, epoch=best["epoch"])
             atomic_write_text(run.genotype_file, genotype.to_json())
-
-    def _final_genotype(self, best: dict[str, Any], run_dir: Path) -> Genotype:
-        alphas = next(r for r in self.alpha_history if r["epoch"] == best["epoch"])["alphas"]
-        cfg = self.config
-        provenance = {
-            "source": "search",
-            "method": cfg.sampling,
-            "dataset": cfg.dataset,
-            "corpus_sha256": self.corpus_summary().get("sha256"),
-            "seed": cfg.seed,
-            "epoch": best["epoch"],
-            "epochs": cfg.epochs,
-            "selected_by": "lowest valid_loss",
-            "valid_loss": best["valid_loss"],
-            "valid_ppl": best["valid_ppl"],
-            "tau": best["tau"],
-            "emsize": cfg.emsize,
-            "batch_size": cfg.batch_size,
-            "alphas_sha256": alphas_sha256({t: torch.tensor(a) for t, a in alphas.items()}),
-            "run_dir": str(run_dir),
-            "gdas_version": __version__,
-        }
-        data = {**best["genotype"], "provenance": provenance}
-        return Genotype.from_dict(data, str(RunDir(run_dir).genotype_file))
 
 
 def _compact(genotype: Genotype) -> str:
@@ -296,10 +292,12 @@ def _compact(genotype: Genotype) -> str:
 # ------------------------------------------------------------------------------------ entry points
 
 
-def run_rnn_search(config: LMSearchConfig, engine: EngineConfig, *, resume: bool = False) -> dict[str, Any]:
+def run_rnn_search(
+    config: LMSearchConfig, engine: EngineConfig, *, resume: bool = False, on_start: Callable[[], None] | None = None
+) -> dict[str, Any]:
     """Run (or resume) a recurrent-cell search; the engine's epochs are the config's."""
     engine = dataclasses.replace(engine, epochs=config.epochs, seed=config.seed)
-    return run_task(RNNSearchTask(config), engine, resume=resume)
+    return run_task(RNNSearchTask(config), engine, resume=resume, on_start=on_start)
 
 
 def is_rnn_search_run(run_dir: Path) -> bool:
@@ -311,19 +309,28 @@ def is_rnn_search_run(run_dir: Path) -> bool:
     return saved.get("kind") == "search" and saved["task"].get("network") == "rnn"
 
 
+def chosen_epoch(genotype_history: list[dict[str, Any]]) -> dict[str, Any]:
+    """The epoch an RNN search chooses: the lowest validation loss (the 2019 code's rule), ties to the earlier."""
+    return min(genotype_history, key=lambda g: (g["valid_loss"], g["epoch"]))
+
+
 def derive_rnn_run(
     run_dir: Path, *, epoch: int | None = None, name: str = "searched_rnn", version: str = "1.0.0"
 ) -> Genotype:
-    """The T=1 genotype of an RNN search run's epoch (default: the last finished), with provenance."""
+    """The T=1 genotype of an RNN search run's epoch (default: the one the run chose, the lowest validation
+    loss among the finished epochs), with provenance: how it was chosen and how far the alphas moved."""
     run = RunDir(Path(run_dir))
     if not is_rnn_search_run(run.path):
         raise GdasError(f"{run_dir}: not a recurrent-cell search run")
     cfg = config_from_dict(LMSearchConfig, run.read_config()["task"], str(run.config_file))
-    record = pick_epoch(load_alpha_history(run.path), epoch, str(run_dir))
+    evaluated = [g for g in read_jsonl(run.genotypes_file) if "valid_loss" in g] if run.genotypes_file.is_file() else []
+    chosen = chosen_epoch(evaluated) if epoch is None and evaluated else None
+    record = pick_epoch(load_alpha_history(run.path), chosen["epoch"] if chosen else epoch, str(run_dir))
     if "recurrent" not in record.alphas:
         raise GdasError(f"{run.alphas_file}: epoch {record.epoch} has no recurrent alphas")
     provenance = {
-        "source": "search",
+        "source": "gdas search rnn",
+        "run": run.path.name,
         "method": cfg.sampling,
         "dataset": cfg.dataset,
         "seed": cfg.seed,
@@ -331,9 +338,23 @@ def derive_rnn_run(
         "epochs": cfg.epochs,
         "tau": record.tau,
         "alphas_sha256": alphas_sha256(record.alphas),
-        "run_dir": str(run_dir),
         "gdas_version": __version__,
     }
-    return derive_rnn_genotype(
+    if chosen is not None:
+        provenance.update(
+            selected_by="lowest valid_loss", valid_loss=chosen["valid_loss"], valid_ppl=chosen["valid_ppl"]
+        )
+    genotype = derive_rnn_genotype(
         record.probabilities()["recurrent"], steps=cfg.steps, name=name, version=version, provenance=provenance
     )
+    assert genotype.recurrent is not None
+    movement = measure(
+        {"recurrent": record.alphas["recurrent"]},
+        {"recurrent": genotype.recurrent},
+        ops=RNN_PRIMITIVES,
+        n_inputs=1,
+        choices=non_none(RNN_PRIMITIVES),
+        arch_lr=cfg.arch_lr,
+        steps=record.step,
+    )
+    return dataclasses.replace(genotype, provenance={**genotype.provenance, "movement": movement})

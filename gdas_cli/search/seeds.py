@@ -22,6 +22,7 @@ resumes from its checkpoint.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import shutil
 from collections.abc import Callable
@@ -30,7 +31,7 @@ from typing import Any
 
 from .. import __version__
 from ..checkpoint import read_json, write_json
-from ..data import ImageData, TensorImages, load_images
+from ..data import ImageData, TensorImages, describe, load_images
 from ..engine import EngineConfig
 from ..errors import GdasError
 from ..files import atomic_write_text
@@ -38,22 +39,21 @@ from ..genotype import Genotype, load_local_genotype
 from ..metrics import count_parameters
 from ..models import NetworkArgs, build_network
 from ..rundir import RunDir, progress_of
+from ..sizing import DataFacts, Machine, this_machine, train_sizes, uses_rule
 from ..training.image import TrainConfig, make_config, train
 from .cnn_task import run_search
 from .config import SearchConfig
+from .supernet import LAYOUTS
 
 SEEDS_FILE = "seeds.json"
 RANKING_FILE = "ranking.json"
 SEEDS_SCHEMA = "gdas-search-seeds"
 RANKING_SCHEMA = "gdas-seed-ranking"
 
-# Epochs of the short training that ranks the cells: DARTS Sec. 3.3 trained 100 on CIFAR-10; the
-# demo set gets 2 so the whole procedure runs in minutes on a CPU.
-SELECT_EPOCHS: dict[str, int] = {"digits": 2}
+# Epochs of the short training that ranks the cells: DARTS Sec. 3.3 trained 100 on CIFAR-10, a sixth
+# of its 600-epoch final training; a data set sized by the rule trains a sixth of the rule's epochs.
 DEFAULT_SELECT_EPOCHS = 100
-# `gdas train` settings of that training besides its recipe's. Digits: the train half is half the
-# set, so half the batch keeps the recipe's 24 steps per epoch (with 12, 2 epochs end near 28%).
-SELECT_DEFAULTS: dict[str, dict[str, Any]] = {"digits": {"batch_size": 32}}
+SELECT_SHARE = 6
 
 # options a resumed parent may change (where the data is, how it runs and is shown)
 RESUME_SAFE = frozenset({"data_dir", "workers", "quiet", "device", "checkpoint_every", "resume_hint"})
@@ -64,8 +64,18 @@ def is_seeds_run(path: Path) -> bool:
     return (Path(path) / SEEDS_FILE).is_file()
 
 
-def default_select_epochs(dataset: str) -> int:
-    return SELECT_EPOCHS.get(dataset.split(":")[0], DEFAULT_SELECT_EPOCHS)
+def select_settings(config: SearchConfig, machine: Machine) -> tuple[dict[str, Any], int]:
+    """The short training's `gdas train` settings and epochs: a network the size of the supernet (its C and
+    cell count), and for a data set sized by the rule the rule's recipe for the train half."""
+    cells = len(LAYOUTS[config.layout].reductions(config.cells_per_stage))
+    select: dict[str, Any] = {"C": config.channels, "layers": max(3, cells)}
+    if not uses_rule(config.dataset):
+        return select, DEFAULT_SELECT_EPOCHS
+    facts = describe(config.dataset, config.data_dir or "data")
+    half = DataFacts(facts.name, facts.train_images // 2, facts.classes, facts.image_size)
+    sizes = train_sizes(half, machine)
+    select.update({k: sizes[k] for k in ("batch_size", "lr", "drop_path", "image_size", "cutout")})
+    return select, max(2, math.ceil(sizes["epochs"] / SELECT_SHARE))
 
 
 @dataclasses.dataclass
@@ -115,18 +125,20 @@ def new_plan(
     """K = `count` seeds from config.seed on; one split (config.split_seed, else the first seed) for all.
 
     `select`: `gdas train` settings of the short training besides its epochs (C, layers, batch_size...;
-    default: the data set's recipe)."""
+    default: `select_settings`)."""
     if count < 1:
         raise GdasError(f"--seeds: {count} must be >= 1")
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise GdasError("--seeds: runs its searches one after another in one process; start it without torchrun")
-    epochs = default_select_epochs(config.dataset) if select_epochs is None else select_epochs
+    defaults, default_epochs = select_settings(config, this_machine(engine.device))
+    epochs = default_epochs if select_epochs is None else select_epochs
     if epochs < 1:
         raise GdasError(f"--select-epochs: {epochs} must be >= 1")
     split_seed = config.split_seed if config.split_seed is not None else config.seed
     search = dataclasses.replace(config, split_seed=split_seed)
-    select = {**SELECT_DEFAULTS.get(config.dataset.split(":")[0], {}), **(select or {})}
-    return SeedsPlan(list(range(config.seed, config.seed + count)), epochs, search, engine, select)
+    return SeedsPlan(
+        list(range(config.seed, config.seed + count)), epochs, search, engine, {**defaults, **(select or {})}
+    )
 
 
 def check_resume(plan: SeedsPlan, parent: Path, given: dict[str, Any]) -> None:
@@ -198,9 +210,9 @@ def _safe(overrides: dict[str, Any], saved: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in overrides.items() if k in RESUME_SAFE and k in saved and v is not None}
 
 
-def selection_data(config: SearchConfig, split: dict[str, Any]) -> ImageData:
-    """The search's data set with its TRAIN half as training set and its VALID half as test set."""
-    data = load_images(config.dataset, config.data_dir or "data")
+def selection_data(config: SearchConfig, split: dict[str, Any], image_size: int | None = None) -> ImageData:
+    """The search's data set (at `image_size`) with its TRAIN half as training set and its VALID half as test set."""
+    data = load_images(config.dataset, config.data_dir or "data", image_size=image_size, test=False)
     train_half, valid_half = split["train"], split["valid"]
     if isinstance(data.train, TensorImages):
         train_set: Any = data.train.subset(train_half)
@@ -217,7 +229,6 @@ def _select_child(plan: SeedsPlan, parent: Path, seed: int, overrides: dict[str,
     search_dir = _child(parent, seed)
     genotype = load_local_genotype(str(RunDir(search_dir).genotype_file))
     split = read_json(RunDir(search_dir).split_file)
-    data = selection_data(plan.search, split)
     run_dir = _select_dir(parent, seed)
     workers = overrides.get("workers") if overrides.get("workers") is not None else plan.search.workers
     config = make_config(
@@ -225,11 +236,13 @@ def _select_child(plan: SeedsPlan, parent: Path, seed: int, overrides: dict[str,
         genotype,
         {**plan.select, "epochs": plan.select_epochs, "data_dir": plan.search.data_dir or "data", "workers": workers},
     )
+    if _started(run_dir) and not _finished(run_dir):
+        config = TrainConfig.from_dict(RunDir(run_dir).read_config()["task"], str(RunDir(run_dir).config_file))
+    data = selection_data(plan.search, split, config.image_size)
     hint = f"gdas search cnn --resume {parent}"
     if not _finished(run_dir):
         if _started(run_dir):
             saved = RunDir(run_dir).read_config()
-            config = TrainConfig.from_dict(saved["task"], str(RunDir(run_dir).config_file))
             engine = EngineConfig.from_dict({**saved["engine"], **_safe(overrides, saved["engine"])})
             train(config, engine, resume=True, data=data)
         else:

@@ -6,16 +6,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from ..errors import GdasError
 from ..files import atomic_write_text
 from ..genotype import Genotype
+from ..jsonio import read_jsonl
 from ..rundir import RunDir, progress_of, resolve
 from ..sampler import linear_tau
-from .cnn_task import SearchTask, provenance, read_search_weights
+from .cnn_task import SearchTask, read_search_weights, searched_genotype
 from .config import SearchConfig
-from .derive import derive_genotype
 from .history import load_alpha_history, pick_epoch
 from .rnn_task import derive_rnn_run, is_rnn_search_run
 from .seeds import is_seeds_run, read_ranking, with_ranking
@@ -32,9 +30,14 @@ def saved_search_config(run: RunDir) -> SearchConfig:
 
 
 def _from_run_dir(run: RunDir, epoch: int | None) -> tuple[SearchConfig, dict[str, Any], Path]:
+    """The epoch's alphas (default: the last, the one a CNN search chooses) and the A steps taken by then."""
     config = saved_search_config(run)
     record = pick_epoch(load_alpha_history(run.path), epoch, str(run.path))
-    return config, {"epoch": record.epoch, "tau": record.tau, "alphas": record.alphas}, run.path
+    step = record.step
+    if step is None:  # alphas.jsonl of older runs: metrics.jsonl has the step
+        records = read_jsonl(run.metrics_file) if run.metrics_file.is_file() else []
+        step = next((r.get("step") for r in records if r.get("epoch") == record.epoch), None)
+    return config, {"epoch": record.epoch, "tau": record.tau, "alphas": record.alphas, "step": step}, run.path
 
 
 def _from_checkpoint(path: Path, epoch: int | None) -> tuple[SearchConfig, dict[str, Any], Path]:
@@ -45,10 +48,12 @@ def _from_checkpoint(path: Path, epoch: int | None) -> tuple[SearchConfig, dict[
     alphas = {t: state[f"alphas_{t}"].float() for t in ("normal", "reduce") if f"alphas_{t}" in state}
     if "normal" not in alphas:
         raise GdasError(f"{found.weights}: no alphas in this checkpoint")
-    done = int(progress_of(found.weights.parent).get("epoch", 0))
+    progress = progress_of(found.weights.parent)
+    done = int(progress.get("epoch", 0))
     tau = linear_tau(max(done - 1, 0), config.epochs, config.tau_max, config.tau_min)
     run_dir = found.run.path if found.run is not None else found.weights.parent
-    return config, {"epoch": done, "tau": tau, "alphas": alphas}, run_dir
+    step = progress.get("global_step")
+    return config, {"epoch": done, "tau": tau, "alphas": alphas, "step": step}, run_dir
 
 
 def derive_from_source(
@@ -76,17 +81,9 @@ def derive_from_source(
             raise GdasError(f"--rule {rule}: recurrent cells derive one input per node (T=1); omit --rule")
         return derive_rnn_run(source, epoch=epoch, name=name, version=version)
     config, record, run_dir = _from_run_dir(run, epoch) if is_run else _from_checkpoint(source, epoch)
-    probs = {t: torch.softmax(a, dim=-1) for t, a in record["alphas"].items()}
-    if config.frc != ("reduce" not in probs):
+    if config.frc != ("reduce" not in record["alphas"]):
         raise GdasError(f"{source}: alphas do not match the run's configuration (frc={config.frc})")
-    return derive_genotype(
-        probs,
-        rule=rule,
-        frc=config.frc,
-        name=name,
-        version=version,
-        provenance={**provenance(config, record, run_dir), "derived_from": str(source)},
-    )
+    return searched_genotype(config, record, run_dir.name, rule=rule, name=name, version=version)
 
 
 def write_genotype(genotype: Genotype, path: Path) -> None:

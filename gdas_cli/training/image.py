@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import functools
 import itertools
+import math
 import sys
-from dataclasses import asdict, dataclass, fields, replace
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +15,7 @@ import torch
 from torch import nn
 
 from ..checkpoint import write_json
-from ..data import Augment, ImageData, holdout_indices, load_images, make_batches
+from ..data import Augment, ImageData, default_hflip, flip_source, holdout_indices, load_images, make_batches
 from ..engine import EngineConfig, Runtime, Task, check_finite, config_from_dict, run_task
 from ..errors import GdasError
 from ..genotype import Genotype, check_frc_channels
@@ -21,6 +23,7 @@ from ..metrics import topk_correct
 from ..models import CellNetwork, NetworkArgs, TrainForward, build_network, default_args
 from ..progress import track
 from ..rundir import RunDir
+from ..sizing import DataFacts, Machine, plan_sources, train_sizes, uses_rule, workers
 from ..weights import WEIGHTS_FILE, load_tensors_into, read_metadata, save_network
 
 
@@ -91,38 +94,55 @@ RECIPES: dict[str, Recipe] = {
         label_smoothing=0.1,
         cutout=0,
     ),
-    # the built-in demo: small enough for two epochs in about a minute on two CPU cores
-    "digits": Recipe(
-        net="cifar",
-        C=16,
-        layers=8,
-        epochs=10,
-        batch_size=64,
-        lr=0.05,
-        lr_min=1e-4,
-        schedule="cosine",
-        lr_gamma=0.97,
-        momentum=0.9,
-        nesterov=False,
-        weight_decay=3e-4,
-        grad_clip=5.0,
-        auxiliary=True,
-        aux_weight=0.4,
-        drop_path=0.1,
-        label_smoothing=0.0,
-        cutout=0,
-    ),
 }
 SCHEDULES = ("cosine", "exponential")
 
+# Where each value of the two recipes comes from (README "Train and evaluate"); a data set other than
+# the paper's takes the CIFAR recipe with the sizing rule's values on top (sizing.train_sizes).
+RECIPE_SOURCES: dict[str, dict[str, str]] = {
+    "cifar": {
+        "C": "paper",
+        "layers": "paper",
+        "epochs": "paper",
+        "batch_size": "2019 code",
+        "lr": "paper",
+        "lr_min": "2019 code",
+        "schedule": "paper",
+        "momentum": "2019 code",
+        "nesterov": "2019 code",
+        "weight_decay": "2019 code",
+        "grad_clip": "2019 code",
+        "auxiliary": "paper",
+        "aux_weight": "paper",
+        "drop_path": "paper",
+        "label_smoothing": "2019 code",
+        "cutout": "2019 code",
+    },
+    "imagenet": {
+        "C": "paper",
+        "layers": "paper",
+        "epochs": "paper",
+        "batch_size": "paper",
+        "lr": "paper",
+        "schedule": "paper",
+        "lr_gamma": "paper",
+        "momentum": "2019 code",
+        "nesterov": "2019 code",
+        "weight_decay": "2019 code",
+        "grad_clip": "2019 code",
+        "auxiliary": "2019 code",
+        "aux_weight": "2019 code",
+        "drop_path": "2019 code",
+        "label_smoothing": "2019 code",
+        "cutout": "2019 code",
+    },
+}
+PLANNED = (*RECIPE_SOURCES["cifar"], "image_size", "hflip", "workers")
+
 
 def recipe_for(dataset: str, net: str | None = None) -> Recipe:
-    """cifar10/cifar100 -> cifar, imagenet -> imagenet, digits -> digits, folder:PATH -> by `net` (cifar default)."""
-    if dataset in ("cifar10", "cifar100"):
-        return RECIPES["cifar"]
-    if dataset in RECIPES:
-        return RECIPES[dataset]
-    return RECIPES[net or "cifar"]
+    """imagenet -> the ImageNet recipe; any other set -> the recipe of its network family (CIFAR's by default)."""
+    return RECIPES[net or ("imagenet" if dataset == "imagenet" else "cifar")]
 
 
 @dataclass
@@ -163,6 +183,9 @@ class TrainConfig:
     mean: list[float] | None = None
     std: list[float] | None = None
     label_names: list[str] | None = None
+    image_size: int | None = None  # the square side images are resized to (None: the data set's own)
+    hflip: bool | None = None  # flip training images (None: the data set's default)
+    sources: dict[str, str] = field(default_factory=dict)  # each setting's source, for the plan
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -172,21 +195,35 @@ class TrainConfig:
         return config_from_dict(cls, data, source, "training config")
 
 
-def make_config(dataset: str, genotype: Genotype, overrides: dict[str, Any]) -> TrainConfig:
-    """The recipe for `dataset`, with every non-None value of `overrides` applied, then validated."""
+def make_config(
+    dataset: str,
+    genotype: Genotype,
+    overrides: dict[str, Any],
+    facts: DataFacts | None = None,
+    machine: Machine | None = None,
+) -> TrainConfig:
+    """The recipe for `dataset` (with the sizing rule on top for a set other than the paper's, given its
+    `facts` and the `machine`), every non-None value of `overrides` applied, validated; `sources` says
+    where each value came from."""
     given = {k: v for k, v in overrides.items() if v is not None}
     recipe = recipe_for(dataset, given.get("net"))
+    uses = facts is not None and machine is not None and uses_rule(dataset) and recipe.net == "cifar"
+    rule = train_sizes(facts, machine) if uses and facts is not None and machine is not None else {}
     values = asdict(recipe)
-    values.update({k: v for k, v in given.items() if k in values})
+    known = {f.name for f in fields(TrainConfig)}
+    fixed = {"dataset", "genotype", "genotype_ref", "num_classes", "sources"}
+    extra = {k: v for k, v in {**rule, **given}.items() if k not in values and k not in fixed and k in known}
+    values.update({k: v for k, v in {**rule, **given}.items() if k in values})
     if values["C"] is None:
         values["C"] = default_args(genotype, values["net"], 1000).C
-    fixed = {"dataset", "genotype", "genotype_ref", "num_classes"}
-    extra = {
-        k: v
-        for k, v in given.items()
-        if k not in values and k not in fixed and k in {f.name for f in fields(TrainConfig)}
-    }
     config = TrainConfig(dataset=dataset, genotype=genotype.to_dict(), genotype_ref=genotype.ref, **values, **extra)
+    config.sources = plan_sources(list(PLANNED), RECIPE_SOURCES[recipe.net], rule, given)
+    if config.hflip is None:
+        config.hflip, config.sources["hflip"] = default_hflip(dataset), flip_source(dataset)
+    if config.image_size is None and facts is not None and config.net == "cifar":
+        config.image_size, config.sources["image_size"] = facts.image_size, "data"
+    if "workers" not in given and "workers" not in rule and machine is not None:
+        config.workers, config.sources["workers"] = workers(machine), "ours"
     validate_config(config, genotype)
     return config
 
@@ -218,13 +255,34 @@ def validate_config(cfg: TrainConfig, genotype: Genotype) -> None:
         (cfg.limit_eval_batches >= 0, "--limit-eval-batches", cfg.limit_eval_batches, "must be >= 0"),
         (cfg.val_split >= 0, "--val-split", cfg.val_split, "must be >= 0 (0: no validation split)"),
         (cfg.net in ("cifar", "imagenet"), "--net", cfg.net, "must be cifar or imagenet"),
+        (cfg.image_size is None or 8 <= cfg.image_size <= 1024, "--image-size", cfg.image_size, "must be in 8..1024"),
         (cfg.C <= 4096, "--channels", cfg.C, "must be at most 4096"),
     ]
     check_finite(cfg)
     check_frc_channels(genotype, cfg.C)
+    if cfg.net == "cifar" and cfg.auxiliary and cfg.image_size not in (None, 32):
+        raise GdasError(
+            f"--image-size: {cfg.image_size} needs --no-aux (the CIFAR network's auxiliary head pools the 8x8 maps "
+            "of 32x32 inputs)"
+        )
     for ok, option, value, problem in checks:
         if not ok:
             raise GdasError(f"{option}: {problem}, got {value}")
+
+
+def replan_cosine(scheduler: Any, optimizer: torch.optim.Optimizer, epochs: int) -> None:
+    """An extended run (`--resume --epochs N`): the cosine of an N-epoch run from the current epoch on.
+
+    The scheduler steps multiplicatively from the current learning rate, so the rate is reset to the
+    N-epoch cosine's value at this epoch; the next steps then follow that cosine.
+    """
+    if scheduler.T_max == epochs:
+        return
+    scheduler.T_max = epochs
+    done = scheduler.last_epoch
+    for group, base in zip(optimizer.param_groups, scheduler.base_lrs, strict=True):
+        floor = scheduler.eta_min
+        group["lr"] = floor + (base - floor) * (1 + math.cos(math.pi * done / epochs)) / 2
 
 
 def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig) -> Any:
@@ -257,7 +315,9 @@ class TrainTask(Task):
 
     def setup(self, rt: Runtime) -> None:
         cfg = self.cfg
-        data = self.data or load_images(cfg.dataset, cfg.data_dir, download=cfg.download, net=cfg.net)
+        data = self.data or load_images(
+            cfg.dataset, cfg.data_dir, download=cfg.download, net=cfg.net, image_size=cfg.image_size
+        )
         if data.net != cfg.net:
             raise GdasError(
                 f"--net {cfg.net}: {data.name} has {data.image_size}x{data.image_size} images, "
@@ -298,7 +358,8 @@ class TrainTask(Task):
         """Training batches augmented by the dataset's crop/flip plus the recipe's cutout; plain test batches."""
         cfg = self.cfg
         base = data.augment or Augment()
-        augment = Augment(crop_padding=base.crop_padding, flip=base.flip, cutout=cfg.cutout)
+        flip = base.flip if cfg.hflip is None else cfg.hflip
+        augment = Augment(crop_padding=base.crop_padding, flip=flip, cutout=cfg.cutout)
         batches = functools.partial(
             make_batches,
             data,
@@ -368,6 +429,8 @@ class TrainTask(Task):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
+        if isinstance(self.scheduler, torch.optim.lr_scheduler.CosineAnnealingLR):
+            replan_cosine(self.scheduler, self.optimizer, self.cfg.epochs)
 
     def save_weights(self, directory: Path) -> None:
         save_network(self.model, Path(directory) / WEIGHTS_FILE)
@@ -443,7 +506,8 @@ def train(
     resume: bool = False,
     data: ImageData | None = None,
     init: CellNetwork | None = None,
+    on_start: Callable[[], None] | None = None,
 ) -> dict:
     """Run (or resume) final training; returns the engine's summary. `init`: the weights to start from."""
     engine = replace(engine, epochs=cfg.epochs)
-    return run_task(TrainTask(cfg, data, init), engine, resume=resume)
+    return run_task(TrainTask(cfg, data, init), engine, resume=resume, on_start=on_start)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -60,13 +60,27 @@ TRAIN_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 
+# Where the training's own defaults come from (docs/sources.md "RNN").
+TRAIN_SOURCES: dict[str, str] = {
+    "epochs": "2019 code",
+    "batch_size": "2019 code",
+    "test_batch_size": "ours",
+    "emsize": "paper",
+    "weight_decay": "2019 code",
+    "nonmono": "2019 code",
+    "dropoute": "2019 code",
+}
+
+
 def resolve_train_config(dataset: str, genotype: Genotype, overrides: dict[str, Any]) -> LMTrainConfig:
     if genotype.kind != "rnn":
         raise GdasError(
             f"{genotype.ref}: a {genotype.kind} genotype cannot train a language model on {dataset}; "
             "use an rnn genotype (e.g. gdas_rnn)"
         )
-    config = resolve_lm_config(LMTrainConfig, dataset, TRAIN_DEFAULTS, {**overrides, "genotype": genotype.to_dict()})
+    config = resolve_lm_config(
+        LMTrainConfig, dataset, TRAIN_DEFAULTS, {**overrides, "genotype": genotype.to_dict()}, TRAIN_SOURCES
+    )
     check_lm_config(config)
     if config.nonmono < 0:
         raise GdasError(f"--nonmono: {config.nonmono} must be >= 0")
@@ -230,7 +244,9 @@ class LMTrainTask(LanguageTask):
         load_tensors_into(self.model, Path(directory) / WEIGHTS_FILE, f"genotype {self.genotype.ref}")
 
 
-def run_lm_training(config: LMTrainConfig, engine: EngineConfig, *, resume: bool = False) -> dict[str, Any]:
+def run_lm_training(
+    config: LMTrainConfig, engine: EngineConfig, *, resume: bool = False, on_start: Callable[[], None] | None = None
+) -> dict[str, Any]:
     """Run (or resume) language-model training; the engine's epochs are the config's."""
     engine = dataclasses.replace(engine, epochs=config.epochs, seed=config.seed)
-    return run_task(LMTrainTask(config), engine, resume=resume)
+    return run_task(LMTrainTask(config), engine, resume=resume, on_start=on_start)

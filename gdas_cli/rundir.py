@@ -1,6 +1,7 @@
 """The run directory: the one place that knows a run's files and which checkpoint is which.
 
-    <run>/config.json          task and engine config the run was started with
+    <run>/config.json          task and engine config the run was started with (each setting's source, the
+                               checkpoint the run chooses: `selection`, and any `--epochs` extension)
     <run>/metrics.jsonl        one record per epoch
     <run>/alphas.jsonl         search runs: the alphas after every epoch
     <run>/genotypes.jsonl      search runs: the genotype derived after every epoch
@@ -8,7 +9,8 @@
     <run>/genotype.json        search runs, once finished: the searched genotype
     <run>/checkpoint/last/     the newest checkpoint (what --resume continues)
     <run>/checkpoint/best/     the checkpoint the engine chose by the task's own metric (final training:
-                               validation top-1, only with --val-split; split.json records the split)
+                               validation top-1, only with --val-split; split.json records the split;
+                               language models and RNN searches: the lowest validation loss)
         model.safetensors      weights (weights.py format)
         averaged.safetensors   language models on ASGD: the averaged weights
         state.pt               optimizer, scheduler, RNG and position (loaded with weights_only=True)

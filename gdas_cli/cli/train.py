@@ -240,8 +240,8 @@ _DATASET_HELP = {
       torchrun --nproc_per_node 8 --no-python gdas train imagenet --genotype gdas --data-dir ~/imagenet
     """,
     "digits": """The built-in demo set: 1797 real 8x8 handwritten digits (scikit-learn) at 32x32, 1500 train / 297
-    test. Our small demo recipe (no source): C=16, 8 cells, batch 64, 10 epochs, SGD 0.05 cosine, drop-path 0.1; an
-    epoch takes about 30 s on two idle CPU cores.
+    test. Sized by the sizing rule (README "Your own data"): C=16, 8 cells, batch 64, 10 epochs on a CPU, SGD 0.05
+    cosine, drop-path 0.1; an epoch takes about 30 s on two idle CPU cores.
 
     Examples:
 

@@ -345,7 +345,7 @@ def _write_ranking(plan: SeedsPlan, parent: Path, results: list[dict[str, Any]])
 def ranking_summary(ranking: dict[str, Any], parent: Path) -> dict[str, Any]:
     """The ranking as a genotype's provenance holds it: seed, valid top-1 and params per seed."""
     return {
-        "parent_run": str(parent),
+        "parent_run": Path(parent).name,  # its name: a genotype never records a local path
         "selected_by": ranking["selected_by"],
         "procedure": ranking["procedure"],
         "ranking": [

@@ -27,7 +27,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("published", ("published",)),
     ("io", ("hub", "rundir", "refs")),
     ("engine", ("engine",)),
-    ("tasks", ("language", "search", "training", "evaluate")),
+    ("tasks", ("language", "search", "training", "evaluate", "bench")),
     ("api", ("zoo", "export")),
     ("cli", ("cli", "__main__")),
 ]

@@ -12,15 +12,18 @@ Weight names differ from xautodl's only where it wraps a Sequential in `.op` (dr
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
 import torch
 from torch import nn
 
 from ..errors import GdasError
+from ..genotype import Genotype
 from ..nb201 import EDGES, NODES, Nodes, check_nodes, edge_ops
 from ..ops import Identity, Zero
+from .networks import NB201_NET, NetworkArgs, pretrained_cfg_for
 
 
 class NorConv(nn.Sequential):
@@ -198,3 +201,45 @@ class NB201Network(nn.Module):
             raise GdasError(f"num_classes must be >= 0, got {num_classes}")
         self.classifier = _classifier(self.num_features, num_classes, like=self.stem)
         self._num_classes = num_classes
+
+
+def genotype_nodes(genotype: Genotype) -> Nodes:
+    """The `Nodes` of a nas-bench-201 genotype's cell."""
+    if genotype.space != "nas-bench-201" or genotype.cell is None:
+        raise GdasError(f"{genotype.ref}: a {genotype.space} genotype does not build a NAS-Bench-201 network")
+    return tuple(tuple((edge.op, edge.input) for edge in node) for node in genotype.cell.nodes)
+
+
+class NB201Classifier(NB201Network):
+    """The benchmark's network of a nas-bench-201 genotype, as the engine, weights files and the Hub use it:
+    built from (genotype, NetworkArgs) with `args.layers` the cells per stage (N), with `pretrained_cfg`,
+    and `forward_train` (no auxiliary head here). The benchmark trains it without drop-path."""
+
+    def __init__(
+        self,
+        genotype: Genotype,
+        args: NetworkArgs,
+        *,
+        drop_path_rate: float = 0.0,
+        pretrained_cfg: Mapping[str, Any] | None = None,
+    ) -> None:
+        if args.net != NB201_NET:
+            raise GdasError(
+                f"{genotype.ref}: a NAS-Bench-201 genotype builds the {NB201_NET!r} network, not {args.net!r}"
+            )
+        if args.auxiliary:
+            raise GdasError("--aux: the NAS-Bench-201 network has no auxiliary head (pass --no-aux)")
+        if drop_path_rate:
+            raise GdasError("drop_path_rate: the NAS-Bench-201 network has no drop-path (the benchmark trains without)")
+        super().__init__(genotype_nodes(genotype), C=args.C, N=args.layers, num_classes=args.num_classes)
+        self.genotype, self.args = genotype, args
+        self.pretrained_cfg = pretrained_cfg_for(args, **(pretrained_cfg or {}))
+        self.drop_path_prob = 0.0  # the training loop's ramp sets it; nothing here reads it
+        self.aux_head: nn.Module | None = None
+
+    def forward_train(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        return self(x), None
+
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
+        super().reset_classifier(num_classes, global_pool)
+        self.args = replace(self.args, num_classes=num_classes)

@@ -468,15 +468,20 @@ def _run_seeds(
 
 
 def _ranking_table(ranking: dict[str, Any]) -> Table:
-    from ..genotype import Genotype
+    from ..genotype import Cell, Genotype
 
     table = Table(title=f"best of {len(ranking['seeds'])} seeds: {ranking['procedure']}", title_justify="left")
-    for column in ("rank", "seed", "normal cell", "valid top-1", "params", "search A-step top-1", "moved"):
+    first_role = Genotype.from_dict(ranking["seeds"][0]["genotype"]).search_space.roles[0]
+    for column in ("rank", "seed", f"{first_role} cell", "valid top-1", "params", "search A-step top-1", "moved"):
         table.add_column(column, overflow="fold")
     for rank, row in enumerate(ranking["seeds"], start=1):
         genotype = Genotype.from_dict(row["genotype"])
-        cell = genotype.normal
-        nodes = " | ".join(" ".join(f"{edge.op}({edge.input})" for edge in node) for node in cell.nodes) if cell else ""
+        cell = genotype.cells()[first_role]
+        nodes = (
+            " | ".join(" ".join(f"{e.op}({e.input})" for e in node) for node in cell.nodes)
+            if isinstance(cell, Cell)
+            else cell
+        )
         arch = row.get("search_arch_top1")
         movement = genotype.provenance.get("movement") or {}
         moved = f"{movement['moved']:.3f} ({movement['verdict']})" if "moved" in movement else ""

@@ -43,7 +43,7 @@ from ..sizing import DataFacts, Machine, this_machine, train_sizes, uses_rule
 from ..training.image import TrainConfig, make_config, train
 from .cnn_task import run_search
 from .config import SearchConfig
-from .supernet import LAYOUTS
+from .spaces import final_layers
 
 SEEDS_FILE = "seeds.json"
 RANKING_FILE = "ranking.json"
@@ -67,13 +67,12 @@ def is_seeds_run(path: Path) -> bool:
 def select_settings(config: SearchConfig, machine: Machine) -> tuple[dict[str, Any], int]:
     """The short training's `gdas train` settings and epochs: a network the size of the supernet (its C and
     cell count), and for a data set sized by the rule the rule's recipe for the train half."""
-    cells = len(LAYOUTS[config.layout].reductions(config.cells_per_stage))
-    select: dict[str, Any] = {"C": config.channels, "layers": max(3, cells)}
+    select: dict[str, Any] = {"C": config.channels, "layers": final_layers(config)}
     if not uses_rule(config.dataset):
         return select, DEFAULT_SELECT_EPOCHS
     facts = describe(config.dataset, config.data_dir or "data")
     half = DataFacts(facts.name, facts.train_images // 2, facts.classes, facts.image_size)
-    sizes = train_sizes(half, machine)
+    sizes = train_sizes(half, machine, config.space)
     select.update({k: sizes[k] for k in ("batch_size", "lr", "drop_path", "image_size", "cutout")})
     return select, max(2, math.ceil(sizes["epochs"] / SELECT_SHARE))
 
@@ -263,7 +262,7 @@ def _selection_result(
 ) -> dict[str, Any]:
     saved = TrainConfig.from_dict(RunDir(run_dir).read_config()["task"])
     last = read_json_lines(RunDir(run_dir).metrics_file)[-1]
-    args = NetworkArgs(net=saved.net, C=saved.C, layers=saved.layers, num_classes=num_classes)
+    args = NetworkArgs(saved.net, saved.C, saved.layers, num_classes, saved.auxiliary)
     searched = read_json_lines(RunDir(search_dir).metrics_file)[-1]
     return {
         "seed": seed,

@@ -26,7 +26,7 @@ from .nb201_derive import derive_nb201
 from .nb201_supernet import NB201SearchNetwork
 from .rnn_derive import derive_rnn_genotype
 from .step import Supernet
-from .supernet import SearchNetwork, check_network_args
+from .supernet import LAYOUTS, SearchNetwork, check_network_args
 
 Alphas = Mapping[str, torch.Tensor]  # by role: normal/reduce, recurrent, cell
 
@@ -41,6 +41,7 @@ class SpaceSearch:
     candidates: tuple[int, ...]
     build: Callable[[SearchConfig, int], Supernet] | None = None  # (config, classes) -> the supernet
     check: Callable[[SearchConfig], None] | None = None  # the supernet's options, before any data is read
+    final_layers: Callable[[SearchConfig], int] | None = None  # `gdas train --layers` of a supernet-sized network
 
 
 def _darts_check(config: SearchConfig) -> None:
@@ -53,6 +54,11 @@ def _nb201_check(config: SearchConfig) -> None:
     if config.sampling not in SAMPLING_MODES:
         raise GdasError(f"--sampling: {config.sampling!r} must be one of {', '.join(SAMPLING_MODES)}")
     check_macro_args(config.channels, config.cells_per_stage, 1)
+
+
+def _darts_final_layers(config: SearchConfig) -> int:
+    """The supernet's cell count (its reduction cells included), at least the three a DARTS network needs."""
+    return max(3, len(LAYOUTS[config.layout].reductions(config.cells_per_stage)))
 
 
 def _darts_supernet(config: SearchConfig, num_classes: int) -> Supernet:
@@ -83,7 +89,7 @@ def _darts_derive(alphas: Alphas, rule: str, **genotype: Any) -> Genotype:
     return derive_genotype(probs, rule=rule, frc="reduce" not in probs, **genotype)
 
 
-def _nb201_derive(alphas: Alphas, rule: str, *, name: str, version: str, provenance: dict | None) -> Genotype:
+def _nb201_derive(alphas: Alphas, rule: str, *, name: str, version: str, provenance: dict | None = None) -> Genotype:
     """The released rule (argmax over all five ops, `none` included), on the alphas themselves: a float32
     softmax can make nearly equal alphas tie."""
     nodes = derive_nb201(alphas["cell"].double())
@@ -100,7 +106,12 @@ def _rnn_derive(alphas: Alphas, rule: str, **genotype: Any) -> Genotype:
 
 SEARCHES: dict[str, SpaceSearch] = {
     "darts": SpaceSearch(
-        SPACES["darts"], _darts_derive, tuple(non_none(SPACES["darts"].ops)), _darts_supernet, _darts_check
+        SPACES["darts"],
+        _darts_derive,
+        tuple(non_none(SPACES["darts"].ops)),
+        _darts_supernet,
+        _darts_check,
+        _darts_final_layers,
     ),
     "darts_rnn": SpaceSearch(SPACES["darts_rnn"], _rnn_derive, tuple(non_none(SPACES["darts_rnn"].ops))),
     "nas-bench-201": SpaceSearch(
@@ -109,6 +120,7 @@ SEARCHES: dict[str, SpaceSearch] = {
         tuple(range(len(SPACES["nas-bench-201"].ops))),  # the released rule keeps `none` in the running
         _nb201_supernet,
         _nb201_check,
+        lambda config: config.cells_per_stage,  # the benchmark network's N: cells per stage, as the supernet's
     ),
 }
 
@@ -124,6 +136,13 @@ def _cnn_search(config: SearchConfig) -> SpaceSearch:
     if search.build is None or search.check is None:
         raise GdasError(f"--space {config.space}: searched by gdas search rnn, not gdas search cnn")
     return search
+
+
+def final_layers(config: SearchConfig) -> int:
+    """`gdas train --layers` of the final network the size of the config's supernet."""
+    layers = _cnn_search(config).final_layers
+    assert layers is not None
+    return layers(config)
 
 
 def check_supernet(config: SearchConfig) -> None:

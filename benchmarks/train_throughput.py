@@ -44,8 +44,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="comma list of fp32, bf16, fp16, amp")
     parser.add_argument("--channels-last", default="off,on", help="comma list of off, on")
     parser.add_argument("--compile", default="off,on" if cuda else "off", help="comma list of off, on")
+    parser.add_argument("--data", default="device", help="comma list of device (uint8 images cropped, flipped and "
+                        "cut out on the device every step, as gdas train does) and synthetic (one ready batch "
+                        "reused: the step without its data path)")
     parser.add_argument("--seed", type=int, default=0)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if set(args.data.split(",")) - {"device", "synthetic"}:
+        parser.error(f"--data {args.data}: a comma list of device and synthetic")
+    return args
 
 
 def synthetic_cifar(n: int, seed: int) -> ImageData:
@@ -64,7 +70,7 @@ def sync(device: torch.device) -> None:
 
 
 def time_combination(args: argparse.Namespace, data: ImageData, precision: str, channels_last: bool,
-                     compiled: bool) -> dict:
+                     compiled: bool, source: str = "device") -> dict:
     device = torch.device(args.device)
     resolved = resolve_precision(precision, device)
     torch.manual_seed(args.seed)
@@ -79,6 +85,10 @@ def time_combination(args: argparse.Namespace, data: ImageData, precision: str, 
     task.setup(rt)
     task.start_epoch(cfg.epochs // 2)  # drop-path on, as in the middle of training
     batches = itertools.cycle(task.train_source.batches(0))  # the device data path is part of the step
+    if source == "synthetic":
+        batches = itertools.repeat(next(batches))
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
     started = time.perf_counter()
     for _ in range(args.warmup):
         task.train_step(next(batches), rt)
@@ -92,9 +102,10 @@ def time_combination(args: argparse.Namespace, data: ImageData, precision: str, 
         sync(device)
         times.append(time.perf_counter() - start)
     step = statistics.median(times)
+    peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
     return {"precision": resolved, "requested": precision, "channels_last": channels_last, "compile": compiled,
-            "step_ms": round(step * 1000, 2), "images_per_s": round(args.batch / step, 1),
-            "warmup_s": round(warmup_s, 2)}
+            "data": source, "step_ms": round(step * 1000, 2), "images_per_s": round(args.batch / step, 1),
+            "warmup_s": round(warmup_s, 2), "peak_memory_mib": None if peak is None else round(peak, 1)}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -107,9 +118,10 @@ def main(argv: list[str] | None = None) -> None:
     for precision in args.precisions.split(","):
         for cl in args.channels_last.split(","):
             for comp in args.compile.split(","):
-                results.append(time_combination(args, data, precision, cl == "on", comp == "on"))
+                for source in args.data.split(","):
+                    results.append(time_combination(args, data, precision, cl == "on", comp == "on", source))
     base = next((r["images_per_s"] for r in results if r["requested"] == "fp32" and not r["channels_last"]
-                 and not r["compile"]), None)
+                 and not r["compile"] and r["data"] == "device"), None)
     for r in results:
         r["speedup_vs_fp32"] = round(r["images_per_s"] / base, 2) if base else None
     print(json.dumps({

@@ -50,7 +50,7 @@ import random
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
 from pathlib import Path
@@ -373,6 +373,8 @@ class Task:
     kind: str = "run"
     best_metric: tuple[str, str] | None = None
     examples: str = "images"  # what train_step's "n" counts; names the record's throughput (images_per_s)
+    # the shared run options (EngineConfig fields) this task cannot honour, each with why: refused when set
+    refuses: Mapping[str, str] = {}
 
     def config_dict(self) -> dict[str, Any]:
         raise NotImplementedError
@@ -1067,6 +1069,19 @@ def _record_extension(run: RunDir, task: Task, cfg: EngineConfig, at_epoch: int)
     write_json(run.config_file, config)
 
 
+RUN_OPTION_FLAGS = {"channels_last": "--channels-last", "compile": "--compile", "sync_bn": "--sync-bn"}
+
+
+def check_run_options(cfg: EngineConfig, refuses: Mapping[str, str]) -> None:
+    """Refuse a shared run option the task would not use (never accepted and then ignored), and --sync-bn
+    without DDP, where SyncBatchNorm is plain BatchNorm."""
+    for name, flag in RUN_OPTION_FLAGS.items():
+        if getattr(cfg, name) and name in refuses:
+            raise GdasError(f"{flag}: {refuses[name]}")
+    if cfg.sync_bn and int(os.environ.get("WORLD_SIZE", "1")) == 1:
+        raise GdasError("--sync-bn: SyncBatchNorm shares BN statistics across DDP processes; this run has one process")
+
+
 def run_task(
     task: Task, cfg: EngineConfig, *, resume: bool = False, on_start: Callable[[], None] | None = None
 ) -> dict[str, Any]:
@@ -1076,6 +1091,8 @@ def run_task(
     resumable checkpoint has been saved. `on_start` runs on the main process once the data is loaded
     and the run folder is ready, before the first step (unless quiet): where a command prints its plan.
     """
+    if not resume:  # a resumed run keeps its saved settings, which older versions accepted
+        check_run_options(cfg, task.refuses)
     rt = setup_runtime(cfg)
     try:
         with quiet_progress(cfg.quiet or not rt.is_main):  # data preparation and evaluation bars too

@@ -216,6 +216,11 @@ class LanguageTask(Task):
     config: LMRunConfig
     model: LanguageModelBase
     jitter = False
+    refuses = {
+        "compile": "recurrent cells run eager here (their sampled paths and variable BPTT lengths would recompile)",
+        "channels_last": "a recurrent cell has no image tensors to lay out",
+        "sync_bn": "a recurrent cell has no BatchNorm",
+    }
 
     def __init__(self) -> None:
         self.corpus: Corpus | None = None

@@ -57,6 +57,10 @@ class SearchTask(Task):
     """
 
     kind = "search"
+    refuses = {
+        "compile": "a search runs a newly drawn path every step, which torch.compile would recompile (or fall "
+        "back to eager) every time; --compile is for gdas train",
+    }
 
     def __init__(self, config: SearchConfig) -> None:
         self.config = config

@@ -32,7 +32,7 @@ from typing import Any
 from .. import __version__
 from ..checkpoint import read_json, write_json
 from ..data import ImageData, TensorImages, describe, load_images
-from ..engine import EngineConfig
+from ..engine import EngineConfig, check_run_options
 from ..errors import GdasError
 from ..files import atomic_write_text
 from ..genotype import Genotype, load_local_genotype
@@ -41,7 +41,7 @@ from ..models import NetworkArgs, build_network
 from ..rundir import RunDir, progress_of
 from ..sizing import DataFacts, Machine, this_machine, train_sizes, uses_rule
 from ..training.image import TrainConfig, make_config, train
-from .cnn_task import run_search
+from .cnn_task import SearchTask, run_search
 from .config import SearchConfig
 from .spaces import final_layers
 
@@ -305,6 +305,7 @@ def run_seeds(
         engine=dataclasses.replace(plan.engine, **_safe(overrides, plan.engine.to_dict())),
     )
     if not resume:
+        check_run_options(plan.engine, SearchTask.refuses)
         if parent.exists() and (not parent.is_dir() or any(parent.iterdir())):
             raise GdasError(f"{parent}: run directory is not empty; pass --resume {parent} to continue it")
         parent.mkdir(parents=True, exist_ok=True)

@@ -97,11 +97,12 @@ def test_ctrl_c_under_torchrun_then_resume_matches_the_uninterrupted_ddp_run(run
     assert strip(records(run_dir)) == strip(records(runs["two"]))
 
 
-def test_search_under_torchrun_samples_the_same_architecture_on_every_rank(tmp_path):
+@pytest.mark.parametrize("space", [["--frc"], ["--space", "nas-bench-201"]], ids=["darts-frc", "nas-bench-201"])
+def test_search_under_torchrun_samples_the_same_architecture_on_every_rank(tmp_path, space):
     """Each rank records every draw of the real sampler; DDP keeps the alphas equal and one generator
     seeded alike on every rank makes the draws equal, so both ranks train the same path each step."""
     worker = Path(__file__).with_name("ddp_search_worker.py")
-    args = ["search", "cnn", "--frc", "--dataset", "digits", "-C", "8", "-N", "1", "--image-size", "8",
+    args = ["search", "cnn", *space, "--dataset", "digits", "-C", "8", "-N", "1", "--image-size", "8",
             "--batch-size", "16", "--limit-train-batches", "3", "--epochs", "2", "--device", "cpu", "--quiet",
             "--run-dir", str(tmp_path / "run")]
     env = {**ENV, "GDAS_DRAWS_DIR": str(tmp_path)}
@@ -114,3 +115,18 @@ def test_search_under_torchrun_samples_the_same_architecture_on_every_rank(tmp_p
     assert len({json.dumps(d) for d in rank0}) > 1, "the draws change from forward to forward"
     assert json.loads((tmp_path / "run" / "config.json").read_text())["world_size"] == 2
     assert (tmp_path / "run" / "genotype.json").is_file()
+
+
+def test_a_nas_bench_201_network_trains_under_torchrun(tmp_path):
+    """The benchmark's network (no auxiliary head) under DDP: the first step starts from the same weights on
+    the same examples as one process, so its loss agrees but for BatchNorm over half the batch."""
+    args = ["train", "digits", "-g", "nb201_resnet", "-C", "4", "--layers", "1", "--epochs", "1", "--batch-size", "16",
+            "--limit-train-batches", "1", "--limit-eval-batches", "2", "--seed", "7", "--device", "cpu", "--quiet"]
+    single = runner.invoke(app, [*args, "--run-dir", str(tmp_path / "one")])
+    assert single.exit_code == 0, single.output
+    two = subprocess.run(torchrun(*args, "--run-dir", str(tmp_path / "two")), env=ENV, capture_output=True, text=True,
+                         timeout=300)
+    assert two.returncode == 0, two.stderr[-3000:]
+    assert json.loads((tmp_path / "two" / "config.json").read_text())["world_size"] == 2
+    one_record, two_record = records(tmp_path / "one")[0], records(tmp_path / "two")[0]
+    assert two_record["train_loss"] == pytest.approx(one_record["train_loss"], rel=0.02)

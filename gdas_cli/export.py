@@ -184,7 +184,7 @@ def _run_source(run_dir: Path) -> ExportSource:
     weights = found.weights
     genotype = _weights_genotype(weights)
     dataset = published_dataset(task["dataset"]) if isinstance(task.get("dataset"), str) else None
-    records = _read_metrics(run.metrics_file)
+    records = read_jsonl(run.metrics_file, missing_ok=True)
     record = _record_for(records, progress_of(weights.parent).get("epoch"))
     training = _training_facts(run_dir, which, config, task, record)
     training["checkpoint chosen on"] = checkpoint_choice(which, task)
@@ -229,10 +229,6 @@ def _data_facts(task: dict[str, Any]) -> dict[str, Any]:
 def _read_json_object(path: Path) -> dict[str, Any]:
     """A JSON object, or {} when the file is missing; a malformed file is an error naming it."""
     return read_json_object(path) if path.is_file() else {}
-
-
-def _read_metrics(path: Path) -> list[dict[str, Any]]:
-    return read_jsonl(path) if path.is_file() else []
 
 
 def _is_number(value: Any) -> bool:

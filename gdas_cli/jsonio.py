@@ -98,8 +98,15 @@ def read_json_object(path: Path, what: str = "JSON file") -> dict[str, Any]:
     return data
 
 
-def read_jsonl(path: Path, what: str = "JSON-lines file") -> list[dict[str, Any]]:
-    """One JSON object per line (blank lines skipped); a bad line is an error naming its number."""
+def read_jsonl(path: Path, what: str = "JSON-lines file", *, missing_ok: bool = False) -> list[dict[str, Any]]:
+    """One JSON object per line (blank lines skipped); a bad line is an error naming its number.
+
+    The one reader of every JSON-lines file a run writes (metrics.jsonl, alphas.jsonl, genotypes.jsonl).
+    `missing_ok`: a missing file reads as no records (a run that has not finished an epoch yet).
+    """
+    path = Path(path)
+    if missing_ok and not path.exists():
+        return []
     records = []
     for number, line in enumerate(read_text(path, what).splitlines(), 1):
         if not line.strip():

@@ -321,7 +321,7 @@ def derive_rnn_run(
     if not is_rnn_search_run(run.path):
         raise GdasError(f"{run_dir}: not a recurrent-cell search run")
     cfg = config_from_dict(LMSearchConfig, run.read_config()["task"], str(run.config_file))
-    evaluated = [g for g in read_jsonl(run.genotypes_file) if "valid_loss" in g] if run.genotypes_file.is_file() else []
+    evaluated = [g for g in read_jsonl(run.genotypes_file, missing_ok=True) if "valid_loss" in g]
     chosen = chosen_epoch(evaluated) if epoch is None and evaluated else None
     record = pick_epoch(load_alpha_history(run.path), chosen["epoch"] if chosen else epoch, str(run_dir))
     if "recurrent" not in record.alphas:

@@ -36,6 +36,7 @@ from ..engine import EngineConfig
 from ..errors import GdasError
 from ..files import atomic_write_text
 from ..genotype import Genotype, load_local_genotype
+from ..jsonio import read_jsonl
 from ..metrics import count_parameters
 from ..models import NetworkArgs, build_network
 from ..rundir import RunDir, progress_of
@@ -258,13 +259,20 @@ def _select_child(plan: SeedsPlan, parent: Path, seed: int, overrides: dict[str,
     return _selection_result(run_dir, genotype, data.num_classes, seed, search_dir)
 
 
+def _metrics(run: RunDir) -> list[dict[str, Any]]:
+    records = read_jsonl(run.metrics_file, missing_ok=True)
+    if not records:
+        raise GdasError(f"{run.metrics_file}: missing; resume the parent run to finish it")
+    return records
+
+
 def _selection_result(
     run_dir: Path, genotype: Genotype, num_classes: int, seed: int, search_dir: Path
 ) -> dict[str, Any]:
     saved = TrainConfig.from_dict(RunDir(run_dir).read_config()["task"])
-    last = read_json_lines(RunDir(run_dir).metrics_file)[-1]
+    last = _metrics(RunDir(run_dir))[-1]
     args = NetworkArgs(net=saved.net, C=saved.C, layers=saved.layers, num_classes=num_classes)
-    searched = read_json_lines(RunDir(search_dir).metrics_file)[-1]
+    searched = _metrics(RunDir(search_dir))[-1]
     return {
         "seed": seed,
         "valid_top1": last["test_top1"],
@@ -276,14 +284,6 @@ def _selection_result(
         "search_run": str(search_dir),
         "select_run": str(run_dir),
     }
-
-
-def read_json_lines(path: Path) -> list[dict[str, Any]]:
-    import json
-
-    if not path.is_file():
-        raise GdasError(f"{path}: missing; resume the parent run to finish it")
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 def run_seeds(

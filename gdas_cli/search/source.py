@@ -36,7 +36,7 @@ def _from_run_dir(run: RunDir, epoch: int | None) -> tuple[SearchConfig, dict[st
     record = pick_epoch(load_alpha_history(run.path), epoch, str(run.path))
     step = record.step
     if step is None:  # alphas.jsonl of older runs: metrics.jsonl has the step
-        records = read_jsonl(run.metrics_file) if run.metrics_file.is_file() else []
+        records = read_jsonl(run.metrics_file, missing_ok=True)
         step = next((r.get("step") for r in records if r.get("epoch") == record.epoch), None)
     return config, {"epoch": record.epoch, "tau": record.tau, "alphas": record.alphas, "step": step}, run.path
 

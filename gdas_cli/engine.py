@@ -74,6 +74,7 @@ from .rundir import (
     clear_restartable,
     never_checkpointed,
     remove_stale_temporaries,
+    resume_command,
     verify_checkpoint,
 )
 
@@ -936,7 +937,7 @@ class Engine:
         target = self.run_files.checkpoint("last")
         if not saved:
             self.save("last")
-        hint = (self.cfg.resume_hint or "--resume {run_dir}").replace("{run_dir}", str(self.run_dir))
+        hint = resume_command(self.cfg.resume_hint, self.run_dir)
         pos = self.pos
         where = f"at epoch {pos.epoch + 1} step {pos.step}" if pos.step else f"after epoch {pos.epoch}"
         raise RunInterrupted(f"interrupted {where}; saved {target}; resume with: {hint}", self.rt.rank)

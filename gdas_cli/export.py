@@ -30,7 +30,7 @@ from typing import Any
 
 import torch
 
-from .checkpoint import write_json
+from .checkpoint import WEIGHTS_FILE, write_json
 from .data import published_dataset
 from .errors import GdasError
 from .genotype import HUB_PREFIX, Genotype, read_genotype_file
@@ -49,7 +49,7 @@ from .published import (
 )
 from .refs import load_genotype
 from .rundir import RunDir, checkpoint_choice, chosen_checkpoint, guard_output, progress_of, resolve
-from .weights import WEIGHTS_FILE, load_network, read_header, read_metadata
+from .weights import load_network, read_header, read_metadata
 
 FORMATS = ("onnx", "pt2")
 ONNX_FILE = "model.onnx"

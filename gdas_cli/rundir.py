@@ -29,10 +29,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .checkpoint import find_checkpoint, read_json
+from .checkpoint import WEIGHTS_FILE, find_checkpoint, read_json
 from .errors import GdasError
 from .files import sha256_file
-from .weights import WEIGHTS_FILE
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
@@ -104,6 +103,11 @@ class RunDir:
         """search, train, lm, ... as recorded in config.json (None when it has none)."""
         kind = self.read_config().get("kind")
         return kind if isinstance(kind, str) else None
+
+
+def resume_command(hint: str, run_dir: Path | str) -> str:
+    """The command that resumes a run: its engine's `resume_hint` ("{run_dir}" filled in)."""
+    return (hint or "--resume {run_dir}").replace("{run_dir}", str(run_dir))
 
 
 def progress_of(checkpoint: Path) -> dict[str, Any]:

@@ -19,7 +19,7 @@ import torch
 
 from .. import __version__
 from ..bench import Bench
-from ..checkpoint import write_json, write_jsonl
+from ..checkpoint import WEIGHTS_FILE, write_json, write_jsonl
 from ..data import (
     DATASETS,
     FOLDER_PREFIX,
@@ -39,7 +39,7 @@ from ..jsonio import parse_json
 from ..rundir import RunDir
 from ..sampler import linear_tau
 from ..spaces import get_space
-from ..weights import WEIGHTS_FILE, load_state_strict, read_header, read_tensors, save_tensors
+from ..weights import load_state_strict, read_header, read_tensors, save_tensors
 from .config import SearchConfig, check_config
 from .derive import alphas_sha256
 from .history import with_steps

@@ -20,7 +20,7 @@ import torch
 from torch.nn import functional as F
 
 from .. import __version__
-from ..checkpoint import write_jsonl
+from ..checkpoint import WEIGHTS_FILE, write_jsonl
 from ..corpus import DEMO, batchify, get_batch
 from ..engine import EngineConfig, Runtime, config_from_dict, run_task
 from ..errors import GdasError
@@ -31,7 +31,7 @@ from ..language import LanguageTask, LMConfig, Segment, check_lm_config, perplex
 from ..models.rnn import lm_loss
 from ..rundir import RunDir
 from ..sampler import linear_tau
-from ..weights import WEIGHTS_FILE, load_tensors_into, save_tensors
+from ..weights import load_tensors_into, save_tensors
 from .derive import alphas_sha256
 from .history import alpha_record, load_alpha_history, pick_epoch, with_steps
 from .rnn import RNN_SAMPLING, RNNSearchNetwork, build_rnn_search_network

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..checkpoint import write_json
+from ..checkpoint import WEIGHTS_FILE, write_json
 from ..data import Augment, ImageData, default_hflip, flip_source, holdout_indices, load_images, make_batches
 from ..engine import EngineConfig, Runtime, Task, check_finite, config_from_dict, run_task
 from ..errors import GdasError
@@ -24,7 +24,7 @@ from ..models import FAMILIES, INPUTS, Network, NetworkArgs, TrainForward, build
 from ..progress import track
 from ..rundir import RunDir
 from ..sizing import DataFacts, Machine, plan_sources, train_sizes, uses_rule, workers
-from ..weights import WEIGHTS_FILE, load_tensors_into, read_metadata, save_network
+from ..weights import load_tensors_into, read_metadata, save_network
 
 
 @dataclass(frozen=True)

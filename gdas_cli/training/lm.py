@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from ..checkpoint import WEIGHTS_FILE
 from ..corpus import DEMO
 from ..engine import EngineConfig, Runtime, run_task
 from ..errors import GdasError
@@ -24,7 +25,7 @@ from ..genotype import Genotype
 from ..language import LanguageTask, LMConfig, Segment, check_lm_config, perplexity, resolve_lm_config, stream_loss
 from ..models.rnn import DATASET_ARGS, RNNArgs, RNNLanguageModel, lm_loss
 from ..rundir import AVERAGED_FILE
-from ..weights import WEIGHTS_FILE, load_tensors_into, read_model_header, save_tensors
+from ..weights import load_tensors_into, read_model_header, save_tensors
 
 LM_FORMAT = "gdas-lm-weights-v1"
 

@@ -29,6 +29,9 @@ Task protocol (subclass `Task`; the methods marked optional have defaults)::
     save_weights(dir) / load_weights(dir)  the model weights as safetensors in a checkpoint folder
     after_epoch(run_dir, history)    optional; rank 0 writes files derived from the records (e.g.
                                      genotypes.jsonl). Also called on resume, so they match the checkpoint.
+    run_record() -> dict             optional; what the run is (rundir.run_record: command, dataset, space or genotype,
+                                     the record keys of each split, its own record files), config.json's
+                                     `run`; the engine adds metrics.jsonl to its records
 
 Batches come from a `BatchSource`: `len(source)` batches per epoch on this rank and
 `source.batches(epoch, start)`, which must give the same batches for the same epoch every time
@@ -66,6 +69,7 @@ from .checkpoint import STATE_FORMAT, load_state, save_state, write_checkpoint, 
 from .errors import GdasError
 from .progress import quiet as quiet_progress
 from .rundir import (
+    METRICS_FILE,
     PROGRESS_FILE,
     STATE_FILE,
     RunDir,
@@ -75,6 +79,7 @@ from .rundir import (
     never_checkpointed,
     remove_stale_temporaries,
     resume_command,
+    run_record,
     verify_checkpoint,
 )
 
@@ -410,6 +415,10 @@ class Task:
 
     def after_epoch(self, run_dir: Path, history: list[dict[str, Any]]) -> None:
         pass
+
+    def run_record(self) -> dict[str, Any]:
+        """What the run is (rundir.run_record), saved as config.json's `run`; the engine adds metrics.jsonl."""
+        return run_record(self.kind, dataset=None, figures={})
 
 
 class RunInterrupted(Exception):
@@ -1094,8 +1103,11 @@ def run_config(task: Task, cfg: EngineConfig, rt: Runtime, run_dir: Path) -> dic
     """config.json: what ran, with which settings and versions."""
     engine = cfg.to_dict()
     engine["run_dir"] = str(run_dir)
+    record = task.run_record()
+    record["records"] = {"metrics": METRICS_FILE, **record["records"]}
     return {
         "kind": task.kind,
+        "run": record,
         "gdas_version": __version__,
         "torch_version": torch.__version__,
         "created": datetime.now().isoformat(timespec="seconds"),

@@ -36,7 +36,7 @@ from ..errors import GdasError
 from ..files import atomic_write_text
 from ..genotype import Genotype, to_arch_str
 from ..jsonio import parse_json
-from ..rundir import RunDir
+from ..rundir import ALPHAS_FILE, GENOTYPE_FILE, GENOTYPES_FILE, RunDir, run_record
 from ..sampler import linear_tau
 from ..spaces import get_space
 from ..weights import load_state_strict, read_header, read_tensors, save_tensors
@@ -66,6 +66,20 @@ class SearchTask(Task):
 
     def config_dict(self) -> dict[str, Any]:
         return self.config.to_dict()
+
+    def run_record(self) -> dict[str, Any]:
+        # the A steps run on batches of the valid half: their loss and top-1 are the search's validation figures
+        return run_record(
+            "gdas search cnn",
+            dataset=self.config.dataset,
+            space=self.config.space,
+            figures={
+                "train": {"loss": "train_loss", "top1": "train_top1"},
+                "valid": {"loss": "train_arch_loss", "top1": "train_arch_top1"},
+            },
+            records={"alphas": ALPHAS_FILE, "genotypes": GENOTYPES_FILE},
+            result=GENOTYPE_FILE,
+        )
 
     # ---- set-up
 

@@ -29,7 +29,7 @@ from ..genotype import Genotype
 from ..jsonio import read_jsonl
 from ..language import LanguageTask, LMConfig, Segment, check_lm_config, perplexity, resolve_lm_config, stream_loss
 from ..models.rnn import lm_loss
-from ..rundir import RunDir
+from ..rundir import ALPHAS_FILE, GENOTYPE_FILE, GENOTYPES_FILE, RunDir, run_record
 from ..sampler import linear_tau
 from ..weights import load_tensors_into, save_tensors
 from .derive import alphas_sha256
@@ -172,6 +172,16 @@ class RNNSearchTask(LanguageTask):
 
     def config_dict(self) -> dict[str, Any]:
         return {"network": "rnn", **dataclasses.asdict(self.config), "corpus": self.corpus_summary()}
+
+    def run_record(self) -> dict[str, Any]:
+        return run_record(
+            "gdas search rnn",
+            dataset=self.config.dataset,
+            space="darts_rnn",
+            figures={"train": {"loss": "train_loss"}, "valid": {"loss": "valid_loss", "ppl": "valid_ppl"}},
+            records={"alphas": ALPHAS_FILE, "genotypes": GENOTYPES_FILE},
+            result=GENOTYPE_FILE,
+        )
 
     def setup(self, rt: Runtime) -> None:
         corpus = self._setup_data(rt)

@@ -22,7 +22,7 @@ from ..genotype import Genotype, check_frc_channels
 from ..metrics import topk_correct
 from ..models import FAMILIES, INPUTS, Network, NetworkArgs, TrainForward, build_network, default_args
 from ..progress import track
-from ..rundir import RunDir
+from ..rundir import RunDir, run_record
 from ..sizing import DataFacts, Machine, plan_sources, train_sizes, uses_rule, workers
 from ..weights import load_tensors_into, read_metadata, save_network
 
@@ -348,6 +348,14 @@ class TrainTask(Task):
 
     def config_dict(self) -> dict[str, Any]:
         return self.cfg.to_dict()
+
+    def run_record(self) -> dict[str, Any]:
+        figures = {"train": {"loss": "train_loss", "top1": "train_top1"}}
+        if self.cfg.val_split:
+            figures["valid"] = {"loss": "valid_loss", "top1": "valid_top1"}
+        figures["test"] = {"loss": "test_loss", "top1": "test_top1"}
+        space, ref = self.genotype.space, self.genotype.ref
+        return run_record("gdas train", dataset=self.cfg.dataset, space=space, genotype=ref, figures=figures)
 
     def setup(self, rt: Runtime) -> None:
         cfg = self.cfg

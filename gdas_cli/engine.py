@@ -67,6 +67,7 @@ from torch import nn
 from . import __version__
 from .checkpoint import STATE_FORMAT, load_state, save_state, write_checkpoint, write_json, write_jsonl
 from .errors import GdasError
+from .progress import format_duration
 from .progress import quiet as quiet_progress
 from .rundir import (
     METRICS_FILE,
@@ -628,18 +629,6 @@ def config_from_dict(cls: type, data: dict[str, Any], source: str, what: str = "
 
 
 # --------------------------------------------------------------------------------------------- engine
-
-
-def format_duration(seconds: float) -> str:
-    """`45 s`, `3 min 20 s`, `2 h 05 min`: a duration as a person reads it."""
-    seconds = max(0, round(seconds))
-    if seconds < 60:
-        return f"{seconds} s"
-    minutes, seconds = divmod(seconds, 60)
-    if minutes < 60:
-        return f"{minutes} min {seconds:02d} s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes:02d} min"
 
 
 class _Pace:

@@ -121,7 +121,7 @@ def run_record(
     genotype: str | None = None,
     records: dict[str, str] | None = None,
     result: str | None = None,
-    parts: list[str] | None = None,
+    parts: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """What a run is, as config.json's `run` holds it (schema gdas-run, version 1); `gdas runs` reads it.
 
@@ -131,7 +131,7 @@ def run_record(
     on it ({"loss": ..., "top1": ..., "ppl": ...}); `records`: the per-epoch record files by name
     (metrics.jsonl first; a TensorBoard observer would add its events folder here); `result`: the file the
     run's outcome is written to, if not a checkpoint (a search's genotype.json); `parts`: the runs a parent
-    run is made of (folders relative to it).
+    run is made of ({"run": folder relative to it, "epochs": planned}).
     """
     unknown = set(figures) - set(SPLITS)
     assert not unknown, f"figures of unknown splits {unknown}"
@@ -258,7 +258,7 @@ def resolve(path: Path | str, prefer: tuple[str, ...] = ("last",), weights_file:
             if folder is not None and (folder / weights_file).is_file():
                 verify_checkpoint(folder)
                 return Resolved(run, folder, folder / weights_file, which)
-        parts = (run.read_config().get("run") or {}).get("parts")
+        parts = [str(part.get("run")) for part in (run.read_config().get("run") or {}).get("parts") or []]
         if parts:
             raise GdasError(f"{path}: a parent run, no weights of its own; pass one of its runs: {', '.join(parts)}")
         wanted = " or ".join(f"checkpoint/{w}" for w in prefer)

@@ -25,7 +25,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
               "corpus", "progress", "sizing", "movement", "nb201", "spaces")),
     ("models", ("models", "weights")),
     ("published", ("published",)),
-    ("io", ("hub", "rundir", "refs")),
+    ("io", ("hub", "rundir", "refs", "runs")),
     ("engine", ("engine",)),
     ("tasks", ("language", "search", "training", "evaluate", "bench")),
     ("api", ("zoo", "export")),

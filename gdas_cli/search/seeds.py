@@ -328,8 +328,9 @@ def run_seeds(
 def parent_config(plan: SeedsPlan, parent: Path) -> dict[str, Any]:
     """The parent's config.json: the run record every run has (its parts are the K searches and the K short
     trainings), the shared search and engine configs, and the command that resumes it."""
-    parts = [_child(parent, s).relative_to(parent).as_posix() for s in plan.seeds]
-    parts += [_select_dir(parent, s).relative_to(parent).as_posix() for s in plan.seeds]
+    searches = [(_child(parent, s), plan.search.epochs) for s in plan.seeds]
+    trainings = [(_select_dir(parent, s), plan.select_epochs) for s in plan.seeds]
+    parts = [{"run": run.relative_to(parent).as_posix(), "epochs": epochs} for run, epochs in searches + trainings]
     engine = {**plan.engine.to_dict(), "run_dir": str(parent), "resume_hint": "gdas search cnn --resume {run_dir}"}
     return {
         "kind": "seeds",

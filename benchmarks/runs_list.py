@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -118,14 +119,19 @@ def make_runs(root: Path, count: int) -> None:
         make_run(root / f"{kind}-{index:04d}", index, kind, state)
 
 
-def time_command(args: list[str]) -> tuple[float, bool, str]:
+def time_command(args: list[str]) -> tuple[float, float, bool, str]:
+    """Wall and CPU seconds (user + system: it does not grow when other processes share the cores) of one
+    fresh `gdas ARGS`, whether it imported torch, and its stdout."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "160"}
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     done = subprocess.run([sys.executable, "-c", _RUNNER, *args], capture_output=True, text=True, env=env, check=False)
     seconds = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     if done.returncode != 0:
         raise SystemExit(f"gdas {' '.join(args)} failed ({done.returncode}): {done.stderr.strip()[-500:]}")
-    return seconds, "TORCH_IMPORTED=True" in done.stderr, done.stdout
+    return seconds, cpu, "TORCH_IMPORTED=True" in done.stderr, done.stdout
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -143,9 +149,10 @@ def main(argv: list[str] | None = None) -> None:
             results[name] = {
                 "median_s": round(statistics.median(t[0] for t in timed), 3),
                 "min_s": round(min(t[0] for t in timed), 3),
-                "imported_torch": any(t[1] for t in timed),
+                "median_cpu_s": round(statistics.median(t[1] for t in timed), 3),
+                "imported_torch": any(t[2] for t in timed),
             }
-        listed = json.loads(time_command(["runs", "list", str(root), "--json"])[2])
+        listed = json.loads(time_command(["runs", "list", str(root), "--json"])[3])
     states = {s: sum(row["state"] == s for row in listed) for s in ("finished", "interrupted", "running", "empty")}
     print(json.dumps({
         "benchmark": "gdas runs list",
@@ -158,6 +165,7 @@ def main(argv: list[str] | None = None) -> None:
         "python": platform.python_version(),
         "cpus": os.cpu_count(),
         "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+        "load_average_1min": round(os.getloadavg()[0], 2),
     }, indent=2))
 
 

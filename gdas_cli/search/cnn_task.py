@@ -273,9 +273,11 @@ def epoch_genotype(
     rule: str | None = None,
     name: str = "searched",
     version: str = "1.0.0",
+    max_skip: int | None = None,
 ) -> Genotype:
     """The genotype of one epoch's alphas (`record`: epoch, tau, alphas and the A steps taken, `step`) under
-    `rule` (default: the space's), with how far the alphas moved (search.spaces.searched_genotype)."""
+    `rule` (default: the space's) and `max_skip`, with how far the alphas moved and the share of parameter-free
+    ops (search.spaces.searched_genotype)."""
     return searched_genotype(
         config.space,
         record["alphas"],
@@ -285,6 +287,7 @@ def epoch_genotype(
         name=name,
         version=version,
         provenance=provenance(config, record, run_name),
+        max_skip=max_skip,
     )
 
 

@@ -323,7 +323,12 @@ def chosen_epoch(genotype_history: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def derive_rnn_run(
-    run_dir: Path, *, epoch: int | None = None, name: str = "searched_rnn", version: str = "1.0.0"
+    run_dir: Path,
+    *,
+    epoch: int | None = None,
+    name: str = "searched_rnn",
+    version: str = "1.0.0",
+    max_skip: int | None = None,
 ) -> Genotype:
     """The T=1 genotype of an RNN search run's epoch (default: the one the run chose, the lowest validation
     loss among the finished epochs), with provenance: how it was chosen and how far the alphas moved."""
@@ -360,4 +365,5 @@ def derive_rnn_run(
         name=name,
         version=version,
         provenance=provenance,
+        max_skip=max_skip,
     )

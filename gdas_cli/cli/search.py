@@ -472,8 +472,8 @@ def _ranking_table(ranking: dict[str, Any]) -> Table:
 
     table = Table(title=f"best of {len(ranking['seeds'])} seeds: {ranking['procedure']}", title_justify="left")
     columns = ("rank", "seed", "normal cell", "valid top-1", "params", "search A-step top-1", "moved", "param-free")
-    for column in columns:
-        table.add_column(column, overflow="fold")
+    for column in columns:  # the cell folds; the figures keep their width
+        table.add_column(column, overflow="fold", no_wrap=column in ("rank", "seed", "valid top-1", "params"))
     for rank, row in enumerate(ranking["seeds"], start=1):
         genotype = Genotype.from_dict(row["genotype"])
         cell = genotype.normal

@@ -344,8 +344,9 @@ def derive_rnn_run(
     provenance = {
         "source": "gdas search rnn",
         "run": run.path.name,
-        "method": cfg.sampling,
+        "space": "darts_rnn",
         "dataset": cfg.dataset,
+        "sampling": cfg.sampling,  # the keys a CNN search's provenance has too (search/cnn_task.provenance)
         "seed": cfg.seed,
         "epoch": record.epoch,
         "epochs": cfg.epochs,

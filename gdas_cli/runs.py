@@ -65,6 +65,7 @@ class RunSummary:
     param_free: dict[str, float] | None = None
     resume: str | None = None
     pid: int | None = None
+    parts: list[str] = field(default_factory=list)  # a parent run's runs, relative to it
     config: dict[str, Any] = field(default_factory=dict, repr=False)
     records: list[dict[str, Any]] = field(default_factory=list, repr=False)
     figures: dict[str, dict[str, str]] = field(default_factory=dict, repr=False)
@@ -280,6 +281,7 @@ def _read_parent(run: RunDir, config: dict[str, Any], record: dict[str, Any], na
         param_free=_param_free(run.path, result),
         resume=resume_command(config["engine"].get("resume_hint", ""), run.path) if state == "interrupted" else None,
         pid=pid,
+        parts=[str(part["run"]) for part, _ in parts],
         config=config,
         figures=record["figures"],
     )

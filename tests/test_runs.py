@@ -134,6 +134,18 @@ def test_the_listed_resume_command_finishes_the_interrupted_run(runs, tmp_path) 
     assert (row["state"], row["epochs_done"], row["resume"]) == ("finished", 16, None)
 
 
+def test_runs_written_before_the_run_record_are_read_by_the_vocabulary(runs, tmp_path) -> None:
+    old = tmp_path / "old"
+    shutil.copytree(runs["train"], old)
+    config = json.loads((old / "config.json").read_text())
+    del config["run"]
+    (old / "config.json").write_text(json.dumps(config))
+    now = rows_by_name(gdas("runs", "list", runs["train"].parent, "--json").stdout)["train"]
+    before = rows_by_name(gdas("runs", "list", tmp_path, "--json").stdout)["old"]
+    assert (before["kind"], before["genotype"], before["state"]) == ("train", "gdas@1.0.0", "finished")
+    assert before["chosen"] == now["chosen"] and before["best"] == now["best"]
+
+
 def test_list_table_and_unreadable_runs(runs, tmp_path) -> None:
     shutil.copytree(runs["search"], tmp_path / "ok", ignore=shutil.ignore_patterns("checkpoint"))
     (tmp_path / "broken").mkdir()

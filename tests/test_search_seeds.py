@@ -97,6 +97,7 @@ def test_best_of_two_seeds_resumes_ranks_and_derives(tmp_path: Path, monkeypatch
     assert parent_row["chosen"]["seed"] == ranking["winner"]
     assert parent_row["chosen"]["valid"] == {"key": "valid_top1", "value": rows[0]["valid_top1"]}
     assert parent_row["param_free"] == {"normal": winner.provenance["param_free"]["normal"]["share"]}
+    assert_one_line_error(gdas("plot", "curves", parent, "-o", tmp_path / "c.png"), "a parent run", "seed-0")
     assert parent_row["seconds"] == pytest.approx(sum(listed[f"best/{p}"]["seconds"] for p in (
         "seed-0", "seed-1", "select/seed-0", "select/seed-1")), abs=1e-3)
 

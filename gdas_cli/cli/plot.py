@@ -79,6 +79,8 @@ the weights: a running run is drawn up to its last finished epoch.
     drawn = []
     for run, name, summary in zip(runs, names, summaries, strict=True):
         points = run_curves(summary)
+        if summary.parts:
+            raise GdasError(f"{run}: a parent run, no records of its own; plot its runs: {', '.join(summary.parts)}")
         if not points:
             raise GdasError(f"{run}: no finished epoch in its records yet; nothing to plot")
         drawn.append((name, points))

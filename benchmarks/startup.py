@@ -29,6 +29,8 @@ COMMANDS = {
     "search_help": ["search", "cnn", "--help"],
     "train_help": ["train", "cifar10", "--help"],
     "eval_help": ["eval", "--help"],
+    "runs_help": ["runs", "list", "--help"],
+    "curves_help": ["plot", "curves", "--help"],
     "genotypes_info": ["genotypes", "info", "gdas_frc"],
     "genotypes_info_imagenet": ["genotypes", "info", "gdas", "--net", "imagenet"],
 }

@@ -16,13 +16,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from . import jsonio
 from .errors import GdasError
 from .files import atomic_write_bytes, atomic_write_text, current_umask
 
 STATE_FORMAT = "gdas-run-state-v1"
+WEIGHTS_FILE = "model.safetensors"  # the weights file of a checkpoint folder and of a published model
 
 
 def _old_path(directory: Path) -> Path:
@@ -63,11 +62,15 @@ def find_checkpoint(directory: Path) -> Path | None:
 
 def save_state(path: Path, state: dict[str, Any]) -> None:
     """torch.save of plain containers and tensors only, so `load_state` can refuse anything else."""
+    import torch  # here, not at the top: reading a run's files (gdas runs list) never needs torch
+
     atomic_write_bytes(Path(path), lambda tmp: torch.save(state, tmp))
 
 
 def load_state(path: Path) -> dict[str, Any]:
     """Load a state file written by `save_state` with weights_only=True (no arbitrary unpickling)."""
+    import torch
+
     path = Path(path)
     if not path.is_file():
         raise GdasError(f"{path}: no such state file")

@@ -29,6 +29,9 @@ Task protocol (subclass `Task`; the methods marked optional have defaults)::
     save_weights(dir) / load_weights(dir)  the model weights as safetensors in a checkpoint folder
     after_epoch(run_dir, history)    optional; rank 0 writes files derived from the records (e.g.
                                      genotypes.jsonl). Also called on resume, so they match the checkpoint.
+    run_record() -> dict             optional; what the run is (rundir.run_record: command, dataset, space or genotype,
+                                     the record keys of each split, its own record files), config.json's
+                                     `run`; the engine adds metrics.jsonl to its records
 
 Batches come from a `BatchSource`: `len(source)` batches per epoch on this rank and
 `source.batches(epoch, start)`, which must give the same batches for the same epoch every time
@@ -64,8 +67,10 @@ from torch import nn
 from . import __version__
 from .checkpoint import STATE_FORMAT, load_state, save_state, write_checkpoint, write_json, write_jsonl
 from .errors import GdasError
+from .progress import format_duration
 from .progress import quiet as quiet_progress
 from .rundir import (
+    METRICS_FILE,
     PROGRESS_FILE,
     STATE_FILE,
     RunDir,
@@ -74,6 +79,8 @@ from .rundir import (
     clear_restartable,
     never_checkpointed,
     remove_stale_temporaries,
+    resume_command,
+    run_record,
     verify_checkpoint,
 )
 
@@ -412,6 +419,10 @@ class Task:
     def after_epoch(self, run_dir: Path, history: list[dict[str, Any]]) -> None:
         pass
 
+    def run_record(self) -> dict[str, Any]:
+        """What the run is (rundir.run_record), saved as config.json's `run`; the engine adds metrics.jsonl."""
+        return run_record(self.kind, dataset=None, figures={})
+
 
 class RunInterrupted(Exception):
     """Ctrl-C (or SIGTERM) stopped the run at a safe point after saving a resumable checkpoint.
@@ -620,18 +631,6 @@ def config_from_dict(cls: type, data: dict[str, Any], source: str, what: str = "
 
 
 # --------------------------------------------------------------------------------------------- engine
-
-
-def format_duration(seconds: float) -> str:
-    """`45 s`, `3 min 20 s`, `2 h 05 min`: a duration as a person reads it."""
-    seconds = max(0, round(seconds))
-    if seconds < 60:
-        return f"{seconds} s"
-    minutes, seconds = divmod(seconds, 60)
-    if minutes < 60:
-        return f"{minutes} min {seconds:02d} s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes:02d} min"
 
 
 class _Pace:
@@ -938,7 +937,7 @@ class Engine:
         target = self.run_files.checkpoint("last")
         if not saved:
             self.save("last")
-        hint = (self.cfg.resume_hint or "--resume {run_dir}").replace("{run_dir}", str(self.run_dir))
+        hint = resume_command(self.cfg.resume_hint, self.run_dir)
         pos = self.pos
         where = f"at epoch {pos.epoch + 1} step {pos.step}" if pos.step else f"after epoch {pos.epoch}"
         raise RunInterrupted(f"interrupted {where}; saved {target}; resume with: {hint}", self.rt.rank)
@@ -1110,8 +1109,11 @@ def run_config(task: Task, cfg: EngineConfig, rt: Runtime, run_dir: Path) -> dic
     """config.json: what ran, with which settings and versions."""
     engine = cfg.to_dict()
     engine["run_dir"] = str(run_dir)
+    record = task.run_record()
+    record["records"] = {"metrics": METRICS_FILE, **record["records"]}
     return {
         "kind": task.kind,
+        "run": record,
         "gdas_version": __version__,
         "torch_version": torch.__version__,
         "created": datetime.now().isoformat(timespec="seconds"),

@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from .checkpoint import WEIGHTS_FILE
 from .corpus import batchify, load_corpus
 from .data import DATASETS, load_images, make_batches
 from .engine import Runtime, config_from_dict, pick_device
@@ -27,7 +28,7 @@ from .refs import load_genotype
 from .rundir import AVERAGED_FILE, CHECKPOINTS, Resolved, RunDir, checkpoint_choice, chosen_checkpoint, resolve
 from .training.image import evaluate_batches
 from .training.lm import LMTrainConfig, load_language_model
-from .weights import WEIGHTS_FILE, load_network, read_header, read_metadata
+from .weights import load_network, read_header, read_metadata
 
 SPLITS = ("test", "valid", "train")
 

@@ -30,7 +30,7 @@ from typing import Any
 
 import torch
 
-from .checkpoint import write_json
+from .checkpoint import WEIGHTS_FILE, write_json
 from .data import published_dataset
 from .errors import GdasError
 from .genotype import HUB_PREFIX, Genotype, read_genotype_file
@@ -49,7 +49,7 @@ from .published import (
 )
 from .refs import load_genotype
 from .rundir import RunDir, checkpoint_choice, chosen_checkpoint, guard_output, progress_of, resolve
-from .weights import WEIGHTS_FILE, load_network, read_header, read_metadata
+from .weights import load_network, read_header, read_metadata
 
 FORMATS = ("onnx", "pt2")
 ONNX_FILE = "model.onnx"
@@ -184,7 +184,7 @@ def _run_source(run_dir: Path) -> ExportSource:
     weights = found.weights
     genotype = _weights_genotype(weights)
     dataset = published_dataset(task["dataset"]) if isinstance(task.get("dataset"), str) else None
-    records = _read_metrics(run.metrics_file)
+    records = read_jsonl(run.metrics_file, missing_ok=True)
     record = _record_for(records, progress_of(weights.parent).get("epoch"))
     training = _training_facts(run_dir, which, config, task, record)
     training["checkpoint chosen on"] = checkpoint_choice(which, task)
@@ -229,10 +229,6 @@ def _data_facts(task: dict[str, Any]) -> dict[str, Any]:
 def _read_json_object(path: Path) -> dict[str, Any]:
     """A JSON object, or {} when the file is missing; a malformed file is an error naming it."""
     return read_json_object(path) if path.is_file() else {}
-
-
-def _read_metrics(path: Path) -> list[dict[str, Any]]:
-    return read_jsonl(path) if path.is_file() else []
 
 
 def _is_number(value: Any) -> bool:

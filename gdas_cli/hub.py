@@ -45,6 +45,7 @@ from huggingface_hub.errors import (
 from huggingface_hub.repocard_data import EvalResult
 
 from . import __version__
+from .checkpoint import WEIGHTS_FILE
 from .data import DATASETS
 from .errors import GdasError
 from .genotype import HUB_PREFIX, MAX_GENOTYPE_BYTES, Genotype, chosen_of, describe_cell
@@ -68,7 +69,6 @@ from .published import (
     load_published_model,
     read_config,
 )
-from .weights import WEIGHTS_FILE
 
 PAPER_URL = "https://arxiv.org/abs/1910.04465"
 TAGS = ["gdas", "neural-architecture-search", "image-classification", "pytorch", "safetensors"]

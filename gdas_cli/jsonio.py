@@ -8,6 +8,7 @@ problem is one GdasError naming the file.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,8 @@ from .errors import GdasError
 MAX_BYTES = 16 * 1024 * 1024  # far above any genotype, config or metrics file the package writes
 MAX_DEPTH = 32  # genotypes nest 5 deep, configs 4
 MAX_NUMBER_CHARS = 40  # enough for any float repr or int the package writes
+# a run of characters long enough to hold a number over the limit; text without one needs no per-number check
+_LONG_NUMBER = re.compile(rf"[0-9.eE+-]{{{MAX_NUMBER_CHARS + 1},}}")
 
 
 def _number(kind: type) -> Any:
@@ -51,15 +54,19 @@ def parse_json(text: str, source: str, max_depth: int = MAX_DEPTH) -> Any:
     """json.loads with bounded numbers and depth; `source` names the file in errors."""
     if len(text) > MAX_BYTES:
         raise GdasError(f"{source}: {len(text):,} characters, more than the {MAX_BYTES:,} a gdas JSON file may hold")
+    checked: dict[str, Any] = {}
+    if _LONG_NUMBER.search(text):  # only then can a number be too long: check each one (slower)
+        checked = {"parse_int": _number(int), "parse_float": _number(float)}
     try:
-        data = json.loads(text, parse_int=_number(int), parse_float=_number(float), parse_constant=_reject_constant)
+        data = json.loads(text, parse_constant=_reject_constant, **checked)
     except json.JSONDecodeError as err:
         raise GdasError(f"{source}: not valid JSON ({err.msg} at line {err.lineno})") from None
     except RecursionError:
         raise GdasError(f"{source}: JSON nested too deeply (more than {max_depth} levels)") from None
     except ValueError as err:
         raise GdasError(f"{source}: not valid JSON ({err})") from None
-    if _depth(data, max_depth) > max_depth:
+    # every level opens a bracket: text with few of them needs no walk over what it parsed to
+    if text.count("[") + text.count("{") > max_depth and _depth(data, max_depth) > max_depth:
         raise GdasError(f"{source}: JSON nested too deeply (more than {max_depth} levels)")
     return data
 
@@ -98,10 +105,24 @@ def read_json_object(path: Path, what: str = "JSON file") -> dict[str, Any]:
     return data
 
 
-def read_jsonl(path: Path, what: str = "JSON-lines file") -> list[dict[str, Any]]:
-    """One JSON object per line (blank lines skipped); a bad line is an error naming its number."""
+def read_jsonl(path: Path, what: str = "JSON-lines file", *, missing_ok: bool = False) -> list[dict[str, Any]]:
+    """One JSON object per line (blank lines skipped); a bad line is an error naming its number.
+
+    The one reader of every JSON-lines file a run writes (metrics.jsonl, alphas.jsonl, genotypes.jsonl).
+    `missing_ok`: a missing file reads as no records (a run that has not finished an epoch yet).
+    """
+    path = Path(path)
+    if missing_ok and not path.exists():
+        return []
+    lines = read_text(path, what).splitlines()
+    try:  # one parse of the whole file is several times faster than one per line (gdas runs list)
+        records = parse_json("[" + ",".join(line for line in lines if line.strip()) + "]", str(path), MAX_DEPTH + 1)
+        if all(isinstance(record, dict) for record in records):
+            return records
+    except GdasError:
+        pass  # find the bad line and say which
     records = []
-    for number, line in enumerate(read_text(path, what).splitlines(), 1):
+    for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
         record = parse_json(line, f"{path}: line {number}")

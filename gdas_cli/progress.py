@@ -54,3 +54,15 @@ def track(items: Iterable[T], description: str, total: int | None = None) -> Ite
                 progress.update(bar, completed=done)
                 shown_at = time.monotonic()
         progress.update(bar, completed=done)
+
+
+def format_duration(seconds: float) -> str:
+    """`45 s`, `3 min 20 s`, `2 h 05 min`: a duration as a person reads it."""
+    seconds = max(0, round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"

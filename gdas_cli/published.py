@@ -24,13 +24,13 @@ from typing import Any, TypeVar, cast
 from torch import nn
 
 from . import __version__
-from .checkpoint import write_json
+from .checkpoint import WEIGHTS_FILE, write_json
 from .errors import GdasError
 from .files import atomic_write_text, sha256_file
 from .genotype import Genotype
 from .jsonio import parse_json, read_text
 from .models import CellNetwork, NB201Classifier, Network, NetworkArgs, pretrained_cfg_for
-from .weights import WEIGHTS_FILE, load_state_strict, read_metadata, read_tensors, save_network
+from .weights import load_state_strict, read_metadata, read_tensors, save_network
 
 LIBRARY_NAME = "gdas-cli"
 CONFIG_FILE = "config.json"

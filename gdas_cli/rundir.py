@@ -1,7 +1,9 @@
 """The run directory: the one place that knows a run's files and which checkpoint is which.
 
     <run>/config.json          task and engine config the run was started with (each setting's source, the
-                               checkpoint the run chooses: `selection`, and any `--epochs` extension)
+                               checkpoint the run chooses: `selection`, any `--epochs` extension) and `run`,
+                               what the run is (`run_record`): what `gdas runs` lists, compares and plots
+    <run>/.lock                the PID of the process running the run, while it runs
     <run>/metrics.jsonl        one record per epoch
     <run>/alphas.jsonl         search runs: the alphas after every epoch
     <run>/genotypes.jsonl      search runs: the genotype derived after every epoch
@@ -16,6 +18,9 @@
         state.pt               optimizer, scheduler, RNG and position (loaded with weights_only=True)
         progress.json          epoch and step the checkpoint holds
 
+A `--seeds` parent (search/seeds.py) is a run folder too: its config.json has `run` (its parts are runs
+of their own) beside seeds.json, ranking.json and the winner's genotype.json.
+
 `resolve` turns what a user types (a run folder, a checkpoint folder or a weights file) into a
 `Resolved` (run, checkpoint folder, weights file); eval, derive, export and resume all use it.
 """
@@ -29,10 +34,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .checkpoint import find_checkpoint, read_json
+from .checkpoint import WEIGHTS_FILE, find_checkpoint, read_json
 from .errors import GdasError
 from .files import sha256_file
-from .weights import WEIGHTS_FILE
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
@@ -45,6 +49,8 @@ STATE_FILE = "state.pt"
 PROGRESS_FILE = "progress.json"
 AVERAGED_FILE = "averaged.safetensors"
 CHECKPOINTS = ("last", "best")
+RUN_SCHEMA = "gdas-run"
+SPLITS = ("train", "valid", "test")
 
 
 @dataclass(frozen=True)
@@ -104,6 +110,48 @@ class RunDir:
         """search, train, lm, ... as recorded in config.json (None when it has none)."""
         kind = self.read_config().get("kind")
         return kind if isinstance(kind, str) else None
+
+
+def run_record(
+    command: str,
+    *,
+    dataset: str | None,
+    figures: dict[str, dict[str, str]],
+    space: str | None = None,
+    genotype: str | None = None,
+    records: dict[str, str] | None = None,
+    result: str | None = None,
+    parts: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """What a run is, as config.json's `run` holds it (schema gdas-run, version 1); `gdas runs` reads it.
+
+    `command`: what started it (gdas search cnn, gdas search rnn, gdas train, gdas search cnn --seeds);
+    `dataset`; `space`: the search space searched or the trained genotype's; `genotype`: the trained one
+    (name@version); `figures`: per split (train, valid, test) the metrics.jsonl keys that measure the model
+    on it ({"loss": ..., "top1": ..., "ppl": ...}); `records`: the per-epoch record files by name
+    (metrics.jsonl first; a TensorBoard observer would add its events folder here); `result`: the file the
+    run's outcome is written to, if not a checkpoint (a search's genotype.json); `parts`: the runs a parent
+    run is made of ({"run": folder relative to it, "epochs": planned}).
+    """
+    unknown = set(figures) - set(SPLITS)
+    assert not unknown, f"figures of unknown splits {unknown}"
+    return {
+        "schema": RUN_SCHEMA,
+        "schema_version": 1,
+        "command": command,
+        "dataset": dataset,
+        "space": space,
+        "genotype": genotype,
+        "figures": figures,
+        "records": dict(records or {}),
+        "result": result,
+        "parts": list(parts or []),
+    }
+
+
+def resume_command(hint: str, run_dir: Path | str) -> str:
+    """The command that resumes a run: its engine's `resume_hint` ("{run_dir}" filled in)."""
+    return (hint or "--resume {run_dir}").replace("{run_dir}", str(run_dir))
 
 
 def progress_of(checkpoint: Path) -> dict[str, Any]:
@@ -210,6 +258,9 @@ def resolve(path: Path | str, prefer: tuple[str, ...] = ("last",), weights_file:
             if folder is not None and (folder / weights_file).is_file():
                 verify_checkpoint(folder)
                 return Resolved(run, folder, folder / weights_file, which)
+        parts = [str(part.get("run")) for part in (run.read_config().get("run") or {}).get("parts") or []]
+        if parts:
+            raise GdasError(f"{path}: a parent run, no weights of its own; pass one of its runs: {', '.join(parts)}")
         wanted = " or ".join(f"checkpoint/{w}" for w in prefer)
         raise GdasError(f"{path}: the run has no {wanted} yet")
     if (path / weights_file).is_file():

@@ -61,6 +61,11 @@ class SearchSpace:
     drawn_feeds: tuple[str, ...] = ()
     # what `gdas genotypes info --net` counts a genotype of this space on, the default first
     info_nets: tuple[str, ...] = ()
+    # the collapse check (collapse.py): the ops without parameters, the roles of the cells that carry the
+    # network's depth (a mostly parameter-free one is the known collapse), and the op `--max-skip` limits
+    param_free_ops: frozenset[str] = frozenset()
+    normal_roles: tuple[str, ...] = ()
+    skip_op: str | None = None
 
     @property
     def n_inputs(self) -> int:
@@ -97,6 +102,9 @@ SPACES: dict[str, SearchSpace] = {
         title="DARTS/GDAS CNN cells (paper Sec. 4.1)",
         drawn_inputs=("$c_{k-2}$", "$c_{k-1}$"),
         info_nets=("cifar10", "cifar100", "imagenet"),
+        param_free_ops=frozenset({"none", "max_pool_3x3", "avg_pool_3x3", "skip_connect"}),
+        normal_roles=("normal",),
+        skip_op="skip_connect",
     ),
     "darts_rnn": SearchSpace(
         name="darts_rnn",
@@ -112,6 +120,7 @@ SPACES: dict[str, SearchSpace] = {
         drawn_output="$h_t$",
         drawn_feeds=("$x_t$", "$h_{t-1}$"),
         info_nets=("ptb", "wt2"),
+        # every op of a recurrent cell follows its edge's own linear map: none is parameter-free
     ),
     "nas-bench-201": SearchSpace(
         name="nas-bench-201",
@@ -127,6 +136,9 @@ SPACES: dict[str, SearchSpace] = {
         title="NAS-Bench-201 topology space (NATS-Bench tss)",
         drawn_inputs=("$c_{k-1}$",),
         info_nets=("cifar10", "cifar100", "imagenet16-120"),
+        param_free_ops=frozenset({"none", "skip_connect", "avg_pool_3x3"}),  # its derive may keep `none`
+        normal_roles=("cell",),
+        skip_op="skip_connect",
     ),
 }
 # the space of genotype files written before the space was a registry: one per kind

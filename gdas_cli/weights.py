@@ -22,7 +22,6 @@ from .jsonio import parse_json
 from .models import Network, NetworkArgs, build_network
 
 FORMAT = "gdas-weights-v1"
-WEIGHTS_FILE = "model.safetensors"  # the weights file of a checkpoint folder and of a published model
 
 
 def network_metadata(genotype: Genotype, args: NetworkArgs) -> dict[str, str]:

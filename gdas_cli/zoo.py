@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from . import hub
+from .checkpoint import WEIGHTS_FILE
 from .errors import GdasError
 from .genotype import HUB_PREFIX, Genotype, data_dir
 from .jsonio import read_json
@@ -42,7 +43,7 @@ from .published import (
 )
 from .refs import load_genotype
 from .rundir import resolve
-from .weights import WEIGHTS_FILE, load_network, load_state_strict, read_metadata, read_tensors
+from .weights import load_network, load_state_strict, read_metadata, read_tensors
 
 ZOO_SCHEMA = "gdas-zoo-entry"
 ZOO_SCHEMA_VERSION = 1

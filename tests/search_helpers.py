@@ -22,6 +22,11 @@ TINY = ["--dataset", "digits", "-C", "8", "-N", "1", "--image-size", "8", "--bat
         "--limit-train-batches", "3", "--epochs", "2"]
 
 
+# the provenance keys every searched genotype has, CNN or RNN, any space
+PROVENANCE_KEYS = {"source", "run", "space", "dataset", "sampling", "seed", "epoch", "epochs", "tau", "alphas_sha256",
+                   "gdas_version", "movement"}
+
+
 def gdas(*args: str):
     return runner.invoke(app, [str(a) for a in args])
 

@@ -160,3 +160,88 @@ def test_derive_bad_input(run_dir: Path, tmp_path: Path) -> None:
     bogus.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{}")
     assert_one_line_error(gdas("derive", bogus), str(bogus))
     assert snapshot(run_dir) == before
+
+
+# ------------------------------------------------------------- parameter-free share, --max-skip (P-DARTS)
+
+from gdas_cli.collapse import param_free, share_line  # noqa: E402
+from gdas_cli.nb201 import OPS as NB201_OPS  # noqa: E402
+from gdas_cli.search.spaces import searched_genotype  # noqa: E402
+
+
+def skip_heavy_alphas() -> torch.Tensor:
+    """Every node of the normal cell keeps skip_connect(0) (its alpha 3, 3.5, 4, 4.5: node 0's is the weakest)
+    and sep_conv_3x3(1); every other entry is 0."""
+    alphas = torch.zeros(14, len(PRIMITIVES))
+    for node, (start, _) in enumerate(NODE_EDGES):
+        alphas[start, OP["skip_connect"]] = 3.0 + 0.5 * node
+        alphas[start + 1, OP["sep_conv_3x3"]] = 2.0
+    return alphas
+
+
+def test_max_skip_replaces_the_weakest_skips_as_p_darts_does() -> None:
+    alphas = {"normal": skip_heavy_alphas()}
+    plain = searched_genotype("darts", alphas, arch_lr=3e-4, steps=10)
+    assert [node[0] for node in plain.normal.nodes] == [Edge("skip_connect", 0)] * 4
+    assert plain.provenance["param_free"]["normal"] == {
+        "share": 0.5, "param_free": 4, "edges": 8, "ops": {"skip_connect": 4}}
+    limited = searched_genotype("darts", alphas, arch_lr=3e-4, steps=10, max_skip=2)
+    # P-DARTS: the skip of lowest probability gets probability 0 and the cell is derived again, until at most 2.
+    # Node 0 has only inputs 0 and 1, so its edge from 0 takes its next-best op (all tied: max_pool_3x3, the
+    # earlier op); node 1 then prefers input 2 (1/8) to the masked input 0 (1/(7 + e^3.5)).
+    assert limited.normal.nodes == (
+        (Edge("sep_conv_3x3", 1), Edge("max_pool_3x3", 0)),
+        (Edge("sep_conv_3x3", 1), Edge("max_pool_3x3", 2)),
+        (Edge("skip_connect", 0), Edge("sep_conv_3x3", 1)),
+        (Edge("skip_connect", 0), Edge("sep_conv_3x3", 1)),
+    )
+    record = limited.provenance["max_skip"]
+    assert (record["limit"], record["skips_before"], record["skips_after"]) == (2, 4, 2)
+    assert [(r["node"], r["input"]) for r in record["replaced"]] == [(0, 0), (1, 0)]
+    p0 = torch.softmax(alphas["normal"][0].double(), -1)[OP["skip_connect"]].item()
+    assert record["replaced"][0]["p_skip"] == round(p0, 4) and "P-DARTS" in record["rule"]
+    assert limited.provenance["param_free"]["normal"]["ops"] == {"max_pool_3x3": 2, "skip_connect": 2}
+    untouched = searched_genotype("darts", alphas, arch_lr=3e-4, steps=10, max_skip=4)
+    assert untouched.normal == plain.normal and untouched.provenance["max_skip"]["replaced"] == []
+    none_left = searched_genotype("darts", alphas, arch_lr=3e-4, steps=10, max_skip=0)
+    assert all(edge.op != "skip_connect" for node in none_left.normal.nodes for edge in node)
+
+
+def test_nas_bench_201_counts_none_and_limits_skips_by_its_own_rule() -> None:
+    alphas = torch.zeros(6, len(NB201_OPS))
+    alphas[:, NB201_OPS.index("skip_connect")] = torch.tensor([1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
+    alphas[0, NB201_OPS.index("nor_conv_3x3")] = 0.5  # edge 1<-0's next-best op
+    alphas[1, NB201_OPS.index("none")] = 1.5  # edge 2<-0's next-best: `none`, which this rule keeps
+    genotype = searched_genotype("nas-bench-201", {"cell": alphas}, arch_lr=3e-4, steps=10, max_skip=4)
+    ops = [edge.op for node in genotype.cell.nodes for edge in node]
+    assert ops == ["nor_conv_3x3", "none", "skip_connect", "skip_connect", "skip_connect", "skip_connect"]
+    assert genotype.provenance["param_free"]["cell"]["share"] == round(5 / 6, 4)  # none and skips, not the conv
+    assert share_line(genotype).startswith("warning: the cell cell is mostly parameter-free")
+    with pytest.raises(GdasError, match="--max-skip: the darts_rnn space"):
+        searched_genotype("darts_rnn", {"recurrent": torch.zeros(36, 5)}, arch_lr=3e-3, steps=10, max_skip=1)
+
+
+def test_collapse_warning_names_the_cell_and_the_remedies() -> None:
+    mostly_free = Genotype.from_dict({**load_genotype("gdas").to_dict(), "normal": {
+        "nodes": [[["skip_connect", 0], ["max_pool_3x3", 1]], [["skip_connect", 0], ["avg_pool_3x3", 1]],
+                  [["skip_connect", 0], ["sep_conv_3x3", 1]], [["skip_connect", 0], ["sep_conv_3x3", 1]]],
+        "concat": [2, 3, 4, 5]}})
+    line = share_line(mostly_free)
+    assert line.startswith("warning: the normal cell is mostly parameter-free") and "normal 6/8 edges (75%" in line
+    assert "--max-skip" in line and "--epoch" in line and "--arch-weight-decay" in line
+    assert param_free(load_genotype("gdas_rnn")) == {} and share_line(load_genotype("gdas_rnn")) is None
+    # the paper's cells: GDAS's normal cell is half skips (not above half: no warning); GDAS (FRC)'s keeps 5 of 8
+    assert share_line(load_genotype("gdas")) == (
+        "parameter-free ops: normal 4/8 edges (50%: skip_connect x4); reduce 0/8 edges (0%)")
+    frc = share_line(load_genotype("gdas_frc"))
+    assert frc.startswith("warning: the normal cell") and "normal 5/8 edges" in frc and "reduce" not in frc
+
+
+def test_derive_max_skip_on_a_run(run_dir: Path) -> None:
+    result = gdas("derive", run_dir, "--max-skip", "0")
+    assert result.exit_code == 0, result.output
+    genotype = Genotype.from_json(result.stdout)
+    assert all(edge.op != "skip_connect" for node in genotype.normal.nodes for edge in node)
+    assert genotype.provenance["max_skip"]["limit"] == 0
+    assert "parameter-free ops: normal" in result.stderr and "--max-skip 0:" in result.stderr
+    assert_one_line_error(gdas("derive", run_dir, "--max-skip", "-1"), "--max-skip")

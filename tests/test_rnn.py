@@ -280,6 +280,9 @@ def test_one_epoch_search_on_demo_text_gives_a_valid_rnn_genotype(tmp_path: Path
     assert all(node[0].op != "none" for node in genotype.recurrent.nodes)
     prov = genotype.provenance
     assert prov["dataset"] == "demo-text" and prov["epoch"] == 1 and len(prov["alphas_sha256"]) == 64
+    from search_helpers import PROVENANCE_KEYS
+
+    assert PROVENANCE_KEYS <= set(prov) and prov["space"] == "darts_rnn" and "param_free" not in prov
     for name in ("config.json", "metrics.jsonl", "alphas.jsonl", "genotypes.jsonl"):
         assert (run_dir / name).is_file(), name
     for which in ("last", "best"):
@@ -324,7 +327,7 @@ def test_search_rnn_with_soft_gumbel_through_the_cli(tmp_path: Path) -> None:
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     genotype = load_genotype(str(run_dir / "genotype.json"))
-    assert genotype.provenance["method"] == "soft-gumbel" and genotype.kind == "rnn"
+    assert genotype.provenance["sampling"] == "soft-gumbel" and genotype.kind == "rnn"
     assert json.loads((run_dir / "config.json").read_text())["task"]["sampling"] == "soft-gumbel"
     shown = runner.invoke(app, ["search", "rnn", "--help"], env={"COLUMNS": "300"})
     assert "soft-gumbel" in shown.output and "published PTB cell" in shown.output

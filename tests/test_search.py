@@ -119,7 +119,7 @@ def test_genotype_of_a_supernet_builds_a_cifar_network() -> None:
 import json  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from search_helpers import assert_one_line_error, gdas, read_lines, search, snapshot  # noqa: E402
+from search_helpers import PROVENANCE_KEYS, assert_one_line_error, gdas, read_lines, search, snapshot  # noqa: E402
 
 from gdas_cli import load_genotype  # noqa: E402
 from gdas_cli.models import NetworkArgs, build_network  # noqa: E402
@@ -140,6 +140,7 @@ def test_two_epoch_search_ends_with_a_genotype_that_builds(frc_run: Path) -> Non
     assert genotype.uses_frc and genotype.derive_rule == "paper"
     prov = genotype.provenance
     assert (prov["dataset"], prov["epoch"], prov["recipe"], prov["sampling"], prov["seed"]) == ("digits", 2, "paper", "cell", 0)
+    assert PROVENANCE_KEYS <= set(prov) and set(prov["param_free"]) == {"normal"}  # the FRC is not searched
     last = read_lines(frc_run / "alphas.jsonl")[-1]
     assert prov["alphas_sha256"] == alphas_sha256({t: torch.tensor(a) for t, a in last["alphas"].items()})
     net = build_network(genotype, NetworkArgs(C=8, layers=5, auxiliary=False))

@@ -55,6 +55,10 @@ def test_best_of_two_seeds_resumes_ranks_and_derives(tmp_path: Path, monkeypatch
     assert (parent / "seed-0" / "genotype.json").is_file() and not (parent / "seed-1" / "genotype.json").exists()
     assert len(read_lines(parent / "seed-1" / "metrics.jsonl")) == 1  # stopped in its second epoch
     first = snapshot(parent / "seed-0")
+    listed = {row["name"]: row for row in json.loads(gdas("runs", "list", tmp_path, "--json").stdout)}
+    assert listed["best"]["kind"] == "search cnn --seeds" and listed["best"]["state"] == "interrupted"
+    assert listed["best"]["resume"] == f"gdas search cnn --resume {parent}"
+    assert listed["best/seed-1"]["state"] == "interrupted" and listed["best/seed-0"]["state"] == "finished"
 
     resumed = gdas("search", "cnn", "--resume", parent)
     assert resumed.exit_code == 0, resumed.output
@@ -86,6 +90,16 @@ def test_best_of_two_seeds_resumes_ranks_and_derives(tmp_path: Path, monkeypatch
     cell = load_local_genotype(tmp_path / "cell.json")
     assert cell.normal == winner.normal and cell.provenance["seed"] == ranking["winner"]
     assert cell.provenance["best_of_seeds"]["ranking"] == best["ranking"]
+
+    listed = {row["name"]: row for row in json.loads(gdas("runs", "list", tmp_path, "--json").stdout)}
+    parent_row = listed["best"]  # its epochs and time are its parts', its figure the winner's
+    assert (parent_row["state"], parent_row["epochs_done"], parent_row["epochs_planned"]) == ("finished", 6, 6)
+    assert parent_row["chosen"]["seed"] == ranking["winner"]
+    assert parent_row["chosen"]["valid"] == {"key": "valid_top1", "value": rows[0]["valid_top1"]}
+    assert parent_row["param_free"] == {"normal": winner.provenance["param_free"]["normal"]["share"]}
+    assert_one_line_error(gdas("plot", "curves", parent, "-o", tmp_path / "c.png"), "a parent run", "seed-0")
+    assert parent_row["seconds"] == pytest.approx(sum(listed[f"best/{p}"]["seconds"] for p in (
+        "seed-0", "seed-1", "select/seed-0", "select/seed-1")), abs=1e-3)
 
     done = snapshot(parent)
     again = gdas("search", "cnn", "--resume", parent, "--quiet")

@@ -12,6 +12,7 @@ from .eval import eval_command
 from .export import export_command
 from .genotypes import app as genotypes_app
 from .plot import app as plot_app
+from .runs import app as runs_app
 from .search import app as search_app
 from .train import app as train_app
 
@@ -24,7 +25,8 @@ app = make_app(
     "  gdas eval runs/train-cifar10-<time>\n\n"
     "  gdas export runs/train-cifar10-<time> --push-to-hub org/my-gdas --tag v1\n\n"
     "  gdas genotypes info gdas_frc --net imagenet\n\n"
-    "  gdas search cnn --space nas-bench-201 --dataset digits",
+    "  gdas search cnn --space nas-bench-201 --dataset digits\n\n"
+    "  gdas runs list",
     completion=True,
 )
 
@@ -51,6 +53,7 @@ app.command("eval")(eval_command)
 app.command("export")(export_command)
 app.add_typer(genotypes_app, name="genotypes")
 app.add_typer(plot_app, name="plot")
+app.add_typer(runs_app, name="runs")
 app.command("bench")(bench)
 
 

@@ -31,6 +31,14 @@ def derive(
     ] = None,
     name: Annotated[str, typer.Option(help="Genotype name.")] = "searched",
     version: Annotated[str, typer.Option(help="Genotype version (semantic).")] = "1.0.0",
+    max_skip: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            help="Keep at most this many skip_connect edges in the normal cell: the weakest (lowest skip "
+            "probability) take their next-best op, as P-DARTS (ICCV 2019) does; recorded in the provenance.",
+        ),
+    ] = None,
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Write the genotype JSON here (default: print it).")
     ] = None,
@@ -40,21 +48,28 @@ def derive(
 
     Takes the epoch the run chose unless --epoch says otherwise: a CNN search's final epoch, an RNN \
 search's epoch of lowest validation loss. The genotype's provenance records how far the alphas moved from \
-uniform and how decisive each choice is; a warning says when that is indistinguishable from noise.
+uniform and how decisive each choice is, and the share of parameter-free ops in each cell; a warning says \
+when that is indistinguishable from noise, and another when the normal cell is mostly parameter-free (the \
+collapse of differentiable search), naming the remedies. --max-skip M applies P-DARTS's rule.
 
     Examples:
 
       gdas derive runs/search-digits -o my_cell.json
 
       gdas derive runs/search-digits --rule pairs --epoch 1
+
+      gdas derive runs/search-digits --max-skip 2 -o my_cell.json
     """
+    from ..collapse import max_skip_line, share_line
     from ..movement import summary_line
     from ..rundir import guard_output
     from ..search.source import derive_from_source, write_genotype
 
     if output is not None:
         guard_output(output, overwrite=overwrite, reads=[source])
-    genotype = derive_from_source(source, rule=rule.value if rule else None, epoch=epoch, name=name, version=version)
+    genotype = derive_from_source(
+        source, rule=rule.value if rule else None, epoch=epoch, name=name, version=version, max_skip=max_skip
+    )
     movement = genotype.provenance.get("movement")
     if output is None:
         typer.echo(genotype.to_json(), nl=False)
@@ -64,5 +79,7 @@ uniform and how decisive each choice is; a warning says when that is indistingui
             f"wrote {output} ({genotype.ref}, rule {genotype.derive_rule}, epoch {genotype.provenance.get('epoch')})",
             highlight=False,
         )
-    if movement:  # on stderr: stdout may be the genotype itself
-        err_console.print(summary_line(movement), highlight=False, markup=False)
+    # on stderr: stdout may be the genotype itself
+    for line in (summary_line(movement) if movement else None, share_line(genotype), max_skip_line(genotype)):
+        if line:
+            err_console.print(line, highlight=False, markup=False)

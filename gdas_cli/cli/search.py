@@ -472,8 +472,9 @@ def _ranking_table(ranking: dict[str, Any]) -> Table:
 
     table = Table(title=f"best of {len(ranking['seeds'])} seeds: {ranking['procedure']}", title_justify="left")
     first_role = Genotype.from_dict(ranking["seeds"][0]["genotype"]).search_space.roles[0]
-    for column in ("rank", "seed", f"{first_role} cell", "valid top-1", "params", "search A-step top-1", "moved"):
-        table.add_column(column, overflow="fold")
+    figures = ("valid top-1", "params", "search A-step top-1", "moved", "param-free")
+    for column in ("rank", "seed", f"{first_role} cell", *figures):  # the cell folds; the figures keep their width
+        table.add_column(column, overflow="fold", no_wrap=column in ("rank", "seed", "valid top-1", "params"))
     for rank, row in enumerate(ranking["seeds"], start=1):
         genotype = Genotype.from_dict(row["genotype"])
         cell = genotype.cells()[first_role]
@@ -485,6 +486,8 @@ def _ranking_table(ranking: dict[str, Any]) -> Table:
         arch = row.get("search_arch_top1")
         movement = genotype.provenance.get("movement") or {}
         moved = f"{movement['moved']:.3f} ({movement['verdict']})" if "moved" in movement else ""
+        shares = genotype.provenance.get("param_free") or {}
+        free = ", ".join(f"{role} {cell['param_free']}/{cell['edges']}" for role, cell in shares.items())
         table.add_row(
             str(rank),
             str(row["seed"]),
@@ -493,6 +496,7 @@ def _ranking_table(ranking: dict[str, Any]) -> Table:
             f"{row['params'] / 1e6:.3f}M",
             "" if arch is None else f"{arch:.2f}%",
             moved,
+            free,
         )
     return table
 
@@ -503,6 +507,8 @@ def _finish(result: dict[str, Any], output: Path | None, quiet: bool, as_json: b
     `--json`: the summary as JSON on stdout; `--quiet`: only the genotype's path; else what the run chose,
     its validation figure and how far the alphas moved (a warning on stderr when that is noise).
     """
+    from ..collapse import param_free as shares_of
+    from ..collapse import share_line
     from ..movement import summary_line
     from ..refs import load_genotype
     from ..rundir import RunDir
@@ -515,7 +521,8 @@ def _finish(result: dict[str, Any], output: Path | None, quiet: bool, as_json: b
     path = output or genotype_path
     movement = genotype.provenance.get("movement")
     if as_json:
-        print_json({**{k: v for k, v in result.items() if k != "rank"}, "genotype": str(path), "movement": movement})
+        summary = {k: v for k, v in result.items() if k != "rank"}
+        print_json({**summary, "genotype": str(path), "movement": movement, "param_free": shares_of(genotype)})
         return
     if quiet:
         console.print(str(path), highlight=False, markup=False, soft_wrap=True)
@@ -525,6 +532,9 @@ def _finish(result: dict[str, Any], output: Path | None, quiet: bool, as_json: b
     if movement:
         line = summary_line(movement)
         (err_console if movement["verdict"] == "noise" else console).print(line, highlight=False, markup=False)
+    shares = share_line(genotype)
+    if shares:
+        (err_console if shares.startswith("warning") else console).print(shares, highlight=False, markup=False)
     console.print(f"genotype: {path}", highlight=False, markup=False)
 
 

@@ -19,7 +19,7 @@ import torch
 
 from .. import __version__
 from ..bench import Bench
-from ..checkpoint import write_json, write_jsonl
+from ..checkpoint import WEIGHTS_FILE, write_json, write_jsonl
 from ..data import (
     DATASETS,
     FOLDER_PREFIX,
@@ -36,10 +36,10 @@ from ..errors import GdasError
 from ..files import atomic_write_text
 from ..genotype import Genotype, to_arch_str
 from ..jsonio import parse_json
-from ..rundir import RunDir
+from ..rundir import ALPHAS_FILE, GENOTYPE_FILE, GENOTYPES_FILE, RunDir, run_record
 from ..sampler import linear_tau
 from ..spaces import get_space
-from ..weights import WEIGHTS_FILE, load_state_strict, read_header, read_tensors, save_tensors
+from ..weights import load_state_strict, read_header, read_tensors, save_tensors
 from .config import SearchConfig, check_config
 from .derive import alphas_sha256
 from .history import with_steps
@@ -70,6 +70,20 @@ class SearchTask(Task):
 
     def config_dict(self) -> dict[str, Any]:
         return self.config.to_dict()
+
+    def run_record(self) -> dict[str, Any]:
+        # the A steps run on batches of the valid half: their loss and top-1 are the search's validation figures
+        return run_record(
+            "gdas search cnn",
+            dataset=self.config.dataset,
+            space=self.config.space,
+            figures={
+                "train": {"loss": "train_loss", "top1": "train_top1"},
+                "valid": {"loss": "train_arch_loss", "top1": "train_arch_top1"},
+            },
+            records={"alphas": ALPHAS_FILE, "genotypes": GENOTYPES_FILE},
+            result=GENOTYPE_FILE,
+        )
 
     # ---- set-up
 
@@ -263,9 +277,11 @@ def epoch_genotype(
     rule: str | None = None,
     name: str = "searched",
     version: str = "1.0.0",
+    max_skip: int | None = None,
 ) -> Genotype:
     """The genotype of one epoch's alphas (`record`: epoch, tau, alphas and the A steps taken, `step`) under
-    `rule` (default: the space's), with how far the alphas moved (search.spaces.searched_genotype)."""
+    `rule` (default: the space's) and `max_skip`, with how far the alphas moved and the share of parameter-free
+    ops (search.spaces.searched_genotype)."""
     return searched_genotype(
         config.space,
         record["alphas"],
@@ -275,6 +291,7 @@ def epoch_genotype(
         name=name,
         version=version,
         provenance=provenance(config, record, run_name),
+        max_skip=max_skip,
     )
 
 

@@ -20,7 +20,7 @@ import torch
 from torch.nn import functional as F
 
 from .. import __version__
-from ..checkpoint import write_jsonl
+from ..checkpoint import WEIGHTS_FILE, write_jsonl
 from ..corpus import DEMO, batchify, get_batch
 from ..engine import EngineConfig, Runtime, config_from_dict, run_task
 from ..errors import GdasError
@@ -29,9 +29,9 @@ from ..genotype import Genotype
 from ..jsonio import read_jsonl
 from ..language import LanguageTask, LMConfig, Segment, check_lm_config, perplexity, resolve_lm_config, stream_loss
 from ..models.rnn import lm_loss
-from ..rundir import RunDir
+from ..rundir import ALPHAS_FILE, GENOTYPE_FILE, GENOTYPES_FILE, RunDir, run_record
 from ..sampler import linear_tau
-from ..weights import WEIGHTS_FILE, load_tensors_into, save_tensors
+from ..weights import load_tensors_into, save_tensors
 from .derive import alphas_sha256
 from .history import alpha_record, load_alpha_history, pick_epoch, with_steps
 from .rnn import RNN_SAMPLING, RNNSearchNetwork, build_rnn_search_network
@@ -173,6 +173,16 @@ class RNNSearchTask(LanguageTask):
     def config_dict(self) -> dict[str, Any]:
         return {"network": "rnn", **dataclasses.asdict(self.config), "corpus": self.corpus_summary()}
 
+    def run_record(self) -> dict[str, Any]:
+        return run_record(
+            "gdas search rnn",
+            dataset=self.config.dataset,
+            space="darts_rnn",
+            figures={"train": {"loss": "train_loss"}, "valid": {"loss": "valid_loss", "ppl": "valid_ppl"}},
+            records={"alphas": ALPHAS_FILE, "genotypes": GENOTYPES_FILE},
+            result=GENOTYPE_FILE,
+        )
+
     def setup(self, rt: Runtime) -> None:
         corpus = self._setup_data(rt)
         cfg = self.config
@@ -313,7 +323,12 @@ def chosen_epoch(genotype_history: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def derive_rnn_run(
-    run_dir: Path, *, epoch: int | None = None, name: str = "searched_rnn", version: str = "1.0.0"
+    run_dir: Path,
+    *,
+    epoch: int | None = None,
+    name: str = "searched_rnn",
+    version: str = "1.0.0",
+    max_skip: int | None = None,
 ) -> Genotype:
     """The T=1 genotype of an RNN search run's epoch (default: the one the run chose, the lowest validation
     loss among the finished epochs), with provenance: how it was chosen and how far the alphas moved."""
@@ -321,7 +336,7 @@ def derive_rnn_run(
     if not is_rnn_search_run(run.path):
         raise GdasError(f"{run_dir}: not a recurrent-cell search run")
     cfg = config_from_dict(LMSearchConfig, run.read_config()["task"], str(run.config_file))
-    evaluated = [g for g in read_jsonl(run.genotypes_file) if "valid_loss" in g] if run.genotypes_file.is_file() else []
+    evaluated = [g for g in read_jsonl(run.genotypes_file, missing_ok=True) if "valid_loss" in g]
     chosen = chosen_epoch(evaluated) if epoch is None and evaluated else None
     record = pick_epoch(load_alpha_history(run.path), chosen["epoch"] if chosen else epoch, str(run_dir))
     if "recurrent" not in record.alphas:
@@ -329,8 +344,9 @@ def derive_rnn_run(
     provenance = {
         "source": "gdas search rnn",
         "run": run.path.name,
-        "method": cfg.sampling,
+        "space": "darts_rnn",
         "dataset": cfg.dataset,
+        "sampling": cfg.sampling,  # the keys a CNN search's provenance has too (search/cnn_task.provenance)
         "seed": cfg.seed,
         "epoch": record.epoch,
         "epochs": cfg.epochs,
@@ -350,4 +366,5 @@ def derive_rnn_run(
         name=name,
         version=version,
         provenance=provenance,
+        max_skip=max_skip,
     )

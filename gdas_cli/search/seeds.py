@@ -10,6 +10,7 @@ cells are measured on the same images).
 A parent folder holds everything, each part an ordinary resumable run::
 
     PARENT/seeds.json          what was asked: the seeds, select_epochs, the search and engine configs
+    PARENT/config.json         what the parent is (rundir.run_record, its parts listed), as every run has
     PARENT/seed-<s>/           the search with seed s (a search run: derive, plot, resume work on it)
     PARENT/select/seed-<s>/    the short training of its cell (a train run)
     PARENT/ranking.json        every seed's valid top-1, best first
@@ -26,6 +27,7 @@ import math
 import os
 import shutil
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -36,9 +38,10 @@ from ..engine import EngineConfig, check_run_options
 from ..errors import GdasError
 from ..files import atomic_write_text
 from ..genotype import Genotype, load_local_genotype
+from ..jsonio import read_jsonl
 from ..metrics import count_parameters
 from ..models import NetworkArgs, build_network
-from ..rundir import RunDir, progress_of
+from ..rundir import GENOTYPE_FILE, RunDir, progress_of, run_record
 from ..sizing import DataFacts, Machine, this_machine, train_sizes, uses_rule
 from ..training.image import TrainConfig, make_config, train
 from .cnn_task import SearchTask, run_search
@@ -257,13 +260,20 @@ def _select_child(plan: SeedsPlan, parent: Path, seed: int, overrides: dict[str,
     return _selection_result(run_dir, genotype, data.num_classes, seed, search_dir)
 
 
+def _metrics(run: RunDir) -> list[dict[str, Any]]:
+    records = read_jsonl(run.metrics_file, missing_ok=True)
+    if not records:
+        raise GdasError(f"{run.metrics_file}: missing; resume the parent run to finish it")
+    return records
+
+
 def _selection_result(
     run_dir: Path, genotype: Genotype, num_classes: int, seed: int, search_dir: Path
 ) -> dict[str, Any]:
     saved = TrainConfig.from_dict(RunDir(run_dir).read_config()["task"])
-    last = read_json_lines(RunDir(run_dir).metrics_file)[-1]
+    last = _metrics(RunDir(run_dir))[-1]
     args = NetworkArgs(saved.net, saved.C, saved.layers, num_classes, saved.auxiliary)
-    searched = read_json_lines(RunDir(search_dir).metrics_file)[-1]
+    searched = _metrics(RunDir(search_dir))[-1]
     return {
         "seed": seed,
         "valid_top1": last["test_top1"],
@@ -275,14 +285,6 @@ def _selection_result(
         "search_run": str(search_dir),
         "select_run": str(run_dir),
     }
-
-
-def read_json_lines(path: Path) -> list[dict[str, Any]]:
-    import json
-
-    if not path.is_file():
-        raise GdasError(f"{path}: missing; resume the parent run to finish it")
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 def run_seeds(
@@ -310,6 +312,8 @@ def run_seeds(
             raise GdasError(f"{parent}: run directory is not empty; pass --resume {parent} to continue it")
         parent.mkdir(parents=True, exist_ok=True)
         write_json(parent / SEEDS_FILE, plan.to_dict())
+    if not RunDir(parent).config_file.is_file():  # parents started before they had one get it on resume
+        write_json(RunDir(parent).config_file, parent_config(plan, parent))
     count = len(plan.seeds)
     for i, seed in enumerate(plan.seeds, start=1):
         say(f"seed {seed} ({i}/{count}): search in {_child(parent, seed)}")
@@ -319,6 +323,33 @@ def run_seeds(
         say(f"seed {seed} ({i}/{count}): {plan.select_epochs} epoch(s) of training in {_select_dir(parent, seed)}")
         results.append(_select_child(plan, parent, seed, overrides))
     return _write_ranking(plan, parent, results)
+
+
+def parent_config(plan: SeedsPlan, parent: Path) -> dict[str, Any]:
+    """The parent's config.json: the run record every run has (its parts are the K searches and the K short
+    trainings), the shared search and engine configs, and the command that resumes it."""
+    searches = [(_child(parent, s), plan.search.epochs) for s in plan.seeds]
+    trainings = [(_select_dir(parent, s), plan.select_epochs) for s in plan.seeds]
+    parts = [{"run": run.relative_to(parent).as_posix(), "epochs": epochs} for run, epochs in searches + trainings]
+    engine = {**plan.engine.to_dict(), "run_dir": str(parent), "resume_hint": "gdas search cnn --resume {run_dir}"}
+    return {
+        "kind": "seeds",
+        "run": run_record(
+            "gdas search cnn --seeds",
+            dataset=plan.search.dataset,
+            space=plan.search.space,
+            figures={"valid": {"top1": "valid_top1"}},  # each cell's short training, measured on the valid half
+            records={"ranking": RANKING_FILE},
+            result=GENOTYPE_FILE,
+            parts=parts,
+        ),
+        "gdas_version": __version__,
+        "created": datetime.now().isoformat(timespec="seconds"),
+        "seeds": plan.seeds,
+        "select_epochs": plan.select_epochs,
+        "engine": engine,
+        "task": plan.search.to_dict(),
+    }
 
 
 def _write_ranking(plan: SeedsPlan, parent: Path, results: list[dict[str, Any]]) -> dict[str, Any]:
@@ -338,7 +369,7 @@ def _write_ranking(plan: SeedsPlan, parent: Path, results: list[dict[str, Any]])
     }
     write_json(parent / RANKING_FILE, ranking)
     winner = Genotype.from_dict(ranked[0]["genotype"], str(parent / RANKING_FILE))
-    atomic_write_text(parent / "genotype.json", with_ranking(winner, ranking, parent).to_json())
+    atomic_write_text(parent / GENOTYPE_FILE, with_ranking(winner, ranking, parent).to_json())
     return ranking
 
 

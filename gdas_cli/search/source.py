@@ -36,7 +36,7 @@ def _from_run_dir(run: RunDir, epoch: int | None) -> tuple[SearchConfig, dict[st
     record = pick_epoch(load_alpha_history(run.path), epoch, str(run.path))
     step = record.step
     if step is None:  # alphas.jsonl of older runs: metrics.jsonl has the step
-        records = read_jsonl(run.metrics_file) if run.metrics_file.is_file() else []
+        records = read_jsonl(run.metrics_file, missing_ok=True)
         step = next((r.get("step") for r in records if r.get("epoch") == record.epoch), None)
     return config, {"epoch": record.epoch, "tau": record.tau, "alphas": record.alphas, "step": step}, run.path
 
@@ -65,16 +65,17 @@ def derive_from_source(
     epoch: int | None = None,
     name: str = "searched",
     version: str = "1.0.0",
+    max_skip: int | None = None,
 ) -> Genotype:
     """The genotype of a run directory's epoch (default: the one the run chose) or of a checkpoint, under
-    `rule` (default: the space's)."""
+    `rule` (default: the space's) and `max_skip` (P-DARTS's limit on the normal cell's skip connections)."""
     source = Path(source)
     if not source.exists():
         raise GdasError(f"{source}: no such run directory or checkpoint")
     if is_seeds_run(source):  # a --seeds parent: its winner, the ranking in the provenance
         ranking = read_ranking(source)
         winner = derive_from_source(
-            source / f"seed-{ranking['winner']}", rule=rule, epoch=epoch, name=name, version=version
+            source / f"seed-{ranking['winner']}", rule=rule, epoch=epoch, name=name, version=version, max_skip=max_skip
         )
         return with_ranking(winner, ranking, source)
     run = RunDir(source)
@@ -82,12 +83,12 @@ def derive_from_source(
     if is_run and is_rnn_search_run(source):
         if rule not in (None, "rnn"):
             raise GdasError(f"--rule {rule}: recurrent cells derive one input per node (T=1); omit --rule")
-        return derive_rnn_run(source, epoch=epoch, name=name, version=version)
+        return derive_rnn_run(source, epoch=epoch, name=name, version=version, max_skip=max_skip)
     config, record, run_dir = _from_run_dir(run, epoch) if is_run else _from_checkpoint(source, epoch)
     roles = {role for role in get_space(config.space).roles if not (role == "reduce" and config.frc)}
     if set(record["alphas"]) != roles:
         raise GdasError(f"{source}: alphas do not match the run's configuration ({', '.join(sorted(roles))} cells)")
-    return epoch_genotype(config, record, run_dir.name, rule=rule, name=name, version=version)
+    return epoch_genotype(config, record, run_dir.name, rule=rule, name=name, version=version, max_skip=max_skip)
 
 
 def write_genotype(genotype: Genotype, path: Path) -> None:

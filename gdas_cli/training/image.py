@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..checkpoint import write_json
+from ..checkpoint import WEIGHTS_FILE, write_json
 from ..data import Augment, ImageData, default_hflip, flip_source, holdout_indices, load_images, make_batches
 from ..engine import EngineConfig, Runtime, Task, check_finite, config_from_dict, run_task
 from ..errors import GdasError
@@ -22,9 +22,9 @@ from ..genotype import Genotype, check_frc_channels
 from ..metrics import topk_correct
 from ..models import FAMILIES, INPUTS, Network, NetworkArgs, TrainForward, build_network, default_args
 from ..progress import track
-from ..rundir import RunDir
+from ..rundir import RunDir, run_record
 from ..sizing import DataFacts, Machine, plan_sources, train_sizes, uses_rule, workers
-from ..weights import WEIGHTS_FILE, load_tensors_into, read_metadata, save_network
+from ..weights import load_tensors_into, read_metadata, save_network
 
 
 @dataclass(frozen=True)
@@ -348,6 +348,14 @@ class TrainTask(Task):
 
     def config_dict(self) -> dict[str, Any]:
         return self.cfg.to_dict()
+
+    def run_record(self) -> dict[str, Any]:
+        figures = {"train": {"loss": "train_loss", "top1": "train_top1"}}
+        if self.cfg.val_split:
+            figures["valid"] = {"loss": "valid_loss", "top1": "valid_top1"}
+        figures["test"] = {"loss": "test_loss", "top1": "test_top1"}
+        space, ref = self.genotype.space, self.genotype.ref
+        return run_record("gdas train", dataset=self.cfg.dataset, space=space, genotype=ref, figures=figures)
 
     def setup(self, rt: Runtime) -> None:
         cfg = self.cfg

@@ -17,14 +17,15 @@ from typing import Any
 
 import torch
 
+from ..checkpoint import WEIGHTS_FILE
 from ..corpus import DEMO
 from ..engine import EngineConfig, Runtime, run_task
 from ..errors import GdasError
 from ..genotype import Genotype
 from ..language import LanguageTask, LMConfig, Segment, check_lm_config, perplexity, resolve_lm_config, stream_loss
 from ..models.rnn import DATASET_ARGS, RNNArgs, RNNLanguageModel, lm_loss
-from ..rundir import AVERAGED_FILE
-from ..weights import WEIGHTS_FILE, load_tensors_into, read_model_header, save_tensors
+from ..rundir import AVERAGED_FILE, run_record
+from ..weights import load_tensors_into, read_model_header, save_tensors
 
 LM_FORMAT = "gdas-lm-weights-v1"
 
@@ -162,6 +163,15 @@ class LMTrainTask(LanguageTask):
 
     def config_dict(self) -> dict[str, Any]:
         return {**dataclasses.asdict(self.config), "corpus": self.corpus_summary()}
+
+    def run_record(self) -> dict[str, Any]:
+        return run_record(
+            "gdas train",
+            dataset=self.config.dataset,
+            space=self.genotype.space,
+            genotype=self.genotype.ref,
+            figures={"train": {"loss": "train_loss"}, "valid": {"loss": "valid_loss", "ppl": "valid_ppl"}},
+        )
 
     def setup(self, rt: Runtime) -> None:
         corpus = self._setup_data(rt)

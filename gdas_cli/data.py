@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from .errors import GdasError
+from .errors import GdasEnvironmentError, GdasError, reworded
 from .progress import track
 from .sizing import DataFacts
 
@@ -212,8 +212,10 @@ def _load_cifar(classes: int) -> Callable[[_Request], ImageData]:
                     f"--data-dir {data_dir}: CIFAR-{classes} not found or corrupted (expected {data_dir / folder}/ "
                     f"from the python-version archive); pass --download or put the files there"
                 ) from None
-            except OSError as err:
-                raise GdasError(f"--download: could not fetch CIFAR-{classes} into {data_dir} ({err})") from None
+            except OSError as err:  # the network or the disk, not the input
+                raise GdasEnvironmentError(
+                    f"--download: could not fetch CIFAR-{classes} into {data_dir} ({err})"
+                ) from None
             images = torch.from_numpy(np.ascontiguousarray(split.data)).permute(0, 3, 1, 2).contiguous()
             splits.append(TensorImages(_resized(images, side), torch.tensor(split.targets, dtype=torch.long)))
         mean, std = request.stats or CIFAR_STATS[classes]
@@ -719,7 +721,7 @@ class LoaderBatches:
                 yield images, labels.to(self.device, non_blocking=pin)
         except GdasError as err:  # from a worker, the message carries its traceback: keep the error line
             last = str(err).strip().splitlines()[-1]
-            raise GdasError(last.split("GdasError: ", 1)[-1]) from None
+            raise reworded(err, last.split("Error: ", 1)[-1]) from None
 
 
 class PairedBatches:

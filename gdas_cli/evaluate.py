@@ -15,7 +15,7 @@ import torch
 from .corpus import batchify, load_corpus
 from .data import DATASETS, load_images, make_batches
 from .engine import Runtime, config_from_dict, pick_device
-from .errors import GdasError
+from .errors import GdasError, reworded
 from .genotype import Genotype
 from .hub import load_hub_model, parse_ref
 from .jsonio import parse_json, read_json
@@ -260,7 +260,7 @@ def evaluate_hub_model(
     try:
         result = evaluate_checkpoint(weights, dataset=dataset, **options)
     except GdasError as err:
-        raise GdasError(str(err).replace(str(weights), label)) from None
+        raise reworded(err, str(err).replace(str(weights), label)) from None
     result.update(checkpoint=label, repo_id=ref.repo_id, revision=ref.revision or "main", commit=snapshot.commit)
     return result
 
@@ -302,7 +302,12 @@ def evaluate_lm_run(
     recorded = task_data.get("corpus", {}).get("sha256")
     if recorded and dataset == cfg.dataset and recorded != corpus.fingerprint():
         raise GdasError(f"{dataset}: the corpus differs from the one the run trained on (sha256 mismatch)")
-    valid = stream_loss(model, batchify(corpus.valid, cfg.eval_batch_size).to(device), cfg.bptt, description="valid")
+    valid = stream_loss(
+        model,
+        batchify(corpus.valid, cfg.eval_batch_size, "--eval-batch-size").to(device),
+        cfg.bptt,
+        description="valid",
+    )
     result: dict[str, Any] = {
         "dataset": dataset,
         "genotype": model.genotype.ref,
@@ -316,11 +321,16 @@ def evaluate_lm_run(
         if test_batch_size is not None and test_batch_size < 1:
             raise GdasError(f"--test-batch-size: {test_batch_size} must be >= 1")
         streams = test_batch_size or cfg.test_batch_size
-        test = stream_loss(model, batchify(corpus.test, streams).to(device), cfg.bptt, description="test")
+        test = stream_loss(
+            model, batchify(corpus.test, streams, "--test-batch-size").to(device), cfg.bptt, description="test"
+        )
         result.update({"test_loss": test, "test_ppl": perplexity(test)})
     elif split == "train":  # measured as the validation split is (no dropout), in as many streams
         train = stream_loss(
-            model, batchify(corpus.train, cfg.eval_batch_size).to(device), cfg.bptt, description="train"
+            model,
+            batchify(corpus.train, cfg.eval_batch_size, "--eval-batch-size").to(device),
+            cfg.bptt,
+            description="train",
         )
         result.update({"train_loss": train, "train_ppl": perplexity(train)})
     return result

@@ -32,10 +32,10 @@ import torch
 
 from .checkpoint import write_json
 from .data import published_dataset
-from .errors import GdasError
+from .errors import GdasEnvironmentError, GdasError, environment_cause
 from .genotype import HUB_PREFIX, Genotype, read_genotype_file
 from .hub import CardFacts, HubNetwork, PushResult, Result, check_push, push_folder, render_card
-from .jsonio import read_json_object, read_jsonl
+from .jsonio import read_json_object
 from .models import pretrained_cfg_for
 from .progress import track
 from .published import (
@@ -48,7 +48,7 @@ from .published import (
     write_genotype_files,
 )
 from .refs import load_genotype
-from .rundir import RunDir, checkpoint_choice, chosen_checkpoint, guard_output, progress_of, resolve
+from .rundir import RunDir, checkpoint_choice, chosen_checkpoint, guard_output, progress_of, read_metrics, resolve
 from .weights import WEIGHTS_FILE, load_network, read_header, read_metadata
 
 FORMATS = ("onnx", "pt2")
@@ -232,7 +232,7 @@ def _read_json_object(path: Path) -> dict[str, Any]:
 
 
 def _read_metrics(path: Path) -> list[dict[str, Any]]:
-    return read_jsonl(path) if path.is_file() else []
+    return read_metrics(path)
 
 
 def _is_number(value: Any) -> bool:
@@ -310,6 +310,14 @@ def _quiet() -> Any:
         yield
 
 
+def _exporter_failure(what: str, err: Exception, path: Path) -> GdasError:
+    """An exporter's failure in one line: the machine's (disk full while writing `path`) or the model's."""
+    cause = environment_cause(err, path)
+    if cause is not None:
+        return GdasEnvironmentError(f"{path}: {cause}", path=path, cause=cause)
+    return GdasError(f"{what} failed ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})")
+
+
 def export_onnx(model: torch.nn.Module, folder: Path, sample: torch.Tensor, check: torch.Tensor) -> dict[str, Any]:
     """model.onnx with a dynamic batch axis; compared with PyTorch by onnxruntime when it is installed."""
     path = Path(folder) / ONNX_FILE
@@ -329,9 +337,7 @@ def export_onnx(model: torch.nn.Module, folder: Path, sample: torch.Tensor, chec
                 verbose=False,
             )
     except Exception as err:  # the exporter raises many types; the user needs one line
-        raise GdasError(
-            f"ONNX export failed ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})"
-        ) from None
+        raise _exporter_failure("ONNX export", err, path) from None
     import onnx
 
     opset = next((o.version for o in onnx.load(str(path)).opset_import if o.domain in ("", "ai.onnx")), ONNX_OPSET)
@@ -360,9 +366,7 @@ def export_pt2(model: torch.nn.Module, folder: Path, sample: torch.Tensor, check
             program = torch.export.export(model, (sample,), dynamic_shapes={"x": {0: batch}})
             torch.export.save(program, str(path))
     except Exception as err:  # the exporter raises many types; the user needs one line
-        raise GdasError(
-            f"torch.export failed ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})"
-        ) from None
+        raise _exporter_failure("torch.export", err, path) from None
     # our own file, just written: loading it back is the round-trip check
     reloaded = torch.export.load(str(path)).module()
     with torch.no_grad():
@@ -492,14 +496,17 @@ def _make_readable(folder: Path) -> None:
 
 
 def write_folder_atomically(output: Path, build: Callable[[Path], Any]) -> Any:
-    """Run `build(tmp)` on a fresh folder beside `output`, then swap it in; on any failure remove it."""
+    """Run `build(tmp)` on a fresh folder beside `output`, then swap it in; on any failure remove it.
+
+    A failure of the machine (disk full, read-only, file-size limit) names the file as it would have been
+    in `output` and says what was kept.
+    """
     output = Path(output).absolute()
-    try:
-        tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent))
-    except OSError as err:
-        raise GdasError(f"--output {output}: cannot write in {output.parent} ({err})") from None
+    existed = output.exists()
+    tmp: Path | None = None
     old = output.parent / f".{output.name}.old-{os.getpid()}"
     try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent))
         value = build(tmp)
         _make_readable(tmp)
         if output.exists():
@@ -511,8 +518,19 @@ def write_folder_atomically(output: Path, build: Callable[[Path], Any]) -> Any:
                 os.replace(old, output)
             raise
         return value
+    except Exception as err:
+        failed = getattr(err, "path", None) or getattr(err, "filename", None)
+        cause = environment_cause(err, failed or tmp or output)
+        if cause is None:
+            raise
+        where = output
+        if failed is not None and tmp is not None and tmp in Path(failed).parents:
+            where = output / Path(failed).relative_to(tmp)
+        kept = f"the existing {output.name} is kept unchanged" if existed else f"{output.name} was not written"
+        raise GdasEnvironmentError(f"--output {where}: {cause}; {kept}", path=where, cause=cause) from err
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
         shutil.rmtree(old, ignore_errors=True)
 
 

@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 from . import __version__
 from .checkpoint import write_json
-from .errors import GdasError
+from .errors import GdasError, reworded
 from .files import atomic_write_text, sha256_file
 from .genotype import Genotype
 from .jsonio import parse_json, read_text
@@ -126,7 +126,7 @@ def network_cfg(config: PublishedConfig, source: str) -> dict[str, Any]:
     try:
         return pretrained_cfg_for(config.args, **stored)
     except GdasError as err:
-        raise GdasError(f"{source}: {err}") from None
+        raise reworded(err, f"{source}: {err}") from None
 
 
 def read_config(path: Path, label: str) -> PublishedConfig:
@@ -134,7 +134,7 @@ def read_config(path: Path, label: str) -> PublishedConfig:
     try:
         text = read_text(Path(path), "model config")
     except GdasError as err:
-        raise GdasError(str(err).replace(str(path), label, 1)) from None
+        raise reworded(err, str(err).replace(str(path), label, 1)) from None
     return parse_config(text, label)
 
 
@@ -145,7 +145,7 @@ def _relabel(err: GdasError, path: Path, label: str) -> GdasError:
         message = label + message[len(str(path)) :]
     elif not message.startswith(label):
         message = f"{label}: {message}"
-    return GdasError(message)
+    return reworded(err, message)
 
 
 def load_published_model(
@@ -164,7 +164,7 @@ def load_published_model(
         try:
             text = read_text(Path(genotype_path), "genotype file")
         except GdasError as err:
-            raise GdasError(str(err).replace(str(genotype_path), f"{label}/{GENOTYPE_FILE}", 1)) from None
+            raise reworded(err, str(err).replace(str(genotype_path), f"{label}/{GENOTYPE_FILE}", 1)) from None
         stored = Genotype.from_json(text, f"{label}/{GENOTYPE_FILE}")
         if stored != config.genotype:
             raise GdasError(

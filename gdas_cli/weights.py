@@ -15,7 +15,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
-from .errors import GdasError
+from .errors import GdasError, os_error
 from .files import atomic_write_bytes
 from .genotype import Genotype
 from .jsonio import parse_json
@@ -43,7 +43,9 @@ def read_header(path: Path) -> dict[str, str]:
     try:
         with safe_open(str(path), framework="pt") as handle:
             return handle.metadata() or {}
-    except (SafetensorError, OSError, ValueError) as err:
+    except OSError as err:
+        raise os_error(err, f"{path}: cannot read the weights file") from None
+    except (SafetensorError, ValueError) as err:
         raise GdasError(f"{path}: not a readable safetensors file ({err})") from None
 
 

@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from ..errors import GdasError
+from ..genotype import MAX_NETWORK_CELLS, MAX_NETWORK_CHANNELS  # torch-free
 from ..refs import load_genotype  # torch-free (genotype.py; the Hub client only for hf-hub: refs)
 from ._app import make_app
 from ._choices import Kind, Net
@@ -109,8 +110,10 @@ def info(
             "a corpus for rnn ones (default ptb)."
         ),
     ] = None,
-    channels: Annotated[int | None, typer.Option("--channels", "-C", min=2, help="Initial channels C (cnn).")] = None,
-    layers: Annotated[int | None, typer.Option(min=3, help="Number of cells (cnn).")] = None,
+    channels: Annotated[
+        int | None, typer.Option("--channels", "-C", min=2, max=MAX_NETWORK_CHANNELS, help="Initial channels C (cnn).")
+    ] = None,
+    layers: Annotated[int | None, typer.Option(min=3, max=MAX_NETWORK_CELLS, help="Number of cells (cnn).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Parameters and mult-adds of the network a genotype builds, counted as the paper counts them.

@@ -38,7 +38,7 @@ from ..files import atomic_write_text
 from ..genotype import Genotype, load_local_genotype
 from ..metrics import count_parameters
 from ..models import NetworkArgs, build_network
-from ..rundir import RunDir, progress_of
+from ..rundir import RunDir, progress_of, read_metrics, read_split
 from ..sizing import DataFacts, Machine, this_machine, train_sizes, uses_rule
 from ..training.image import TrainConfig, make_config, train
 from .cnn_task import run_search
@@ -214,6 +214,8 @@ def selection_data(config: SearchConfig, split: dict[str, Any], image_size: int 
     """The search's data set (at `image_size`) with its TRAIN half as training set and its VALID half as test set."""
     data = load_images(config.dataset, config.data_dir or "data", image_size=image_size, test=False)
     train_half, valid_half = split["train"], split["valid"]
+    if any(i >= len(data.train) for i in (*train_half, *valid_half)):
+        raise GdasError(f"split.json: image indices beyond the {len(data.train)} training images of {config.dataset}")
     if isinstance(data.train, TensorImages):
         train_set: Any = data.train.subset(train_half)
         valid_set: Any = data.train.subset(valid_half)
@@ -228,7 +230,7 @@ def _select_child(plan: SeedsPlan, parent: Path, seed: int, overrides: dict[str,
     """Train `seed`'s derived cell for select_epochs on the TRAIN half; its VALID-half top-1 and loss."""
     search_dir = _child(parent, seed)
     genotype = load_local_genotype(str(RunDir(search_dir).genotype_file))
-    split = read_json(RunDir(search_dir).split_file)
+    split = read_split(RunDir(search_dir).split_file)
     run_dir = _select_dir(parent, seed)
     workers = overrides.get("workers") if overrides.get("workers") is not None else plan.search.workers
     config = make_config(
@@ -263,6 +265,8 @@ def _selection_result(
 ) -> dict[str, Any]:
     saved = TrainConfig.from_dict(RunDir(run_dir).read_config()["task"])
     last = read_json_lines(RunDir(run_dir).metrics_file)[-1]
+    if not all(isinstance(last.get(key), (int, float)) for key in ("test_top1", "test_loss")):
+        raise GdasError(f"{RunDir(run_dir).metrics_file}: the last record has no test_top1 and test_loss")
     args = NetworkArgs(net=saved.net, C=saved.C, layers=saved.layers, num_classes=num_classes)
     searched = read_json_lines(RunDir(search_dir).metrics_file)[-1]
     return {
@@ -279,11 +283,11 @@ def _selection_result(
 
 
 def read_json_lines(path: Path) -> list[dict[str, Any]]:
-    import json
-
-    if not path.is_file():
-        raise GdasError(f"{path}: missing; resume the parent run to finish it")
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    """A finished run's metrics.jsonl, checked (rundir.read_metrics); missing or empty is an error naming it."""
+    records = read_metrics(path)
+    if not records:
+        raise GdasError(f"{path}: missing or empty; resume the parent run to finish it")
+    return records
 
 
 def run_seeds(

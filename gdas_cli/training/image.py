@@ -18,7 +18,7 @@ from ..checkpoint import write_json
 from ..data import Augment, ImageData, default_hflip, flip_source, holdout_indices, load_images, make_batches
 from ..engine import EngineConfig, Runtime, Task, check_finite, config_from_dict, run_task
 from ..errors import GdasError
-from ..genotype import Genotype, check_frc_channels
+from ..genotype import MAX_NETWORK_CELLS, MAX_NETWORK_CHANNELS, Genotype, check_frc_channels
 from ..metrics import topk_correct
 from ..models import CellNetwork, NetworkArgs, TrainForward, build_network, default_args
 from ..progress import track
@@ -256,7 +256,8 @@ def validate_config(cfg: TrainConfig, genotype: Genotype) -> None:
         (cfg.val_split >= 0, "--val-split", cfg.val_split, "must be >= 0 (0: no validation split)"),
         (cfg.net in ("cifar", "imagenet"), "--net", cfg.net, "must be cifar or imagenet"),
         (cfg.image_size is None or 8 <= cfg.image_size <= 1024, "--image-size", cfg.image_size, "must be in 8..1024"),
-        (cfg.C <= 4096, "--channels", cfg.C, "must be at most 4096"),
+        (cfg.C <= MAX_NETWORK_CHANNELS, "--channels", cfg.C, f"must be at most {MAX_NETWORK_CHANNELS}"),
+        (cfg.layers <= MAX_NETWORK_CELLS, "--layers", cfg.layers, f"must be at most {MAX_NETWORK_CELLS}"),
     ]
     check_finite(cfg)
     check_frc_channels(genotype, cfg.C)

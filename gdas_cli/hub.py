@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import re
 from collections.abc import Iterator
@@ -120,7 +121,7 @@ def _network_failure(err: BaseException) -> str | None:
     if "ConnectError" in names or (isinstance(err, ConnectionRefusedError)):
         return "could not be opened"
     if names & _STALLED and from_client or isinstance(err, TimeoutError):
-        return "stalled (no data within the timeout)"
+        return "stalled"
     if names & _CUT and from_client or isinstance(err, ConnectionError):
         return "was cut"
     if isinstance(err, OSError) and "Consistency check failed" in str(err):  # the body ended early
@@ -222,7 +223,7 @@ def download(ref: HubRef, filename: str, **options: Any) -> Path:
     An unreachable Hub fails within about HUB_TIMEOUT_S: the file comes from the cache when this
     revision's copy is there, else one line suggests HF_HUB_OFFLINE=1 and names what is cached.
     """
-    with hub_errors(ref, filename):
+    with _quiet_retries(), hub_errors(ref, filename):
         if not constants.is_offline_mode() and constants.ENDPOINT not in _answered:
             why = _unreachable(hf_hub_url(ref.repo_id, filename, revision=ref.revision))
             if why is not None:
@@ -694,7 +695,11 @@ def check_push(repo_id: str, tag: str | None) -> str:
             f"{ref.label}: pushing needs a Hugging Face token with write access: run `hf auth login` or set HF_TOKEN"
         )
     if tag is not None:
-        with _answers_within(PUSH_TIMEOUT_S), hub_errors(ref, action="reading its tags", kept="nothing was pushed"):
+        with (
+            _answers_within(PUSH_TIMEOUT_S),
+            _quiet_retries(),
+            hub_errors(ref, action="reading its tags", kept="nothing was pushed"),
+        ):
             try:
                 refs = _api(token).list_repo_refs(ref.repo_id)
             except RepositoryNotFoundError:
@@ -722,7 +727,7 @@ def push_folder(
     ref = HubRef(repo_id, tag)
     api = _api(token)
     again = "run the same command again"
-    with _answers_within(PUSH_TIMEOUT_S):
+    with _answers_within(PUSH_TIMEOUT_S), _quiet_retries():
         with hub_errors(ref, action="pushing", kept=f"no tag was made; {again}"):
             api.create_repo(repo_id, private=private, exist_ok=True)
             info = api.upload_folder(
@@ -752,6 +757,19 @@ def _answers_within(seconds: float) -> Iterator[None]:
         yield
     finally:
         session.timeout = before
+
+
+@contextlib.contextmanager
+def _quiet_retries() -> Iterator[None]:
+    """huggingface_hub logs every retry of a cut or stalled transfer as a warning on stderr; gdas says the
+    outcome in one line instead (its retries still happen)."""
+    logger = logging.getLogger("huggingface_hub")
+    before = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(before)
 
 
 def _create_tag(api: HfApi, repo_id: str, tag: str, commit: str, message: str) -> None:

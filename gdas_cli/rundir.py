@@ -353,8 +353,12 @@ class RunLock:
             raise GdasError(f"{self.path.parent}: in use by process {holder or 'another'} ({LOCK_FILE})") from None
         except OSError as err:
             raise os_error(err, f"{self.path.parent}: cannot write the run's lock file") from None
-        with os.fdopen(fd, "w") as handle:
-            handle.write(f"{os.getpid()}\n")
+        try:
+            with os.fdopen(fd, "w") as handle:
+                handle.write(f"{os.getpid()}\n")
+        except OSError as err:  # a full disk or a quota: no lock without its PID
+            self.path.unlink(missing_ok=True)
+            raise os_error(err, f"{self.path}: cannot write the run's lock file") from None
         self.held = True
 
     def release(self) -> None:

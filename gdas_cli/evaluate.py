@@ -21,6 +21,7 @@ from .hub import load_hub_model, parse_ref
 from .jsonio import parse_json, read_json
 from .language import perplexity, stream_loss
 from .metrics import count_mult_adds, count_parameters
+from .models import FAMILIES, INPUTS
 from .published import CONFIG_FILE, CONFIG_SCHEMA, load_published_folder, read_config
 from .refs import load_genotype
 from .rundir import AVERAGED_FILE, CHECKPOINTS, Resolved, RunDir, checkpoint_choice, chosen_checkpoint, resolve
@@ -105,7 +106,7 @@ def evaluate_checkpoint(
         raise GdasError(f"--limit-batches: must be >= 0 (0: all), got {limit_batches}")
     stored, args = read_metadata(weights)
     chosen = load_genotype(genotype) if isinstance(genotype, str) else (genotype or stored)
-    if chosen.kind != "cnn":
+    if chosen.space not in FAMILIES:
         raise GdasError(f"--genotype {chosen.ref}: a {chosen.kind} genotype builds no CNN")
     model = load_network(weights, chosen)
     task = (config or {}).get("task", {})
@@ -115,10 +116,11 @@ def evaluate_checkpoint(
     indices = _valid_indices(found, task) if split == "valid" else None
     data_dir = data_dir if data_dir is not None else task.get("data_dir", "data")
     recorded = trained or _trained_as(task)
-    data = load_images(dataset, data_dir, download=download, net=args.net, train=split != "test", **recorded)
+    loader = INPUTS[args.net].data
+    data = load_images(dataset, data_dir, download=download, net=loader, train=split != "test", **recorded)
     if data.num_classes != args.num_classes:
         raise GdasError(f"--dataset {dataset}: {data.num_classes} classes, but {weights} classifies {args.num_classes}")
-    if data.net != args.net:
+    if data.net != loader:
         raise GdasError(
             f"--dataset {dataset}: its images suit the {data.net} network, {weights} is a {args.net} network"
         )

@@ -34,7 +34,7 @@ from .checkpoint import write_json
 from .data import published_dataset
 from .errors import GdasEnvironmentError, GdasError, environment_cause
 from .genotype import HUB_PREFIX, Genotype, read_genotype_file
-from .hub import CardFacts, HubNetwork, PushResult, Result, check_push, push_folder, render_card
+from .hub import CardFacts, HubModel, PushResult, Result, check_push, hub_class, push_folder, render_card
 from .jsonio import read_json_object
 from .models import pretrained_cfg_for
 from .progress import track
@@ -416,7 +416,7 @@ def write_sidecar(folder: Path, info: dict[str, Any], cfg: dict[str, Any]) -> st
 # --- building the folder -----------------------------------------------------------------------
 
 
-def _test_batches(model: HubNetwork) -> tuple[torch.Tensor, torch.Tensor]:
+def _test_batches(model: HubModel) -> tuple[torch.Tensor, torch.Tensor]:
     size = int(model.pretrained_cfg["input_size"][-1])
     generator = torch.Generator().manual_seed(0)
     return (torch.randn(2, 3, size, size, generator=generator), torch.randn(3, 3, size, size, generator=generator))
@@ -441,7 +441,9 @@ def build_folder(source: ExportSource, folder: Path, request: ExportRequest) -> 
         )
         render_card(facts).save(str(folder / CARD_FILE))
         return sorted(p.name for p in folder.iterdir()), {}
-    model = HubNetwork.from_network(load_network(source.weights)).eval()
+    network = load_network(source.weights)
+    model = hub_class(network.genotype).from_network(network)
+    model.eval()
     model.pretrained_cfg = pretrained_cfg_for(model.args, **known, **source.data_facts)
     sample, check = _test_batches(model)
     steps = track(request.formats, "export and verify", total=len(request.formats))

@@ -1,12 +1,16 @@
 """Versioned JSON genotypes: the types, validation, and name resolution.
 
-A genotype file (schema `gdas-genotype`, version 1) holds a name, a semantic version, a kind
-(`cnn` or `rnn`), the op space, the cells as lists of nodes (each node a list of `[op, input]`
-edges), the concat lists, the derive rule and provenance. A CNN genotype's reduce cell may be the
-string `"frc"`: the paper's fixed reduction cell.
+A genotype file (schema `gdas-genotype`) holds a name, a semantic version, a kind (`cnn` or `rnn`),
+its search space (`spaces.SPACES`: `darts`, `darts_rnn` or `nas-bench-201`), the space's cells as lists
+of nodes (each node a list of `[op, input]` edges) with their concat lists, the derive rule and
+provenance. The space decides which cells (roles) a genotype holds, which ops it may name, how many
+edges each node has and how the cell's output is made; a DARTS reduce cell may be the string `"frc"`:
+the paper's fixed reduction cell. The schema needed no new version for NAS-Bench-201: the `space` field
+was there from the start (a gdas without that space says so naming it).
 
 Local references resolve here: a path to a JSON file; `name` (the newest version in the zoo);
-`name@version`. `hf-hub:` references need the Hub client and resolve one layer up, in `refs.py`.
+`name@version`; a NAS-Bench-201 arch string (`|nor_conv_3x3~0|+|...|`). `hf-hub:` references need the
+Hub client and resolve one layer up, in `refs.py`.
 """
 
 from __future__ import annotations
@@ -19,8 +23,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from . import nb201
 from .errors import GdasError
 from .jsonio import parse_json, read_text
+from .spaces import FRC, KIND_SPACES, RNN_OPS, SPACES, SearchSpace, get_space
 
 SCHEMA_ID = "gdas-genotype"
 SCHEMA_VERSION = 1
@@ -30,35 +36,12 @@ MAX_NODES = 64  # the published cells have 4 (CNN) and 8 (RNN)
 # allocate or take minutes to build before saying so
 MAX_NETWORK_CHANNELS = 4096
 MAX_NETWORK_CELLS = 1000
-FRC = "frc"
 HUB_PREFIX = "hf-hub:"
 SIZES_FILE = "sizes.json"  # in genotypes/: the zoo networks' counts (models/size.py measures them)
+CNN_OPS = SPACES["darts"].genotype_ops  # the ops a DARTS-space genotype may name
+__all__ = ["CNN_OPS", "FRC", "RNN_OPS", "Cell", "Edge", "Genotype"]
 
-# The op names a genotype may use; `ops.OPS` and `ops.RNN_PRIMITIVES` implement exactly these
-# (tests/test_ops.py checks). Names only, so reading a genotype does not import torch.
-CNN_OPS = frozenset(
-    {
-        "none",
-        "max_pool_3x3",
-        "avg_pool_3x3",
-        "skip_connect",
-        "sep_conv_3x3",
-        "sep_conv_5x5",
-        "sep_conv_7x7",
-        "dil_conv_3x3",
-        "dil_conv_5x5",
-        "conv_7x1_1x7",
-        "conv_3x1_1x3",
-    }
-)
-RNN_OPS = ("none", "tanh", "relu", "sigmoid", "identity")
-
-# Per kind: the op space name, its ops, the inputs a cell has before its first node, the edges per node.
-SPACES: dict[str, tuple[str, frozenset[str], int, int]] = {
-    "cnn": ("darts", CNN_OPS, 2, 2),
-    "rnn": ("darts_rnn", frozenset(RNN_OPS), 1, 1),
-}
-DERIVE_RULES = ("published", "paper", "pairs", "rnn")
+DERIVE_RULES = ("published", *(rule for space in SPACES.values() for rule in space.derive_rules))
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 _EDGE_RE = re.compile(r'\[\s*"([^"]+)",\s*(\d+)\s*\]')
 _NODE_RE = re.compile(r'\[\s*(\["[^"]+", \d+\],?\s*)+\]')
@@ -89,20 +72,30 @@ class Cell:
 
 @dataclass(frozen=True)
 class Genotype:
-    """One published or searched cell set. `reduce` is a Cell, `"frc"`, or None (RNN)."""
+    """One published or searched cell set of a search space; a cell per role of the space.
+
+    `normal` and `reduce` (a Cell, or `"frc"`) for `darts`, `recurrent` for `darts_rnn`, `cell` for
+    `nas-bench-201`.
+    """
 
     name: str
     version: str
-    kind: str
+    space: str
     normal: Cell | None = None
     reduce: Cell | str | None = None
     recurrent: Cell | None = None
+    cell: Cell | None = None
     derive_rule: str = "published"
     provenance: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     @property
-    def space(self) -> str:
-        return SPACES[self.kind][0]
+    def search_space(self) -> SearchSpace:
+        return get_space(self.space)
+
+    @property
+    def kind(self) -> str:
+        """cnn or rnn: the family of networks the cells build (the space's)."""
+        return self.search_space.kind
 
     @property
     def ref(self) -> str:
@@ -113,9 +106,14 @@ class Genotype:
         return self.reduce == FRC
 
     def cells(self) -> dict[str, Cell | str]:
-        """The cells by role, in file order."""
-        roles = {"normal": self.normal, "reduce": self.reduce, "recurrent": self.recurrent}
-        return {role: cell for role, cell in roles.items() if cell is not None}
+        """The cells by role, in the space's order."""
+        found: dict[str, Cell | str | None] = {
+            "normal": self.normal,
+            "reduce": self.reduce,
+            "recurrent": self.recurrent,
+            "cell": self.cell,
+        }
+        return {role: cell for role in self.search_space.roles if (cell := found[role]) is not None}
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -151,6 +149,21 @@ class Genotype:
         return cls.from_dict(parse_json(text, source), source)
 
 
+def from_arch_str(text: str, name: str = "nb201", version: str = "1.0.0", provenance: dict | None = None) -> Genotype:
+    """A NAS-Bench-201 arch string as a genotype (lossless: `to_arch_str` gives it back)."""
+    nodes = nb201.parse_arch_str(text)
+    cell = Cell(tuple(tuple(Edge(op, j) for op, j in node) for node in nodes), (len(nodes),))
+    genotype = Genotype(name, version, "nas-bench-201", cell=cell, provenance=dict(provenance or {}))
+    return Genotype.from_dict(genotype.to_dict(), source="arch string")
+
+
+def to_arch_str(genotype: Genotype) -> str:
+    """The NAS-Bench-201 arch string of a genotype of that space."""
+    if genotype.space != "nas-bench-201" or genotype.cell is None:
+        raise GdasError(f"{genotype.ref}: a {genotype.space} genotype has no NAS-Bench-201 arch string")
+    return nb201.format_arch_str(tuple(tuple((e.op, e.input) for e in node) for node in genotype.cell.nodes))
+
+
 class _Validator:
     def __init__(self, source: str) -> None:
         self.source = source
@@ -163,29 +176,37 @@ class _Validator:
             raise self.fail("", "a genotype must be a JSON object")
         if data.get("schema") != SCHEMA_ID:
             raise self.fail("schema", f"expected {SCHEMA_ID!r}, got {data.get('schema')!r}")
-        if not _is_int(data.get("schema_version")) or data.get("schema_version") != SCHEMA_VERSION:
+        version = data.get("schema_version")
+        if not _is_int(version) or version != SCHEMA_VERSION:
             raise self.fail(
-                "schema_version",
-                f"unsupported version {data.get('schema_version')!r} (this gdas reads version {SCHEMA_VERSION})",
+                "schema_version", f"unsupported version {version!r} (this gdas reads version {SCHEMA_VERSION})"
             )
-        name, version, kind = (self.string(data, key) for key in ("name", "version", "kind"))
+        name, version_text, kind = (self.string(data, key) for key in ("name", "version", "kind"))
         if not _NAME_RE.match(name):
             raise self.fail("name", f"{name!r} must be lower-case letters, digits, '_', '.' or '-'")
-        if not _SEMVER_RE.match(version):
-            raise self.fail("version", f"{version!r} is not a semantic version like 1.0.0")
-        if kind not in SPACES:
-            raise self.fail("kind", f"{kind!r} must be one of {', '.join(SPACES)}")
-        space = SPACES[kind][0]
-        if data.get("space") != space:
-            raise self.fail("space", f"a {kind} genotype uses op space {space!r}, got {data.get('space')!r}")
+        if not _SEMVER_RE.match(version_text):
+            raise self.fail("version", f"{version_text!r} is not a semantic version like 1.0.0")
+        space = self.space(data, kind)
         rule = data.get("derive_rule", "published")
-        if rule not in DERIVE_RULES:
-            raise self.fail("derive_rule", f"{rule!r} must be one of {', '.join(DERIVE_RULES)}")
+        if rule not in ("published", *space.derive_rules):
+            rules = ", ".join(("published", *space.derive_rules))
+            raise self.fail("derive_rule", f"{rule!r} must be one of {rules} for space {space.name}")
         provenance = data.get("provenance", {})
         if not isinstance(provenance, dict):
             raise self.fail("provenance", "must be a JSON object")
-        cells = self.cells(data, kind)
-        return Genotype(name, version, kind, derive_rule=rule, provenance=provenance, **cells)
+        cells = self.cells(data, space)
+        return Genotype(name, version_text, space.name, derive_rule=rule, provenance=provenance, **cells)
+
+    def space(self, data: dict, kind: str) -> SearchSpace:
+        if kind not in KIND_SPACES:
+            raise self.fail("kind", f"{kind!r} must be one of {', '.join(KIND_SPACES)}")
+        name = data.get("space")
+        if name not in SPACES:
+            raise self.fail("space", f"unknown search space {name!r}; known: {', '.join(SPACES)}")
+        space = SPACES[name]
+        if space.kind != kind:
+            raise self.fail("space", f"a {kind} genotype cannot use the {space.kind} space {name!r}")
+        return space
 
     def string(self, data: dict, key: str) -> str:
         value = data.get(key)
@@ -193,45 +214,52 @@ class _Validator:
             raise self.fail(key, "missing or not a string")
         return value
 
-    def cells(self, data: dict, kind: str) -> dict[str, Any]:
-        roles = ("normal", "reduce") if kind == "cnn" else ("recurrent",)
-        stray = {"normal", "reduce", "recurrent"} - set(roles)
-        for role in stray:
+    def cells(self, data: dict, space: SearchSpace) -> dict[str, Any]:
+        for role in {"normal", "reduce", "recurrent", "cell"} - set(space.roles):
             if role in data:
-                raise self.fail(role, f"a {kind} genotype has no {role} cell")
+                raise self.fail(role, f"a {space.name} genotype has no {role} cell")
         cells: dict[str, Any] = {}
-        for role in roles:
+        for role in space.roles:
             if role not in data:
                 raise self.fail(role, "missing cell")
-            if role == "reduce" and data[role] == FRC:
-                cells[role] = FRC
+            fixed = space.fixed_cells.get(role)
+            if fixed is not None and data[role] == fixed:
+                cells[role] = fixed
             else:
-                cells[role] = self.cell(data[role], kind, role)
+                cells[role] = self.cell(data[role], space, role)
         return cells
 
-    def cell(self, data: Any, kind: str, role: str) -> Cell:
-        _, ops, n_inputs, arity = SPACES[kind]
+    def cell(self, data: Any, space: SearchSpace, role: str) -> Cell:
+        fixed = space.fixed_cells.get(role)
         if not isinstance(data, dict):
-            raise self.fail(role, f'must be an object with "nodes" and "concat" (or "{FRC}" for a reduce cell)')
+            alternative = f' (or "{fixed}")' if fixed else ""
+            raise self.fail(role, f'must be an object with "nodes" and "concat"{alternative}')
         nodes = data.get("nodes")
         if not isinstance(nodes, list) or not nodes:
             raise self.fail(f"{role}.nodes", "wrong number of nodes: need a non-empty list of nodes")
-        if len(nodes) > MAX_NODES:
-            raise self.fail(f"{role}.nodes", f"wrong number of nodes: {len(nodes)}, at most {MAX_NODES}")
-        parsed = tuple(self.node(node, f"{role} node {i}", ops, n_inputs + i, arity) for i, node in enumerate(nodes))
-        concat = data.get("concat")
-        n_states = n_inputs + len(parsed)
+        if len(nodes) > MAX_NODES or (space.steps is not None and len(nodes) != space.steps):
+            want = f"exactly {space.steps}" if space.steps is not None else f"at most {MAX_NODES}"
+            raise self.fail(f"{role}.nodes", f"wrong number of nodes: {len(nodes)}, {want}")
+        n_inputs = space.n_inputs
+        parsed = tuple(self.node(node, f"{role} node {i}", space, n_inputs + i) for i, node in enumerate(nodes))
+        return Cell(parsed, self.concat(data.get("concat"), space, role, n_inputs + len(parsed)))
+
+    def concat(self, concat: Any, space: SearchSpace, role: str, n_states: int) -> tuple[int, ...]:
         if not isinstance(concat, list) or not concat or not all(_is_int(c) for c in concat):
             raise self.fail(f"{role}.concat", "must be a non-empty list of state indices")
-        bad = [c for c in concat if not n_inputs <= c < n_states]
+        if space.output == "last" and concat != [n_states - 1]:
+            raise self.fail(f"{role}.concat", f"{concat} must be [{n_states - 1}]: the cell's output is its last node")
+        bad = [c for c in concat if not space.n_inputs <= c < n_states]
         if bad or len(set(concat)) != len(concat):
             raise self.fail(
                 f"{role}.concat",
-                f"{concat} must name distinct nodes {n_inputs}..{n_states - 1} (the cell has {len(parsed)} nodes)",
+                f"{concat} must name distinct nodes {space.n_inputs}..{n_states - 1} "
+                f"(the cell has {n_states - space.n_inputs} nodes)",
             )
-        return Cell(parsed, tuple(concat))
+        return tuple(concat)
 
-    def node(self, data: Any, where: str, ops: frozenset[str], n_states: int, arity: int) -> tuple[Edge, ...]:
+    def node(self, data: Any, where: str, space: SearchSpace, n_states: int) -> tuple[Edge, ...]:
+        arity = space.edges_per_node if space.edges_per_node is not None else n_states
         if not isinstance(data, list) or len(data) != arity:
             raise self.fail(where, f"must be a list of {arity} [op, input] edge(s)")
         edges = []
@@ -239,10 +267,14 @@ class _Validator:
             if not (isinstance(edge, list) and len(edge) == 2 and isinstance(edge[0], str) and _is_int(edge[1])):
                 raise self.fail(f"{where} edge {j}", f"must be [op, input], got {json.dumps(edge)}")
             op, index = edge
-            if op not in ops:
+            if op not in space.genotype_ops:
                 raise self.fail(f"{where} edge {j}", f"unknown op {op!r}")
             if not 0 <= index < n_states:
                 raise self.fail(f"{where} edge {j}", f"input index {index} out of range 0..{n_states - 1}")
+            if space.edges_per_node is None and index != j:
+                raise self.fail(
+                    f"{where} edge {j}", f"reads state {index}; edge {j} must read state {j} (one each, in order)"
+                )
             edges.append(Edge(op, index))
         return tuple(edges)
 
@@ -310,11 +342,14 @@ def _looks_like_path(ref: str) -> bool:
 
 
 def load_local_genotype(ref: str | Path) -> Genotype:
-    """Resolve a zoo name, `name@version`, or a JSON path to a validated Genotype (no Hub)."""
+    """Resolve a zoo name, `name@version`, a JSON path or a NAS-Bench-201 arch string to a validated
+    Genotype (no Hub)."""
     if isinstance(ref, Path):
         return read_genotype_file(ref)
     if ref.startswith(HUB_PREFIX):
         raise GdasError(f"{ref}: a Hub reference; resolve it with gdas_cli.refs.load_genotype")
+    if nb201.looks_like_arch_str(ref):
+        return from_arch_str(ref)
     if _looks_like_path(ref):
         return read_genotype_file(Path(ref))
     return _from_zoo(ref)
@@ -327,7 +362,7 @@ def check_frc_channels(genotype: Genotype, C: int, option: str = "--channels") -
         raise GdasError(f"{option}: {C} must be divisible by 4 for the fixed reduction cell (it gets 2C channels)")
 
 
-def describe_cell(cell: Cell | str, kind: str, chosen: Any = None) -> list[str]:
+def describe_cell(cell: Cell | str, space: str, chosen: Any = None) -> list[str]:
     """Readable lines, `node 2 = sep_conv_3x3(c_{k-1}) + skip_connect(c_{k-2})`, then the output.
 
     `chosen`: a searched cell's [probability, margin over the runner-up] per kept edge, node by node (its
@@ -336,10 +371,8 @@ def describe_cell(cell: Cell | str, kind: str, chosen: Any = None) -> list[str]:
     if cell == FRC:
         return ["the fixed reduction cell (FRC, paper Fig. 3): no searched ops"]
     assert isinstance(cell, Cell)
-    names = ["c_{k-2}", "c_{k-1}"] if kind == "cnn" else ["h_0"]
-
-    def state(i: int) -> str:
-        return names[i] if i < len(names) else f"node {i}"
+    facts = get_space(space)
+    state = facts.state_name
 
     def edge(node: int, j: int, e: Edge) -> str:
         text = f"{e.op}({state(e.input)})"
@@ -350,10 +383,12 @@ def describe_cell(cell: Cell | str, kind: str, chosen: Any = None) -> list[str]:
             return text
 
     lines = [
-        f"node {len(names) + i} = " + " + ".join(edge(i, j, e) for j, e in enumerate(node))
+        f"node {facts.n_inputs + i} = " + " + ".join(edge(i, j, e) for j, e in enumerate(node))
         for i, node in enumerate(cell.nodes)
     ]
-    return lines + ["output = concat(" + ", ".join(state(i) for i in cell.concat) + ")"]
+    if facts.output == "last":
+        return [*lines, f"output = {state(cell.concat[-1])}"]
+    return [*lines, f"output = {facts.output}(" + ", ".join(state(i) for i in cell.concat) + ")"]
 
 
 def chosen_of(genotype: Genotype, role: str) -> Any:

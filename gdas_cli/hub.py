@@ -18,8 +18,9 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+import torch
 from huggingface_hub import (
     HfApi,
     ModelCard,
@@ -59,8 +60,11 @@ from .published import (
     GENOTYPE_FILE,
     INPUT_SIZES,
     LIBRARY_NAME,
+    GdasNB201Network,
     GdasNetwork,
     PublishedConfig,
+    PublishedFormat,
+    PublishedNetwork,
     default_files,
     load_published_folder,
     load_published_model,
@@ -343,7 +347,7 @@ def load_hub_genotype(spec: str) -> Genotype:
 
 def load_hub_model(
     spec: str | HubRef, expected_sha256: str | None = None, map_location: str = "cpu", **options: Any
-) -> tuple[GdasNetwork, HubSnapshot]:
+) -> tuple[PublishedNetwork, HubSnapshot]:
     """Download (or read from the cache) a published model and load it strictly, in eval mode."""
     ref = parse_ref(spec) if isinstance(spec, str) else spec
     snapshot = fetch_model_files(ref, **options)
@@ -577,7 +581,7 @@ def render_card(facts: CardFacts) -> ModelCard:
         summary=summary,
         genotype_ref=g.ref,
         image=CELL_IMAGE if CELL_IMAGE in facts.files else None,
-        cells=[(role, describe_cell(cell, g.kind, chosen_of(g, role))) for role, cell in g.cells().items()],
+        cells=[(role, describe_cell(cell, g.space, chosen_of(g, role))) for role, cell in g.cells().items()],
         network_rows=_network_rows(facts),
         results=results,
         no_results="No measured results were recorded with these weights."
@@ -594,47 +598,46 @@ def render_card(facts: CardFacts) -> ModelCard:
 # --- the mixin class ---------------------------------------------------------------------------
 
 
-class HubNetwork(
-    GdasNetwork,
-    ModelHubMixin,
-    library_name=LIBRARY_NAME,
-    license="other",
-    pipeline_tag="image-classification",
-    tags=TAGS,
-    paper_url=PAPER_URL,
-):
-    """A GdasNetwork with huggingface_hub's `from_pretrained`, `save_pretrained` and `push_to_hub`.
+class _HubMethods(ModelHubMixin):
+    """huggingface_hub's `from_pretrained`, `save_pretrained` and `push_to_hub` for a published network class.
 
     `from_pretrained("org/name", revision="v1")` is strict (see `published.load_published_model`),
-    reads the cache when offline, and never unpickles. `save_pretrained(folder)` writes the published format.
+    reads the cache when offline, and never unpickles; it returns the class of the published genotype's
+    space. `save_pretrained(folder)` writes the published format.
     """
 
+    genotype: Genotype
+    args: NetworkArgs
+    pretrained_cfg: dict[str, Any]
+
     def __init__(self, genotype: Genotype, args: NetworkArgs) -> None:
-        super().__init__(genotype, args)
+        super().__init__(genotype, args)  # type: ignore[call-arg]  # the published network class
 
     def _save_pretrained(self, save_directory: Path) -> None:
-        self.save_folder(Path(save_directory))
+        cast(PublishedFormat, self).save_folder(Path(save_directory))
 
     def generate_model_card(self, *args: Any, **facts: Any) -> ModelCard:
         """Card for these weights; keyword arguments fill CardFacts (results, training, repo_id, ...)."""
         from .metrics import count_mult_adds, count_parameters
 
+        model = cast(torch.nn.Module, self)
         size = int(self.pretrained_cfg["input_size"][-1])
-        facts.setdefault("params", count_parameters(self))
+        facts.setdefault("params", count_parameters(model))
         if "mult_adds" not in facts:
-            facts["mult_adds"] = count_mult_adds(self, (1, 3, size, size))
+            facts["mult_adds"] = count_mult_adds(model, (1, 3, size, size))
         facts.setdefault("files", default_files(True))
         facts.setdefault("input_size", size)
         return render_card(CardFacts(genotype=self.genotype, args=self.args, **facts))
 
     @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path: str | Path, **kwargs: Any) -> HubNetwork:
+    def from_pretrained(cls, pretrained_model_name_or_path: str | Path, **kwargs: Any) -> HubModel:
         name = str(pretrained_model_name_or_path)
+        parent = cast(Any, super())
         if Path(name).is_dir():
-            return super().from_pretrained(name, **kwargs)
+            return cast(HubModel, parent.from_pretrained(name, **kwargs))
         ref = parse_ref(name).at(kwargs["revision"]) if kwargs.get("revision") else parse_ref(name)
         with hub_errors(ref, CONFIG_FILE):
-            return super().from_pretrained(ref.repo_id, **{**kwargs, "revision": ref.revision})
+            return cast(HubModel, parent.from_pretrained(ref.repo_id, **{**kwargs, "revision": ref.revision}))
 
     @classmethod
     def _from_pretrained(
@@ -649,7 +652,7 @@ class HubNetwork(
         map_location: str = "cpu",
         expected_sha256: str | None = None,
         **config_values: Any,  # the mixin passes config.json's values too; the files are re-read strictly
-    ) -> HubNetwork:
+    ) -> HubModel:
         folder = Path(model_id)
         if folder.is_dir():
             model = load_published_folder(folder, expected_sha256, map_location)
@@ -661,7 +664,40 @@ class HubNetwork(
                 "token": token,
             }
             model, _ = load_hub_model(HubRef(model_id, revision), expected_sha256, map_location, **options)
-        return cls.from_network(model).eval()
+        hub_model = hub_class(model.genotype).from_network(model)
+        hub_model.eval()
+        return hub_model
+
+
+_MIXIN_OPTIONS: dict[str, Any] = {
+    "library_name": LIBRARY_NAME,
+    "license": "other",
+    "pipeline_tag": "image-classification",
+    "tags": TAGS,
+    "paper_url": PAPER_URL,
+}
+
+
+class HubNetwork(_HubMethods, GdasNetwork, **_MIXIN_OPTIONS):
+    """A DARTS-space GdasNetwork with huggingface_hub's methods (`_HubMethods`)."""
+
+
+class HubNB201Network(_HubMethods, GdasNB201Network, **_MIXIN_OPTIONS):
+    """A NAS-Bench-201 network with huggingface_hub's methods (`_HubMethods`)."""
+
+
+HubModel = HubNetwork | HubNB201Network
+_HUB_CLASSES: dict[str, type[HubNetwork] | type[HubNB201Network]] = {
+    "darts": HubNetwork,
+    "nas-bench-201": HubNB201Network,
+}
+
+
+def hub_class(genotype: Genotype) -> type[HubNetwork] | type[HubNB201Network]:
+    """The Hub-aware published class of the genotype's space."""
+    if genotype.space not in _HUB_CLASSES:
+        raise GdasError(f"{genotype.ref}: a {genotype.space} genotype has no published image network")
+    return _HUB_CLASSES[genotype.space]
 
 
 # --- publishing --------------------------------------------------------------------------------

@@ -19,19 +19,9 @@ from torch import nn
 from torch.nn import functional as F
 
 from .errors import GdasError
-from .genotype import RNN_OPS
+from .spaces import DARTS_OPS, RNN_OPS
 
-PRIMITIVES: tuple[str, ...] = (
-    "none",
-    "max_pool_3x3",
-    "avg_pool_3x3",
-    "skip_connect",
-    "sep_conv_3x3",
-    "sep_conv_5x5",
-    "dil_conv_3x3",
-    "dil_conv_5x5",
-)
-
+PRIMITIVES: tuple[str, ...] = DARTS_OPS  # the DARTS space's search ops, in the 2019 code's order
 RNN_PRIMITIVES: tuple[str, ...] = RNN_OPS  # the recurrent space, in the order of the 2019 code
 
 

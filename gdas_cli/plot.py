@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from .errors import GdasError
 from .files import atomic_write_bytes
 from .genotype import Cell, Genotype
+from .spaces import SearchSpace
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -37,6 +38,8 @@ _OP_COLOURS = {
     "avg_pool_3x3": "#937860",
     "conv_7x1_1x7": "#da8bc3",
     "conv_3x1_1x3": "#e377c2",
+    "nor_conv_1x1": "#55a868",
+    "nor_conv_3x3": "#dd8452",
     "none": "#bbbbbb",
     "tanh": "#dd8452",
     "relu": "#c44e52",
@@ -45,6 +48,7 @@ _OP_COLOURS = {
 }
 _INPUT_COLOUR, _NODE_COLOUR, _OUTPUT_COLOUR, _NOTE_COLOUR = "#a1c9f4", "#8de5a1", "#ffb482", "#eeeeee"
 _BUS_COLOUR = "#888888"
+_BUS_WORDS = {"concat": "concat", "mean": "mean", "last": "output"}  # how a space's cell output is made
 
 # All lengths below are in inches: each panel's data units are inches, so text measured by the
 # renderer and the drawing share one scale whatever the figure's size.
@@ -196,16 +200,16 @@ def _edge_ends(cell: Cell, n_inputs: int) -> Counter[int]:
     return ends
 
 
-def _state_nodes(cell: Cell, kind: str, measure: Measure, spacing: float) -> dict[NodeKey, _Node]:
+def _state_nodes(cell: Cell, space: SearchSpace, measure: Measure, spacing: float) -> dict[NodeKey, _Node]:
     """States on the line y = 0 in index order, in boxes of one size, and the output last.
 
-    An RNN cell's state 0 is computed from x_t and h_{t-1}; those two sit left of it.
+    What feeds state 0 (an RNN cell's x_t and h_{t-1}) sits left of it.
     """
-    n_inputs = 2 if kind == "cnn" else 1
+    n_inputs = space.n_inputs
     n_states = n_inputs + len(cell.nodes)
-    names: dict[NodeKey, str] = {0: "$c_{k-2}$", 1: "$c_{k-1}$"} if kind == "cnn" else {}
+    names: dict[NodeKey, str] = dict(enumerate(space.drawn_inputs))
     names.update({i: str(i) for i in range(len(names), n_states)})
-    names["out"] = "$c_{k}$" if kind == "cnn" else "$h_t$"
+    names["out"] = space.drawn_output
     ends = _edge_ends(cell, n_inputs)
     sizes = [
         _node(measure, text, (0.0, 0.0), "", ends[key] if isinstance(key, int) else 0).size
@@ -214,10 +218,11 @@ def _state_nodes(cell: Cell, kind: str, measure: Measure, spacing: float) -> dic
     size = (max(w for w, _ in sizes), max(h for _, h in sizes))
     nodes: dict[NodeKey, _Node] = {}
     for i, (key, text) in enumerate(names.items()):
-        colour = _OUTPUT_COLOUR if key == "out" else _INPUT_COLOUR if i < n_inputs and kind == "cnn" else _NODE_COLOUR
+        is_input = i < len(space.drawn_inputs)
+        colour = _OUTPUT_COLOUR if key == "out" else _INPUT_COLOUR if is_input else _NODE_COLOUR
         nodes[key] = _Node(text, (i * spacing, 0.0), size, colour)
-    if kind == "rnn":
-        x_t, h_prev = (_node(measure, text, (0.0, 0.0), _INPUT_COLOUR) for text in ("$x_t$", "$h_{t-1}$"))
+    if space.drawn_feeds:
+        x_t, h_prev = (_node(measure, text, (0.0, 0.0), _INPUT_COLOUR) for text in space.drawn_feeds)
         rise = max(x_t.size[1], h_prev.size[1]) / 2 + _GAP / 2
         nodes["x"] = _Node(x_t.text, (-0.8 * spacing, rise), x_t.size, x_t.colour)
         nodes["h"] = _Node(h_prev.text, (-0.8 * spacing, -rise), h_prev.size, h_prev.colour)
@@ -306,37 +311,37 @@ def _place_labels(arcs: list[_Arc], nodes: dict[NodeKey, _Node], measure: Measur
     return [boxes[k] for k in range(len(arcs))], fits
 
 
-def _bus(cell: Cell, kind: str, nodes: dict[NodeKey, _Node], measure: Measure) -> _Bus:
+def _bus(cell: Cell, space: SearchSpace, nodes: dict[NodeKey, _Node], measure: Measure) -> _Bus:
     bottom = min(nodes[state].box.y0 for state in cell.concat)
     y = bottom - _BUS_DROP
-    word = "concat" if kind == "cnn" else "mean"
+    word = _BUS_WORDS[space.output]
     size = measure(word, BUS_FONT)
     left = min(nodes[state].centre[0] for state in cell.concat)
     centre = ((left + nodes["out"].centre[0]) / 2, y - size[1] / 2 - 0.05)
     return _Bus(tuple(cell.concat), y, word, _Box.around(centre, size))
 
 
-def _cell_panel_at(cell: Cell, kind: str, title: str, measure: Measure, spacing: float) -> _Panel:
-    nodes = _state_nodes(cell, kind, measure, spacing)
-    arcs = _arcs(cell, 2 if kind == "cnn" else 1, nodes)
+def _cell_panel_at(cell: Cell, space: SearchSpace, title: str, measure: Measure, spacing: float) -> _Panel:
+    nodes = _state_nodes(cell, space, measure, spacing)
+    arcs = _arcs(cell, space.n_inputs, nodes)
     labels, fits = _place_labels(arcs, nodes, measure)
-    feeds: list[tuple[NodeKey, NodeKey]] = [("x", 0), ("h", 0)] if kind == "rnn" else []
-    panel = _Panel(title, nodes, arcs, labels, feeds, _bus(cell, kind, nodes, measure), fits)
+    feeds: list[tuple[NodeKey, NodeKey]] = [("x", 0), ("h", 0)] if space.drawn_feeds else []
+    panel = _Panel(title, nodes, arcs, labels, feeds, _bus(cell, space, nodes, measure), fits)
     return _framed(panel, measure)
 
 
-def _spacing(cell: Cell, kind: str, measure: Measure) -> float:
+def _spacing(cell: Cell, space: SearchSpace, measure: Measure) -> float:
     """Room enough between neighbouring states for the widest label and the widest node box."""
     widest_label = max(_label_size(measure, edge.op)[0] for node in cell.nodes for edge in node)
-    widest_node = max(node.size[0] for node in _state_nodes(cell, kind, measure, 0.0).values())
+    widest_node = max(node.size[0] for node in _state_nodes(cell, space, measure, 0.0).values())
     return max(widest_label, widest_node) + _GAP
 
 
-def _cell_panel(cell: Cell, kind: str, title: str, measure: Measure) -> _Panel:
+def _cell_panel(cell: Cell, space: SearchSpace, title: str, measure: Measure) -> _Panel:
     """Lay a cell out, spreading the states further apart until every label fits."""
-    spacing = _spacing(cell, kind, measure)
+    spacing = _spacing(cell, space, measure)
     for _ in range(_SPACING_TRIES):
-        panel = _cell_panel_at(cell, kind, title, measure, spacing)
+        panel = _cell_panel_at(cell, space, title, measure, spacing)
         if panel.fits:
             break
         spacing *= _SPACING_GROWTH
@@ -503,7 +508,9 @@ def draw_genotype(genotype: Genotype) -> Figure:
     panels = [
         _frc_panel(f"{genotype.ref}: {role} cell", measure)
         if isinstance(cell, str)  # FRC, the only cell a string names
-        else _cell_panel(cell, genotype.kind, f"{genotype.ref}: {role} cell", measure)
+        else _cell_panel(
+            cell, genotype.search_space, f"{genotype.ref}: {role} cell".replace("cell cell", "cell"), measure
+        )
         for role, cell in genotype.cells().items()
     ]
     width = max(p.bounds.x1 - p.bounds.x0 for p in panels)

@@ -19,7 +19,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
+
+from torch import nn
 
 from . import __version__
 from .checkpoint import write_json
@@ -27,7 +29,7 @@ from .errors import GdasError, reworded
 from .files import atomic_write_text, sha256_file
 from .genotype import Genotype
 from .jsonio import parse_json, read_text
-from .models import CellNetwork, NetworkArgs, pretrained_cfg_for
+from .models import CellNetwork, NB201Classifier, Network, NetworkArgs, pretrained_cfg_for
 from .weights import WEIGHTS_FILE, load_state_strict, read_metadata, read_tensors, save_network
 
 LIBRARY_NAME = "gdas-cli"
@@ -155,7 +157,7 @@ def load_published_model(
     label: str,
     expected_sha256: str | None = None,
     map_location: str = "cpu",
-) -> GdasNetwork:
+) -> PublishedNetwork:
     """Check config, genotype file, header and hashes against each other; build; load strictly."""
     config = read_config(config_path, f"{label}/{CONFIG_FILE}")
     if config.args is None:
@@ -197,7 +199,8 @@ def load_published_model(
         raise GdasError(
             f"{label_file}: weights were saved for network {header_args}, but {CONFIG_FILE} says {config.args}"
         )
-    model = GdasNetwork(config.genotype, config.args, pretrained_cfg=network_cfg(config, f"{label}/{CONFIG_FILE}"))
+    cfg = network_cfg(config, f"{label}/{CONFIG_FILE}")
+    model = published_class(config.genotype)(config.genotype, config.args, pretrained_cfg=cfg)
     state = read_tensors(weights_path, map_location, label=label_file)
     try:
         load_state_strict(model, state, f"genotype {config.genotype.ref}", label_file)
@@ -206,7 +209,9 @@ def load_published_model(
     return model.eval()
 
 
-def load_published_folder(folder: Path, expected_sha256: str | None = None, map_location: str = "cpu") -> GdasNetwork:
+def load_published_folder(
+    folder: Path, expected_sha256: str | None = None, map_location: str = "cpu"
+) -> PublishedNetwork:
     """A published folder (what `gdas export` writes), loaded strictly, in eval mode."""
     folder = Path(folder)
     genotype_path = folder / GENOTYPE_FILE
@@ -242,32 +247,62 @@ def default_files(has_weights: bool) -> dict[str, str]:
     return files
 
 
-_Network = TypeVar("_Network", bound="GdasNetwork")
+_Published = TypeVar("_Published", bound="PublishedFormat")
 
 
-class GdasNetwork(CellNetwork):
-    """A CellNetwork that knows the published format: `save_folder`, `from_folder`, `from_network`.
+class PublishedFormat:
+    """What a published network knows on top of its family's class: `save_folder`, `from_folder`,
+    `from_network`. `GdasNetwork` (DARTS cells) and `GdasNB201Network` mix it in; `hub.py` adds
+    huggingface_hub's `from_pretrained` / `push_to_hub` on top of each."""
 
-    `hub.HubNetwork` adds huggingface_hub's `from_pretrained` / `push_to_hub` on top.
-    """
+    genotype: Genotype
+    args: NetworkArgs
+    pretrained_cfg: dict[str, Any]
+
+    def __init__(self, genotype: Genotype, args: NetworkArgs, **options: Any) -> None:
+        super().__init__(genotype, args, **options)  # type: ignore[call-arg]  # the family's network class
 
     @classmethod
-    def from_network(cls: type[_Network], network: CellNetwork) -> _Network:
+    def from_network(cls: type[_Published], network: Network) -> _Published:
         """The same weights in this class (a strict copy)."""
         inner = getattr(network, "module", network)
         model = cls(inner.genotype, inner.args)
-        load_state_strict(model, inner.state_dict(), f"genotype {inner.genotype.ref}", "network")
+        load_state_strict(cast(nn.Module, model), inner.state_dict(), f"genotype {inner.genotype.ref}", "network")
         model.pretrained_cfg = dict(inner.pretrained_cfg)
         return model
 
     @classmethod
-    def from_folder(cls: type[_Network], folder: Path, map_location: str = "cpu") -> _Network:
-        return cls.from_network(load_published_folder(folder, map_location=map_location)).eval()
+    def from_folder(cls: type[_Published], folder: Path, map_location: str = "cpu") -> _Published:
+        model = cls.from_network(load_published_folder(folder, map_location=map_location))
+        cast(nn.Module, model).eval()
+        return model
 
     def save_folder(self, folder: Path) -> None:
         """model.safetensors, config.json (with the weights' sha256 and `pretrained_cfg`), genotype.json, cell.png."""
         folder = Path(folder)
-        save_network(self, folder / WEIGHTS_FILE)
+        save_network(cast(Network, self), folder / WEIGHTS_FILE)
         digest = sha256_file(folder / WEIGHTS_FILE)
         write_json(folder / CONFIG_FILE, make_config(self.genotype, self.args, digest, dict(self.pretrained_cfg)))
         write_genotype_files(self.genotype, folder)
+
+
+class GdasNetwork(PublishedFormat, CellNetwork):
+    """A DARTS-space CellNetwork that knows the published format (`PublishedFormat`)."""
+
+
+class GdasNB201Network(PublishedFormat, NB201Classifier):
+    """A NAS-Bench-201 network that knows the published format (`PublishedFormat`)."""
+
+
+PublishedNetwork = GdasNetwork | GdasNB201Network
+PUBLISHED_CLASSES: dict[str, type[GdasNetwork] | type[GdasNB201Network]] = {
+    "darts": GdasNetwork,
+    "nas-bench-201": GdasNB201Network,
+}
+
+
+def published_class(genotype: Genotype) -> type[GdasNetwork] | type[GdasNB201Network]:
+    """The published-format class of the genotype's space."""
+    if genotype.space not in PUBLISHED_CLASSES:
+        raise GdasError(f"{genotype.ref}: a {genotype.space} genotype has no published image network")
+    return PUBLISHED_CLASSES[genotype.space]

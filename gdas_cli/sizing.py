@@ -13,7 +13,8 @@ Search (`search_sizes`), with `half` = training images // 2 (the W and A halves)
 - batch: half / 4 rounded down to a power of two, within 16..64 (CPU) or 16..128 (GPU);
 - epochs: enough passes for each half to feed SEARCH_EXAMPLES images to its steps (30,000 on a CPU,
   3,000,000 on a GPU: half the paper's 240 x 25,000), within 10..240;
-- network: C=8, N=1 on a CPU; C=16, N=2 (the paper's) on a GPU; xautodl's layout with its BN-ReLU head;
+- network: C=8, N=1 on a CPU; C=16, N=2 (the paper's) on a GPU, xautodl's layout with its BN-ReLU head
+  (NAS-Bench-201's space: C=8, N=1 on a CPU; the benchmark's C=16, N=5 on a GPU);
 - W lr 0.05 (cosine to 1e-3), alphas Adam lr 3e-3 without weight decay (see SEARCH_WHY).
 
 Training (`train_sizes`), with n = training images:
@@ -26,7 +27,9 @@ Training (`train_sizes`), with n = training images:
 - epochs: enough to train on TRAIN_EXAMPLES images (15,000 on a CPU: the digits demo's 10 epochs of
   1,500; 30,000,000 on a GPU: the paper's 600 x 50,000), within 10..600;
 - lr 0.025 and drop-path 0.2 for the paper's network, else lr 0.05 and drop-path 0.1 (the digits demo);
-  cutout off (the paper's 16 px is for CIFAR's 32 px objects that fill the frame).
+  cutout off (the paper's 16 px is for CIFAR's 32 px objects that fill the frame). NAS-Bench-201 cells:
+  C=16 with N=2 cells per stage, or the benchmark's N=5 on a GPU from 10,000 images (lr 0.1, batches up
+  to 256, at most 200 epochs: its 200E recipe), never drop-path.
 
 DataLoader workers, for folder sets too large to hold in memory: cores - 1, at most 4.
 """
@@ -129,35 +132,74 @@ def check_workers(given: int | None, machine: Machine) -> None:
         )
 
 
-def search_sizes(facts: DataFacts, machine: Machine) -> dict[str, Any]:
+@dataclass(frozen=True)
+class SearchNet:
+    """A space's supernet under the rule: (C, cells per stage) on a CPU and on a GPU, and other settings."""
+
+    cpu: tuple[int, int]
+    cuda: tuple[int, int]
+    settings: tuple[tuple[str, Any], ...] = ()
+
+
+SEARCH_NETWORKS: dict[str, SearchNet] = {
+    # xautodl's BN-ReLU head: with the paper's, a short search stays near chance (README "Your own data")
+    "darts": SearchNet(cpu=(8, 1), cuda=(16, 2), settings=(("layout", "xautodl"),)),
+    "nas-bench-201": SearchNet(cpu=(8, 1), cuda=(16, 5)),  # on a GPU, the benchmark's C=16, N=5
+}
+
+
+def search_sizes(facts: DataFacts, machine: Machine, space: str = "darts") -> dict[str, Any]:
     """The CNN search settings the rule gives (module docstring), keyed like `search.config.SearchConfig`."""
     half = max(facts.train_images // 2, 1)
+    net = SEARCH_NETWORKS[space]
+    channels, cells = net.cuda if machine.gpu else net.cpu
     return {
         "image_size": _side(facts.image_size, 32 if machine.gpu else 16),
         "batch_size": _power_of_two(half / 4, 16, 128 if machine.gpu else 64),
         "epochs": _epochs(SEARCH_EXAMPLES[machine.device], half, 240),
-        "channels": 16 if machine.gpu else 8,
-        "cells_per_stage": 2 if machine.gpu else 1,
-        "layout": "xautodl",
+        "channels": channels,
+        "cells_per_stage": cells,
         "lr": 0.05,
         "arch_lr": 3e-3,
         "arch_weight_decay": 0.0,
         "workers": workers(machine),
+        **dict(net.settings),
     }
 
 
-def train_sizes(facts: DataFacts, machine: Machine) -> dict[str, Any]:
+@dataclass(frozen=True)
+class TrainNet:
+    """A space's final network under the rule: the small one and the paper's (C, layers, lr, drop-path), the
+    largest GPU batch and the most epochs its recipe trains."""
+
+    small: tuple[int, int, float, float]
+    paper: tuple[int, int, float, float]
+    gpu_batch: int
+    epochs: int
+
+
+TRAIN_NETWORKS: dict[str, TrainNet] = {
+    # DARTS cells: the old digits demo's network, or the paper's C=36, 20 cells (2019 code: batch 96, 600 epochs)
+    "darts": TrainNet(small=(16, 8, 0.05, 0.1), paper=(36, 20, 0.025, 0.2), gpu_batch=96, epochs=600),
+    # NAS-Bench-201: N=2 cells per stage, or the benchmark's C=16, N=5 (200E.config: lr 0.1, batch 256, no
+    # drop-path, 200 epochs)
+    "nas-bench-201": TrainNet(small=(16, 2, 0.05, 0.0), paper=(16, 5, 0.1, 0.0), gpu_batch=256, epochs=200),
+}
+
+
+def train_sizes(facts: DataFacts, machine: Machine, space: str = "darts") -> dict[str, Any]:
     """The final-training settings the rule gives (module docstring), keyed like `training.image.TrainConfig`."""
     n = facts.train_images
-    paper_net = machine.gpu and n >= BIG_TRAINING_SET
+    net = TRAIN_NETWORKS[space]
+    C, layers, lr, drop_path = net.paper if machine.gpu and n >= BIG_TRAINING_SET else net.small
     return {
         "image_size": CIFAR_SIDE,
-        "C": 36 if paper_net else 16,
-        "layers": 20 if paper_net else 8,
-        "batch_size": _power_of_two(n / 20, 16, 96 if machine.gpu else 64),
-        "epochs": _epochs(TRAIN_EXAMPLES[machine.device], n, 600),
-        "lr": 0.025 if paper_net else 0.05,
-        "drop_path": 0.2 if paper_net else 0.1,
+        "C": C,
+        "layers": layers,
+        "batch_size": _power_of_two(n / 20, 16, net.gpu_batch if machine.gpu else 64),
+        "epochs": _epochs(TRAIN_EXAMPLES[machine.device], n, net.epochs),
+        "lr": lr,
+        "drop_path": drop_path,
         "cutout": 0,
         "workers": workers(machine),
     }

@@ -19,7 +19,7 @@ from .errors import GdasError, os_error
 from .files import atomic_write_bytes
 from .genotype import Genotype
 from .jsonio import parse_json
-from .models import CellNetwork, NetworkArgs, build_network
+from .models import Network, NetworkArgs, build_network
 
 FORMAT = "gdas-weights-v1"
 WEIGHTS_FILE = "model.safetensors"  # the weights file of a checkpoint folder and of a published model
@@ -68,9 +68,9 @@ def load_tensors_into(model: torch.nn.Module, path: Path, what: str, device: str
     load_state_strict(model, read_tensors(path, device), what, str(path))
 
 
-def save_network(model: CellNetwork, path: Path) -> None:
+def save_network(model: Network, path: Path) -> None:
     """Write `model`'s weights (unwrapped from DDP/compile) with its genotype and arguments."""
-    inner = cast(CellNetwork, unwrap(model))
+    inner = cast(Network, unwrap(model))
     save_tensors(inner, path, network_metadata(inner.genotype, inner.args))
 
 
@@ -128,7 +128,7 @@ def load_state_strict(model: torch.nn.Module, state: dict[str, torch.Tensor], wh
     model.load_state_dict(state, strict=True)
 
 
-def load_network(path: Path, genotype: Genotype | None = None, map_location: str = "cpu") -> CellNetwork:
+def load_network(path: Path, genotype: Genotype | None = None, map_location: str = "cpu") -> Network:
     """Build the network described by the file's header (or by `genotype`) and load the weights strictly."""
     stored_genotype, args = read_metadata(path)
     genotype = genotype or stored_genotype

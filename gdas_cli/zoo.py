@@ -32,7 +32,14 @@ from .errors import GdasError
 from .genotype import HUB_PREFIX, Genotype, data_dir
 from .jsonio import read_json
 from .models import CellFeatures, NetworkArgs
-from .published import CONFIG_FILE, GdasNetwork, PublishedConfig, load_published_folder, read_config
+from .published import (
+    CONFIG_FILE,
+    PublishedConfig,
+    PublishedNetwork,
+    load_published_folder,
+    published_class,
+    read_config,
+)
 from .refs import load_genotype
 from .rundir import resolve
 from .weights import WEIGHTS_FILE, load_network, load_state_strict, read_metadata, read_tensors
@@ -308,7 +315,7 @@ class _Source:
 
     label: str
     describe: Callable[[], tuple[Genotype, NetworkArgs]]
-    load: Callable[[], GdasNetwork]
+    load: Callable[[], PublishedNetwork]
 
 
 def _described(config: PublishedConfig, label: str) -> tuple[Genotype, NetworkArgs]:
@@ -336,7 +343,7 @@ def _folder_source(folder: Path) -> _Source:
     def describe() -> tuple[Genotype, NetworkArgs]:
         return _described(read_config(folder / CONFIG_FILE, f"{folder}/{CONFIG_FILE}"), str(folder))
 
-    def load() -> GdasNetwork:
+    def load() -> PublishedNetwork:
         if not (folder / WEIGHTS_FILE).is_file():
             raise GdasError(f"{folder}: a genotype-only export (no {WEIGHTS_FILE}); use pretrained=False")
         return load_published_folder(folder)
@@ -344,7 +351,7 @@ def _folder_source(folder: Path) -> _Source:
     return _Source(str(folder), describe, load)
 
 
-def _load_entry_weights(entry: ZooEntry, genotype: Genotype) -> GdasNetwork:
+def _load_entry_weights(entry: ZooEntry, genotype: Genotype) -> PublishedNetwork:
     if entry.weights is None:
         raise GdasError(
             f"{entry.name}: no pretrained weights are published for this model yet (a genotype-only zoo entry); "
@@ -369,7 +376,7 @@ def _load_entry_weights(entry: ZooEntry, genotype: Genotype) -> GdasNetwork:
 
 
 def _entry_source(entry: ZooEntry) -> _Source:
-    def load() -> GdasNetwork:
+    def load() -> PublishedNetwork:
         return _load_entry_weights(entry, load_genotype(entry.genotype))
 
     return _Source(entry.name, lambda: (load_genotype(entry.genotype), entry.network), load)
@@ -389,7 +396,7 @@ def _source(name_or_ref: str | Path) -> _Source:
     return _entry_source(get_entry(text))
 
 
-def _load_checkpoint(model: GdasNetwork, checkpoint_path: str | Path) -> None:
+def _load_checkpoint(model: PublishedNetwork, checkpoint_path: str | Path) -> None:
     """timm's checkpoint_path: weights loaded strictly over the model as built (a file or an exported folder)."""
     path = Path(checkpoint_path).expanduser()
     weights = path / WEIGHTS_FILE if path.is_dir() else path
@@ -413,7 +420,7 @@ def create_model(
     features_only: bool = False,
     out_indices: Sequence[int] | None = None,
     **kwargs: Any,
-) -> GdasNetwork | CellFeatures:
+) -> PublishedNetwork | CellFeatures:
     """Build a model, timm-style: a zoo name, a published one (`hf-hub:org/name[@rev]`) or an exported folder.
 
     Args:
@@ -430,8 +437,9 @@ def create_model(
             (pretrained) weights; `feature_info` says each level's channels and reduction.
         **kwargs: `net`, `C`, `layers`, `auxiliary` for an untrained model.
 
-    Returns a `gdas_cli.published.GdasNetwork` (a CellNetwork that saves the published format;
-    `gdas_cli.hub.HubNetwork.from_network(model)` adds `push_to_hub`).
+    Returns the published-format network of the genotype's space (`gdas_cli.published.GdasNetwork` for
+    DARTS cells, `GdasNB201Network` for NAS-Bench-201 cells: the network class with `save_folder`;
+    `gdas_cli.hub.hub_class(genotype).from_network(model)` adds `push_to_hub`).
     """
     if not isinstance(name_or_ref, (str, Path)):
         raise GdasError(f"create_model: expected a model name, hf-hub:org/name@rev or a folder, got {name_or_ref!r}")
@@ -448,7 +456,7 @@ def create_model(
             model.reset_classifier(num_classes)
     else:
         genotype, args = source.describe()
-        model = GdasNetwork(genotype, _args_with(args, num_classes, kwargs, source.label))
+        model = published_class(genotype)(genotype, _args_with(args, num_classes, kwargs, source.label))
     if drop_path_rate is not None:
         model.drop_path_prob = drop_path_rate
     if checkpoint_path is not None:
@@ -460,14 +468,14 @@ def create_model(
     return model.train()
 
 
-def _pretrained_network(ref: str) -> GdasNetwork:
+def _pretrained_network(ref: str) -> PublishedNetwork:
     """create_model(ref, pretrained=True), the classifier network (never a backbone)."""
     model = create_model(ref, pretrained=True)
-    assert isinstance(model, GdasNetwork)  # features_only was not asked for
+    assert not isinstance(model, CellFeatures)  # features_only was not asked for
     return model
 
 
-def _backbone(model: GdasNetwork, out_indices: Sequence[int] | None) -> CellFeatures:
+def _backbone(model: PublishedNetwork, out_indices: Sequence[int] | None) -> CellFeatures:
     """The feature levels of `model` as a backbone, holding the same weights (every backbone weight is the model's)."""
     backbone = CellFeatures(
         model.genotype,
@@ -482,7 +490,7 @@ def _backbone(model: GdasNetwork, out_indices: Sequence[int] | None) -> CellFeat
     return backbone
 
 
-def load_init(ref: str) -> tuple[GdasNetwork, dict[str, Any]]:
+def load_init(ref: str) -> tuple[PublishedNetwork, dict[str, Any]]:
     """The weights `gdas train --init REF` starts from, and where they came from (for the run's config.json).
 
     REF: a zoo name with weights, `hf-hub:org/name[@rev]`, an exported folder, or a checkpoint (a
@@ -492,7 +500,8 @@ def load_init(ref: str) -> tuple[GdasNetwork, dict[str, Any]]:
     published = path.is_dir() and (path / CONFIG_FILE).is_file() and not _is_run(path)
     if not ref.startswith(HUB_PREFIX) and path.exists() and not published:
         found = resolve(path, prefer=("last",))
-        model = GdasNetwork.from_network(load_network(found.weights))
+        network = load_network(found.weights)
+        model = published_class(network.genotype).from_network(network)
         return model, {"ref": ref, "kind": "checkpoint", "weights": str(found.weights.resolve())}
     model = _pretrained_network(ref)
     kind = "hub" if ref.startswith(HUB_PREFIX) else "folder" if path.is_dir() else "zoo"

@@ -188,7 +188,7 @@ def test_choices_match_the_registries():
     from gdas_cli.rundir import CHECKPOINTS
     from gdas_cli.sampler import SAMPLING_MODES
     from gdas_cli.search import LAYOUTS
-    from gdas_cli.search.derive import DERIVE_RULES
+    from gdas_cli.spaces import SPACES
     from gdas_cli.training.image import SCHEDULES
 
     def values(enum):
@@ -196,7 +196,9 @@ def test_choices_match_the_registries():
 
     assert values(_choices.Device) == set(DEVICES) and values(_choices.Precision) == set(PRECISIONS)
     assert values(_choices.Sampling) == set(SAMPLING_MODES) and values(_choices.Layout) == set(LAYOUTS)
-    assert values(_choices.Rule) == set(DERIVE_RULES) and values(_choices.ExportFormat) == set(FORMATS)
+    rules = {rule for space in SPACES.values() for rule in space.derive_rules}  # every space's rules
+    assert values(_choices.Rule) == rules and values(_choices.ExportFormat) == set(FORMATS)
+    assert values(_choices.SpaceName) == set(SPACES) - {"darts_rnn"}  # search cnn's spaces
     assert values(_choices.Checkpoint) == set(CHECKPOINTS) and values(_choices.Schedule) == set(SCHEDULES)
 
 

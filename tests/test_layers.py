@@ -22,12 +22,12 @@ PACKAGE = Path(__file__).resolve().parent.parent / "gdas_cli"
 # lowest first; a name is a module or a subpackage of gdas_cli ("" is the package itself)
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("core", ("", "errors", "files", "jsonio", "checkpoint", "ops", "sampler", "genotype", "metrics", "plot", "data",
-              "corpus", "progress", "sizing", "movement")),
+              "corpus", "progress", "sizing", "movement", "nb201", "spaces")),
     ("models", ("models", "weights")),
     ("published", ("published",)),
     ("io", ("hub", "rundir", "refs")),
     ("engine", ("engine",)),
-    ("tasks", ("language", "search", "training", "evaluate")),
+    ("tasks", ("language", "search", "training", "evaluate", "bench")),
     ("api", ("zoo", "export")),
     ("cli", ("cli", "__main__")),
 ]

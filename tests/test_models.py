@@ -11,7 +11,7 @@ from gdas_cli.metrics import count_mult_adds, count_parameters
 from gdas_cli.models import default_args
 from gdas_cli.models.size import IMAGE_NETS, TEXT_VOCAB, measure
 
-CNN = list(iter_zoo("cnn"))
+CNN = [g for g in iter_zoo("cnn") if g.space == "darts"]  # DARTS cells: the cifar and imagenet networks
 
 
 def _forward_backward(model, x):
@@ -135,7 +135,9 @@ def _size_case(row):
 def test_shipped_sizes_cover_the_zoo():
     """genotypes/sizes.json (what `gdas genotypes info` prints without torch) has a row per zoo genotype and target."""
     rows = {(row["genotype"], row["net"]) for row in _shipped_rows()}
-    assert rows == {(g.ref, net) for g in zoo_genotypes() for net in (TEXT_VOCAB if g.kind == "rnn" else IMAGE_NETS)}
+    assert rows == {(g.ref, net) for g in zoo_genotypes() for net in g.search_space.info_nets}
+    assert {net for g in zoo_genotypes() if g.space == "darts" for net in g.search_space.info_nets} == set(IMAGE_NETS)
+    assert {net for g in zoo_genotypes() if g.kind == "rnn" for net in g.search_space.info_nets} == set(TEXT_VOCAB)
 
 
 @pytest.mark.parametrize("row", [_size_case(row) for row in _shipped_rows()])

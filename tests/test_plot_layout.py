@@ -59,5 +59,6 @@ def test_every_edge_is_labelled_and_states_are_subscripted(drawn):
     cells = [cell for cell in genotype.cells().values() if cell != FRC]
     assert shown == sorted(edge.op for cell in cells for node in cell.nodes for edge in node)
     names = {text.get_text() for _, text, _ in texts}
-    expected = {"$c_{k-2}$", "$c_{k-1}$", "$c_{k}$"} if genotype.kind == "cnn" else {"$x_t$", "$h_{t-1}$", "$h_t$"}
-    assert expected <= names
+    space = genotype.search_space  # each space's labels: c_{k-2}, c_{k-1} -> c_k; x_t, h_{t-1} -> h_t; c_{k-1} -> c_k
+    expected = {*space.drawn_inputs, space.drawn_output, *space.drawn_feeds}
+    assert len(expected) >= 2 and expected <= names

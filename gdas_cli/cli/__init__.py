@@ -6,6 +6,7 @@ import typer
 
 from .. import __version__
 from ._app import make_app
+from .bench import bench
 from .derive import derive
 from .eval import eval_command
 from .export import export_command
@@ -22,7 +23,8 @@ app = make_app(
     "  gdas train cifar10 --genotype my_cell.json --data-dir ~/data\n\n"
     "  gdas eval runs/train-cifar10-<time>\n\n"
     "  gdas export runs/train-cifar10-<time> --push-to-hub org/my-gdas --tag v1\n\n"
-    "  gdas genotypes info gdas_frc --net imagenet",
+    "  gdas genotypes info gdas_frc --net imagenet\n\n"
+    "  gdas search cnn --space nas-bench-201 --dataset digits",
     completion=True,
 )
 
@@ -49,6 +51,7 @@ app.command("eval")(eval_command)
 app.command("export")(export_command)
 app.add_typer(genotypes_app, name="genotypes")
 app.add_typer(plot_app, name="plot")
+app.command("bench")(bench)
 
 
 def main() -> None:

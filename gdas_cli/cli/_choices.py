@@ -41,6 +41,15 @@ class Layout(str, Enum):
 class Rule(str, Enum):
     paper = "paper"
     pairs = "pairs"
+    nb201 = "nb201"
+    rnn = "rnn"
+
+
+class SpaceName(str, Enum):
+    """The search spaces `gdas search cnn` searches (spaces.SPACES less the recurrent one)."""
+
+    darts = "darts"
+    nas_bench_201 = "nas-bench-201"
 
 
 class Split(str, Enum):
@@ -78,12 +87,20 @@ class Kind(str, Enum):
     rnn = "rnn"
 
 
+class ShowFormat(str, Enum):
+    """How `genotypes show` prints a genotype."""
+
+    text = "text"
+    arch_str = "arch-str"
+
+
 class Net(str, Enum):
     """What `genotypes info` counts: an image network (cnn genotypes) or a language model (rnn genotypes)."""
 
     cifar10 = "cifar10"
     cifar100 = "cifar100"
     imagenet = "imagenet"
+    imagenet16_120 = "imagenet16-120"
     ptb = "ptb"
     wt2 = "wt2"
 

@@ -16,8 +16,13 @@ def derive(
         Path, typer.Argument(help="A search run directory, a search checkpoint file in one, or a --seeds parent.")
     ],
     rule: Annotated[
-        Rule, typer.Option(help="paper: 2 distinct inputs per node; pairs: xautodl's top-2 (op, input) pairs.")
-    ] = Rule.paper,
+        Rule | None,
+        typer.Option(
+            help="DARTS cells: paper (2 distinct inputs per node, the default) or pairs (xautodl's top-2 (op, input) "
+            "pairs); NAS-Bench-201 cells: nb201 (argmax over all five ops, the released rule); RNN cells: rnn. "
+            "\\[default: the space's first]"
+        ),
+    ] = None,
     epoch: Annotated[
         int | None,
         typer.Option(
@@ -49,14 +54,14 @@ uniform and how decisive each choice is; a warning says when that is indistingui
 
     if output is not None:
         guard_output(output, overwrite=overwrite, reads=[source])
-    genotype = derive_from_source(source, rule=rule.value, epoch=epoch, name=name, version=version)
+    genotype = derive_from_source(source, rule=rule.value if rule else None, epoch=epoch, name=name, version=version)
     movement = genotype.provenance.get("movement")
     if output is None:
         typer.echo(genotype.to_json(), nl=False)
     else:
         write_genotype(genotype, output)
         console.print(
-            f"wrote {output} ({genotype.ref}, rule {rule.value}, epoch {genotype.provenance.get('epoch')})",
+            f"wrote {output} ({genotype.ref}, rule {genotype.derive_rule}, epoch {genotype.provenance.get('epoch')})",
             highlight=False,
         )
     if movement:  # on stderr: stdout may be the genotype itself

@@ -12,7 +12,7 @@ from ..errors import GdasError
 from ..genotype import MAX_NETWORK_CELLS, MAX_NETWORK_CHANNELS  # torch-free
 from ..refs import load_genotype  # torch-free (genotype.py; the Hub client only for hf-hub: refs)
 from ._app import make_app
-from ._choices import Kind, Net
+from ._choices import Kind, Net, ShowFormat
 from ._output import console, print_json
 
 if TYPE_CHECKING:
@@ -29,13 +29,19 @@ app = make_app(
 )
 
 RefArg = Annotated[
-    str, typer.Argument(help="Zoo name, name@version, a genotype JSON path, or hf-hub:org/repo\\[@rev].")
+    str,
+    typer.Argument(
+        help="Zoo name, name@version, a genotype JSON path, hf-hub:org/repo\\[@rev], or a NAS-Bench-201 arch string."
+    ),
 ]
 
 
 @app.command("list")
 def list_genotypes(
     kind: Annotated[Kind | None, typer.Option(help="Only the genotypes of this kind.")] = None,
+    space: Annotated[
+        str | None, typer.Option(help="Only the genotypes of this search space: darts, darts_rnn or nas-bench-201.")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list instead of a table.")] = False,
 ) -> None:
     """List the genotypes shipped with gdas (newest version last).
@@ -44,29 +50,51 @@ def list_genotypes(
 
       gdas genotypes list
 
+      gdas genotypes list --space nas-bench-201
+
       gdas genotypes list --kind rnn --json
     """
     from ..genotype import zoo_genotypes
+    from ..spaces import get_space
 
-    genotypes = [g for g in zoo_genotypes() if kind is None or g.kind == kind.value]
+    if space is not None:
+        get_space(space, "--space")
+    genotypes = [
+        g for g in zoo_genotypes() if (kind is None or g.kind == kind.value) and (space is None or g.space == space)
+    ]
     if as_json:
         print_json([_summary(g) for g in genotypes])
         return
-    table = Table("name", "version", "kind", "source", title="gdas genotypes")
+    table = Table("name", "version", "kind", "space", "source", title="gdas genotypes")
     for g in genotypes:
         row = _summary(g)
-        table.add_row(row["name"], row["version"], row["kind"], row["source"])
+        table.add_row(row["name"], row["version"], row["kind"], row["space"], row["source"])
     console.print(table)
 
 
 def _summary(genotype: Genotype) -> dict[str, str]:
     prov = genotype.provenance
     source = prov.get("original_name", "") + (f" ({prov['table']})" if "table" in prov else "")
-    return {"name": genotype.name, "version": genotype.version, "kind": genotype.kind, "source": source.strip()}
+    return {
+        "name": genotype.name,
+        "version": genotype.version,
+        "kind": genotype.kind,
+        "space": genotype.space,
+        "source": source.strip(),
+    }
 
 
 @app.command("show")
-def show(ref: RefArg) -> None:
+def show(
+    ref: RefArg,
+    output_format: Annotated[
+        ShowFormat,
+        typer.Option(
+            "--format",
+            help="text (the cells, one node per line) or arch-str (a NAS-Bench-201 cell as the benchmark writes it).",
+        ),
+    ] = ShowFormat.text,
+) -> None:
     """Print a genotype's cells, one node per line (and check the file: a bad one is named with its problem).
 
     For a searched genotype each op is followed by its probability and its margin over the runner-up \
@@ -77,10 +105,17 @@ def show(ref: RefArg) -> None:
       gdas genotypes show gdas_frc
 
       gdas genotypes show my_cell.json
+
+      gdas genotypes show runs/search-nb201/genotype.json --format arch-str
+
+      gdas genotypes show '|nor_conv_3x3~0|+|nor_conv_3x3~0|none~1|+|nor_conv_1x1~0|nor_conv_3x3~1|nor_conv_3x3~2|'
     """
-    from ..genotype import chosen_of, describe_cell
+    from ..genotype import chosen_of, describe_cell, to_arch_str
 
     genotype = load_genotype(ref)
+    if output_format == ShowFormat.arch_str:
+        console.print(to_arch_str(genotype), highlight=False, markup=False)
+        return
     console.print(
         f"[bold]{genotype.ref}[/bold]  kind={genotype.kind}  space={genotype.space}  "
         f"derive_rule={genotype.derive_rule}",
@@ -88,7 +123,7 @@ def show(ref: RefArg) -> None:
     )
     for role, cell in genotype.cells().items():
         console.print(f"{role}:", style="bold", highlight=False)
-        for line in describe_cell(cell, genotype.kind, chosen_of(genotype, role)):
+        for line in describe_cell(cell, genotype.space, chosen_of(genotype, role)):
             console.print(f"  {line}", highlight=False, markup=False)
     for key, value in genotype.provenance.items():
         if key != "movement":
@@ -106,14 +141,23 @@ def info(
     net: Annotated[
         Net | None,
         typer.Option(
-            help="The network to count: an image set for cnn genotypes (default cifar10), "
-            "a corpus for rnn ones (default ptb)."
+            metavar="NET",
+            help="The network to count: cifar10 (default), cifar100 or imagenet for DARTS cells; cifar10, "
+            "cifar100 or imagenet16-120 for NAS-Bench-201 cells (the benchmark's networks); ptb (default) or "
+            "wt2 for recurrent cells.",
         ),
     ] = None,
     channels: Annotated[
         int | None, typer.Option("--channels", "-C", min=2, max=MAX_NETWORK_CHANNELS, help="Initial channels C (cnn).")
     ] = None,
-    layers: Annotated[int | None, typer.Option(min=3, max=MAX_NETWORK_CELLS, help="Number of cells (cnn).")] = None,
+    layers: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=MAX_NETWORK_CELLS,
+            help="Number of cells (DARTS; at least 3), or cells per stage (NAS-Bench-201).",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Parameters and mult-adds of the network a genotype builds, counted as the paper counts them.
@@ -132,8 +176,13 @@ def info(
     from ..genotype import check_frc_channels, shipped_size
 
     genotype = load_genotype(ref)
-    name = (net.value if net else None) or ("ptb" if genotype.kind == "rnn" else "cifar10")
-    if genotype.kind == "rnn" and (channels or layers):
+    nets = genotype.search_space.info_nets
+    name = net.value if net else nets[0]
+    if name not in nets:
+        raise GdasError(
+            f"--net: {name!r}: a {genotype.kind} genotype of space {genotype.space} is counted on {', '.join(nets)}"
+        )
+    if genotype.recurrent is not None and (channels or layers):
         raise GdasError("--channels/--layers: a language model is counted at the paper's sizes only")
     if channels is not None:
         check_frc_channels(genotype, channels)

@@ -12,7 +12,7 @@ from rich.table import Table
 
 from ..errors import GdasError
 from ._app import make_app
-from ._choices import Layout, Sampling
+from ._choices import Layout, Sampling, SpaceName
 from ._output import console, err_console, is_main_process, print_json, print_plan
 from ._run_options import RunOptions, check_saved, run_slug, run_until_interrupted, with_run_options
 
@@ -32,6 +32,7 @@ _SEARCH = "Search (paper Alg. 1)"
 _NET = "Supernet"
 _RUN = "Run"
 _SELECT = "Best of K seeds (paper Sec. 4.2)"
+_NB201 = "NAS-Bench-201 space (--space nas-bench-201)"
 
 
 def cnn(
@@ -43,6 +44,17 @@ def cnn(
     ] = None,
     data_dir: Annotated[
         str | None, typer.Option(help="Where the CIFAR files are. \\[default: data]", rich_help_panel=_RUN)
+    ] = None,
+    space: Annotated[
+        SpaceName | None,
+        typer.Option(
+            metavar="SPACE",
+            help=(
+                "darts (the paper's CNN cells) or nas-bench-201 (NAS-Bench-201's topology space: one cell of 4 "
+                "nodes, 5 ops; its cells can be looked up in the benchmark). \\[default: darts]"
+            ),
+            rich_help_panel=_NET,
+        ),
     ] = None,
     frc: Annotated[
         bool | None,
@@ -57,13 +69,46 @@ def cnn(
         str | None,
         typer.Option(
             help=(
-                "\\[default: paper] paper (the paper's 240 epochs, SGD 0.025 cosine to 1e-3, wd 3e-4, Adam 3e-4, "
-                "tau 10->1; where it is silent the 2019 code's batch 128, clip 5, Adam betas, 8 cells, cell sampling) "
-                "or xautodl (the 2020 code: 250 epochs, batch 256, wd 5e-4, nesterov, tau 10->0.1, 6 cells, batch "
-                "sampling)."
+                "\\[default: paper; nas-bench-201 for that space] paper (the paper's 240 epochs, SGD 0.025 cosine to "
+                "1e-3, wd 3e-4, Adam 3e-4, tau 10->1; where it is silent the 2019 code's batch 128, clip 5, Adam "
+                "betas, 8 cells, cell sampling), xautodl (the 2020 code: 250 epochs, batch 256, wd 5e-4, nesterov, "
+                "tau 10->0.1, 6 cells, batch sampling) or nas-bench-201 (the released GDAS search of that space: "
+                "C=16, N=5, 240 epochs, batch 64, nesterov, wd 5e-4, tau 10->0.1)."
             ),
             rich_help_panel=_SEARCH,
             show_default=False,
+        ),
+    ] = None,
+    track_stats: Annotated[
+        bool | None,
+        typer.Option(
+            "--track-stats/--no-track-stats",
+            help="BN running statistics in the search cells. \\[default: no (GDAS.sh's usage line)]",
+            rich_help_panel=_NB201,
+            show_default=False,
+        ),
+    ] = None,
+    unchosen_grads: Annotated[
+        bool | None,
+        typer.Option(
+            "--unchosen-grads/--no-unchosen-grads",
+            help=(
+                "xautodl's gradient to the unchosen ops' weights (TinyNetworkGDAS adds them, 0 in value, to each "
+                "edge); off: only the chosen op's. \\[default: on (2020 code)]"
+            ),
+            rich_help_panel=_NB201,
+            show_default=False,
+        ),
+    ] = None,
+    nas_bench: Annotated[
+        Path | None,
+        typer.Option(
+            help=(
+                "Look each epoch's derived cell up in this NATS-Bench topology benchmark (a "
+                "NATS-tss-v1_0-3ffb9-simple folder or .pickle.pbz2 file; pickles, read only through the nats_bench "
+                "API and only from this path) and log its accuracies."
+            ),
+            rich_help_panel=_NB201,
         ),
     ] = None,
     sampling: Annotated[
@@ -271,6 +316,10 @@ that of the A steps (batches of the valid half: train_arch_top1 in metrics.jsonl
         betas = [0.5 if arch_beta1 is None else arch_beta1, 0.999 if arch_beta2 is None else arch_beta2]
     overrides = {
         "data_dir": data_dir,
+        "space": space,
+        "track_stats": track_stats,
+        "unchosen_grads": unchosen_grads,
+        "nas_bench": str(nas_bench) if nas_bench is not None else None,
         "frc": frc,
         "sampling": sampling,
         "layout": layout,
@@ -330,7 +379,7 @@ that of the A steps (batches of the valid half: train_arch_top1 in metrics.jsonl
     else:
         for key in ("seed", "limit_train_batches"):
             overrides[key] = getattr(run, key) if key in run.explicit else None
-        config, title = _new_config(recipe or "paper", dataset or "cifar10", overrides, run.device)
+        config, title = _new_config(recipe, dataset or "cifar10", overrides, run.device)
         engine = run.engine_config(
             epochs=config.epochs,
             run_name=f"search-{run_slug(config.dataset)}",
@@ -349,10 +398,10 @@ that of the A steps (batches of the valid half: train_arch_top1 in metrics.jsonl
 
 
 # a resumed search may also change where its data is and how it is read
-_SEARCH_RESUME_SAFE = frozenset({"data_dir", "workers"})
+_SEARCH_RESUME_SAFE = frozenset({"data_dir", "workers", "nas_bench"})
 
 
-def _new_config(recipe: str, dataset: str, overrides: dict[str, Any], device: str) -> tuple[Any, str]:
+def _new_config(recipe: str | None, dataset: str, overrides: dict[str, Any], device: str) -> tuple[Any, str]:
     """A new search's config (the sizing rule applied to a data set but the paper's) and its plan's title."""
     from ..data import describe
     from ..search.cnn_task import check_dataset
@@ -364,7 +413,8 @@ def _new_config(recipe: str, dataset: str, overrides: dict[str, Any], device: st
     machine = this_machine(device)
     check_workers(overrides.get("workers"), machine)
     config = resolve_config(recipe, dataset, overrides, facts, machine)
-    return config, f"plan: gdas search cnn on {dataset} ({facts.describe()}), {machine.describe()}"
+    title = f"plan: gdas search cnn on {dataset} ({facts.describe()}), {machine.describe()}, {config.space} space"
+    return config, title
 
 
 def _check_output(output: Path | None, run: RunOptions) -> None:

@@ -86,8 +86,8 @@ def build_cell(
 ) -> InferCell | FixedReductionInferCell:
     """One cell of `genotype` for use in any network: `forward(s0, s1, drop_prob=0.0)` gives
     `multiplier * c` channels, at half resolution when `reduction` is set."""
-    if genotype.kind != "cnn":
-        raise GdasError(f"{genotype.ref}: a {genotype.kind} genotype has no convolutional cell")
+    if genotype.space != "darts":
+        raise GdasError(f"{genotype.ref}: a {genotype.space} genotype has no DARTS convolutional cell")
     spec = genotype.reduce if reduction else genotype.normal
     if spec == FRC:
         return FixedReductionInferCell(c_prev_prev, c_prev, c, reduction_prev, affine)

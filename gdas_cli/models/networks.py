@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields, replace
-from typing import Any, Literal, NamedTuple, overload
+from typing import Any, NamedTuple, Protocol, cast, overload
 
 import torch
 from torch import nn
@@ -106,15 +106,41 @@ NETS: dict[str, Layout] = {
     "cifar": Layout(_cifar_stem, 1, 1, 3, True, 32, CIFAR_MEAN, CIFAR_STD, "bilinear", 1.0),
     "imagenet": Layout(_imagenet_stem, 4, 8, 2, False, 224, IMAGENET_MEAN, IMAGENET_STD, "bilinear", 0.875),
 }
+NB201_NET = "nb201"  # the NAS-Bench-201 space's one macro network (models/nb201.py)
+
+
+@dataclass(frozen=True)
+class InputDefaults:
+    """What a macro network expects of an image by default: its `pretrained_cfg` before a loader's facts."""
+
+    image_size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    interpolation: str
+    crop_pct: float
+    first_conv: str
+    data: str  # the data loader's family (data.load_images' `net`): cifar (small images) or imagenet
+
+
+INPUTS: dict[str, InputDefaults] = {
+    **{
+        name: InputDefaults(n.image_size, n.mean, n.std, n.interpolation, n.crop_pct, "stem0.0", name)
+        for name, n in NETS.items()
+    },
+    # the benchmark's CIFAR input
+    NB201_NET: InputDefaults(32, CIFAR_MEAN, CIFAR_STD, "bilinear", 1.0, "stem.0", "cifar"),
+}
 
 
 def pretrained_cfg_for(args: NetworkArgs, **fields: Any) -> dict[str, Any]:
-    """timm's `pretrained_cfg` as a plain dict: the layout's input defaults, with `fields` on top.
+    """timm's `pretrained_cfg` as a plain dict: the macro network's input defaults, with `fields` on top.
 
     A loader passes what it knows of the weights (`dataset`, `label_names`, `license`, `source`, ...);
     a key that is not one of the defaults' keys is an error.
     """
-    layout = _layout(args.net)
+    if args.net not in INPUTS:
+        raise GdasError(f"unknown network {args.net!r}; known: {', '.join(INPUTS)}")
+    layout = INPUTS[args.net]
     cfg: dict[str, Any] = {
         "input_size": (3, layout.image_size, layout.image_size),
         "interpolation": layout.interpolation,
@@ -126,7 +152,7 @@ def pretrained_cfg_for(args: NetworkArgs, **fields: Any) -> dict[str, Any]:
         "dataset": None,
         "license": None,
         "source": None,
-        "first_conv": "stem0.0",
+        "first_conv": layout.first_conv,
         "classifier": "classifier",
     }
     unknown = sorted(set(fields) - set(cfg))
@@ -174,8 +200,8 @@ def _layout(net: str) -> Layout:
 
 
 def _check(genotype: Genotype, args: NetworkArgs, drop_path_rate: float) -> Layout:
-    if genotype.kind != "cnn":
-        raise GdasError(f"{genotype.ref}: a {genotype.kind} genotype cannot build a {args.net} network")
+    if genotype.space != "darts":
+        raise GdasError(f"{genotype.ref}: a {genotype.space} genotype cannot build a {args.net} network")
     layout = _layout(args.net)
     if args.layers < 3 or args.C < 2 or args.num_classes < 0:
         raise GdasError(f"network needs layers >= 3, C >= 2 and classes >= 0 (0: no classifier), got {args}")
@@ -411,15 +437,21 @@ class TrainForward(nn.Module):
     """Calls `network.forward_train` as its `forward`, so DDP and torch.compile (which run `forward`)
     see the auxiliary logits; the network's own `forward` keeps returning logits only."""
 
-    def __init__(self, network: CellNetwork) -> None:
+    def __init__(self, network: nn.Module) -> None:
         super().__init__()
         self.network = network
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        return self.network.forward_train(x)
+        return cast(_TrainsWithAux, self.network).forward_train(x)
 
 
-def default_args(genotype: Genotype, net: str, num_classes: int) -> NetworkArgs:
+class _TrainsWithAux(Protocol):
+    """A network with an auxiliary-head training forward (every family's networks have one)."""
+
+    def forward_train(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]: ...
+
+
+def cell_network_args(genotype: Genotype, net: str, num_classes: int) -> NetworkArgs:
     """The paper's widths: CIFAR C=36 with 20 cells; ImageNet 14 cells, C=50, or 52 with the FRC (C % 8)."""
     if net == "cifar":
         return NetworkArgs(net="cifar", C=36, layers=20, num_classes=num_classes)
@@ -428,31 +460,7 @@ def default_args(genotype: Genotype, net: str, num_classes: int) -> NetworkArgs:
     raise GdasError(f"unknown network {net!r}; known: {', '.join(NETS)}")
 
 
-@overload
-def build_network(
-    genotype: Genotype,
-    args: NetworkArgs,
-    *,
-    drop_path_rate: float = ...,
-    features_only: Literal[False] = ...,
-    out_indices: None = ...,
-    pretrained_cfg: Mapping[str, Any] | None = ...,
-) -> CellNetwork: ...
-
-
-@overload
-def build_network(
-    genotype: Genotype,
-    args: NetworkArgs,
-    *,
-    drop_path_rate: float = ...,
-    features_only: Literal[True],
-    out_indices: Sequence[int] | None = ...,
-    pretrained_cfg: Mapping[str, Any] | None = ...,
-) -> CellFeatures: ...
-
-
-def build_network(
+def build_cell_network(
     genotype: Genotype,
     args: NetworkArgs,
     *,

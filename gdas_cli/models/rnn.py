@@ -197,7 +197,7 @@ class RNNLanguageModel(LanguageModelBase):
     """The final language model of an `rnn` genotype."""
 
     def __init__(self, genotype: Genotype, args: RNNArgs) -> None:
-        if genotype.kind != "rnn" or genotype.recurrent is None:
+        if genotype.recurrent is None:
             raise GdasError(
                 f"{genotype.ref}: a {genotype.kind} genotype cannot build a recurrent language model; "
                 "use an rnn genotype (e.g. gdas_rnn)"

@@ -8,7 +8,6 @@ the task state after every epoch and on resume, so they always match the checkpo
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import json
 import math
@@ -19,6 +18,7 @@ from typing import Any
 import torch
 
 from .. import __version__
+from ..bench import Bench
 from ..checkpoint import write_json, write_jsonl
 from ..data import (
     DATASETS,
@@ -34,18 +34,17 @@ from ..data import (
 from ..engine import EngineConfig, Runtime, Task, run_task
 from ..errors import GdasError
 from ..files import atomic_write_text
-from ..genotype import Genotype
+from ..genotype import Genotype, to_arch_str
 from ..jsonio import parse_json
-from ..movement import measure
-from ..ops import PRIMITIVES
 from ..rundir import RunDir
 from ..sampler import linear_tau
+from ..spaces import get_space
 from ..weights import WEIGHTS_FILE, load_state_strict, read_header, read_tensors, save_tensors
 from .config import SearchConfig, check_config
-from .derive import alphas_sha256, derive_genotype, non_none
+from .derive import alphas_sha256
 from .history import with_steps
-from .step import search_step
-from .supernet import SearchNetwork, check_network_args
+from .spaces import build_supernet, check_supernet, search_of, searched_genotype
+from .step import Supernet, search_step
 
 WEIGHTS_FORMAT = "gdas-search-v1"
 
@@ -99,15 +98,7 @@ class SearchTask(Task):
         self.batches = PairedBatches(train, valid)
         if len(self.batches) == 0:
             raise GdasError(f"--dataset {cfg.dataset}: too few images for one batch of {cfg.batch_size} per half")
-        self.net = SearchNetwork(
-            cfg.channels,
-            cfg.cells_per_stage,
-            data.num_classes,
-            frc=cfg.frc,
-            sampling=cfg.sampling,
-            layout=cfg.layout,
-            ops=cfg.ops,
-        )
+        self.net = build_supernet(cfg, data.num_classes)
         self.model = rt.prepare_model(self.net, find_unused_parameters=True, compile=False)
         # one generator, seeded alike on every rank: all DDP ranks sample the same architecture
         self.generator = torch.Generator(device=rt.device).manual_seed(cfg.seed)
@@ -122,6 +113,7 @@ class SearchTask(Task):
             weight_decay=cfg.arch_weight_decay,
         )
         self.rt = rt
+        self.bench = Bench.open(Path(cfg.nas_bench)) if cfg.nas_bench else None
 
     def train_batches(self) -> PairedBatches:
         return self.batches
@@ -155,7 +147,10 @@ class SearchTask(Task):
         alphas = {t: a.detach().float().cpu().clone() for t, a in self.net.arch_parameters().items()}
         self.history = [h for h in self.history if h["epoch"] <= epoch]
         self.history.append({"epoch": epoch + 1, "tau": self.net.tau, "alphas": alphas})
-        return {"alphas_sha256": alphas_sha256(alphas)}
+        record: dict[str, Any] = {"alphas_sha256": alphas_sha256(alphas)}
+        if self.bench is not None:
+            record.update(bench_record(self.bench, self.config.space, alphas))
+        return record
 
     # ---- state
 
@@ -191,7 +186,7 @@ class SearchTask(Task):
         """The paper-rule genotype of one epoch's record (cached: after_epoch asks for all of them)."""
         key = (record["epoch"], alphas_sha256(record["alphas"]), str(run_dir))
         if key not in self._genotypes:
-            self._genotypes[key] = searched_genotype(self.config, record, run_dir.name)
+            self._genotypes[key] = epoch_genotype(self.config, record, run_dir.name)
         return self._genotypes[key]
 
     def after_epoch(self, run_dir: Path, history: list[dict[str, Any]]) -> None:
@@ -221,12 +216,25 @@ class SearchTask(Task):
             atomic_write_text(run.genotype_file, genotypes[-1].to_json())
 
 
+def bench_record(bench: Bench, space: str, alphas: dict[str, torch.Tensor]) -> dict[str, Any]:
+    """The epoch's derived cell looked up in the benchmark, as the released GDAS.py logs it each epoch: its
+    arch string and every data set's recorded top-1 (hp 200, the mean over seeds), flat for the epoch line."""
+    arch = to_arch_str(search_of(space).derive(alphas, get_space(space).default_rule, name="epoch", version="1.0.0"))
+    found = bench.lookup(arch)
+    record: dict[str, Any] = {"bench_arch": arch}
+    for dataset, result in found["datasets"].items():
+        slug = dataset.lower().replace("-", "_")
+        record.update({f"bench_{slug}_{split}_top1": value for split, value in result["accuracy"].items()})
+    return record
+
+
 def provenance(config: SearchConfig, record: dict[str, Any], run_name: str | None) -> dict[str, Any]:
     """Where a searched genotype came from: enough to find the run (by its folder name, never a local
     path, since genotypes get published) and check its alphas."""
     return {
         "source": "gdas search cnn",
         "run": run_name,
+        "space": config.space,
         "dataset": published_dataset(config.dataset),
         "seed": config.seed,
         "split_seed": config.split_seed if config.split_seed is not None else config.seed,
@@ -243,44 +251,33 @@ def provenance(config: SearchConfig, record: dict[str, Any], run_name: str | Non
     }
 
 
-def searched_genotype(
+def epoch_genotype(
     config: SearchConfig,
     record: dict[str, Any],
     run_name: str | None,
     *,
-    rule: str = "paper",
+    rule: str | None = None,
     name: str = "searched",
     version: str = "1.0.0",
-    extra: dict[str, Any] | None = None,
 ) -> Genotype:
     """The genotype of one epoch's alphas (`record`: epoch, tau, alphas and the A steps taken, `step`) under
-    `rule`, its provenance holding how far the alphas moved and the noise verdict (search.movement)."""
-    probs = {t: torch.softmax(a, dim=-1) for t, a in record["alphas"].items()}
-    genotype = derive_genotype(
-        probs,
-        rule=rule,
-        frc=config.frc,
-        name=name,
-        version=version,
-        provenance={**provenance(config, record, run_name), **(extra or {})},
-    )
-    cells = {t: cell for t, cell in genotype.cells().items() if t in record["alphas"] and not isinstance(cell, str)}
-    movement = measure(
+    `rule` (default: the space's), with how far the alphas moved (search.spaces.searched_genotype)."""
+    return searched_genotype(
+        config.space,
         record["alphas"],
-        cells,
-        ops=PRIMITIVES,
-        n_inputs=2,
-        choices=non_none(PRIMITIVES),
+        rule=rule,
         arch_lr=config.arch_lr,
         steps=record.get("step"),
+        name=name,
+        version=version,
+        provenance=provenance(config, record, run_name),
     )
-    return dataclasses.replace(genotype, provenance={**genotype.provenance, "movement": movement})
 
 
 # ------------------------------------------------------------------------------------------ weights
 
 
-def save_search_weights(net: SearchNetwork, config: SearchConfig, path: Path) -> None:
+def save_search_weights(net: Supernet, config: SearchConfig, path: Path) -> None:
     """The supernet's weights and alphas as safetensors, with the search config in the header."""
     save_tensors(net, path, {"format": WEIGHTS_FORMAT, "gdas_search": json.dumps(config.to_dict())})
 
@@ -315,9 +312,7 @@ def check_search(config: SearchConfig) -> None:
     """Everything that can be checked without data: each problem is a GdasError naming its option."""
     check_dataset(config.dataset)
     check_config(config)
-    check_network_args(
-        config.channels, config.cells_per_stage, 1, config.frc, config.sampling, config.layout, config.ops
-    )
+    check_supernet(config)
 
 
 def run_search(

@@ -25,6 +25,7 @@ class SearchConfig:
 
     dataset: str = "cifar10"
     data_dir: str | None = None
+    space: str = "darts"  # the search space (spaces.SPACES): darts or nas-bench-201
     recipe: str = "paper"
     epochs: int = 240
     batch_size: int = 128
@@ -46,6 +47,11 @@ class SearchConfig:
     sampling: str = "cell"
     layout: str = "paper"
     ops: str = "paper"  # the supernet's op set (ops.SEARCH_OPS): the 2019 code's or xautodl's
+    # NAS-Bench-201 supernets (xautodl's TinyNetworkGDAS): BN running statistics in the search cells, and
+    # xautodl's gradient to the unchosen ops' weights (search/nb201_supernet.py)
+    track_stats: bool = False
+    unchosen_grads: bool = False
+    nas_bench: str | None = None  # a NATS-Bench topology benchmark each epoch's cell is looked up in
     seed: int = 0
     split_seed: int | None = None
     image_size: int | None = None  # None: the data set's own side
@@ -97,6 +103,38 @@ RECIPES: dict[str, dict[str, Any]] = {
         "sampling": "batch",
         "grad_clip_with_alphas": True,
     },
+    # The released GDAS search of the NAS-Bench-201 space (AutoDL-Projects scripts-search/NAS-Bench-201-algos/
+    # GDAS.sh, exps/NAS-Bench-201-algos/GDAS.py, configs/nas-benchmark/algos/GDAS.config; docs/nas-bench-201.md):
+    # TinyNetworkGDAS with C=16, N=5, 240 epochs of batch 64, SGD 0.025 nesterov wd 5e-4 cosine to 1e-3,
+    # Adam 3e-4 wd 1e-3, tau 10 -> 0.1, a clip over all parameters, one draw per forward.
+    "nas-bench-201": {
+        "epochs": 240,
+        "batch_size": 64,
+        "lr": 0.025,
+        "lr_min": 1e-3,
+        "momentum": 0.9,
+        "weight_decay": 5e-4,
+        "nesterov": True,
+        "grad_clip": 5.0,
+        "grad_clip_with_alphas": True,
+        "arch_lr": 3e-4,
+        "arch_betas": (0.5, 0.999),
+        "arch_weight_decay": 1e-3,
+        "tau_max": 10.0,
+        "tau_min": 0.1,
+        "channels": 16,
+        "cells_per_stage": 5,
+        "sampling": "batch",
+        "track_stats": False,  # GDAS.sh's usage line: `GDAS.sh cifar10 0 -1`
+        "unchosen_grads": True,
+    },
+}
+# The recipes of each search space, its default first.
+SPACE_RECIPES: dict[str, tuple[str, ...]] = {"darts": ("paper", "xautodl"), "nas-bench-201": ("nas-bench-201",)}
+# settings that belong to one space's supernet: given for another space they are refused
+SPACE_SETTINGS: dict[str, frozenset[str]] = {
+    "darts": frozenset({"frc", "layout"}),
+    "nas-bench-201": frozenset({"track_stats", "unchosen_grads", "nas_bench"}),
 }
 
 # Where each default of the paper recipe comes from (README "Search a cell"); the xautodl recipe's own
@@ -127,30 +165,47 @@ PAPER_SOURCES: dict[str, str] = {
     "cutout": "2019 code",
     "workers": "ours",
     "seed": "ours",
+    "track_stats": "2020 code",
+    "unchosen_grads": "2020 code",
 }
 PLANNED = tuple(PAPER_SOURCES)  # the settings a plan lists
+NOT_PLANNED = {"darts": {"track_stats", "unchosen_grads"}, "nas-bench-201": {"frc", "layout", "ops"}}
 
 
 def recipe_sources(recipe: str) -> dict[str, str]:
-    """The source of each value of `recipe`: the paper's table, with xautodl's own values from the 2020 code."""
+    """The source of each value of `recipe`: the paper's table, with the 2020 code's own values (xautodl's
+    DARTS recipe, the released NAS-Bench-201 one)."""
     return PAPER_SOURCES if recipe == "paper" else {**PAPER_SOURCES, **dict.fromkeys(RECIPES[recipe], "2020 code")}
 
 
 def resolve_config(
-    recipe: str,
+    recipe: str | None,
     dataset: str,
     overrides: dict[str, Any],
     facts: DataFacts | None = None,
     machine: Machine | None = None,
 ) -> SearchConfig:
-    """Defaults < recipe < the sizing rule (data sets but the paper's, given `facts` and `machine`) < `overrides`
-    (the options the user gave; None = not given). `sources` says where each value came from."""
-    if recipe not in RECIPES:
-        raise GdasError(f"--recipe: {recipe!r} must be one of {', '.join(RECIPES)}")
-    rule = search_sizes(facts, machine) if facts is not None and machine is not None and uses_rule(dataset) else {}
+    """Defaults < recipe (default: the space's first) < the sizing rule (data sets but the paper's, given
+    `facts` and `machine`) < `overrides` (the options the user gave; None = not given). `sources` says
+    where each value came from."""
     given = {k: v for k, v in overrides.items() if v is not None}
+    space = given.get("space", "darts")
+    if space not in SPACE_RECIPES:
+        raise GdasError(f"--space: {space!r} must be one of {', '.join(SPACE_RECIPES)} (RNN cells: gdas search rnn)")
+    recipe = recipe or SPACE_RECIPES[space][0]
+    if recipe not in SPACE_RECIPES[space]:
+        raise GdasError(
+            f"--recipe: {recipe!r} is not a recipe of the {space} space ({', '.join(SPACE_RECIPES[space])})"
+        )
+    for other, settings in SPACE_SETTINGS.items():
+        stray = sorted(settings & set(given)) if other != space else []
+        if stray:
+            raise GdasError(f"--{stray[0].replace('_', '-')}: a setting of the {other} space's supernet, not {space}'s")
+    sized = facts is not None and machine is not None and uses_rule(dataset)
+    rule = search_sizes(facts, machine, space) if sized and facts is not None and machine is not None else {}
     config = SearchConfig(recipe=recipe, dataset=dataset, **{**RECIPES[recipe], **rule, **given})
-    config.sources = plan_sources(list(PLANNED), recipe_sources(recipe), rule, given)
+    planned = [key for key in PLANNED if key not in NOT_PLANNED[space]]
+    config.sources = plan_sources(planned, recipe_sources(recipe), rule, given)
     if config.hflip is None:
         config.hflip, config.sources["hflip"] = default_hflip(dataset), flip_source(dataset)
     if config.image_size is None and facts is not None:

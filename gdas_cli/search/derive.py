@@ -99,7 +99,7 @@ def derive_genotype(
     normal = derive_cell(probs["normal"], rule, steps, multiplier)
     reduce = FRC if frc else derive_cell(probs["reduce"], rule, steps, multiplier)
     genotype = Genotype(
-        name, version, "cnn", normal=normal, reduce=reduce, derive_rule=rule, provenance=dict(provenance or {})
+        name, version, "darts", normal=normal, reduce=reduce, derive_rule=rule, provenance=dict(provenance or {})
     )
     # Round-trip through the validator so a bad --name or --version is caught here, naming the option.
     return Genotype.from_dict(genotype.to_dict(), source="derived genotype (check --name/--version)")

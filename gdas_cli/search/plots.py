@@ -10,8 +10,8 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
-from ..ops import PRIMITIVES, RNN_PRIMITIVES
 from ..plot import _OP_COLOURS, _check_output, _pyplot, save_figure
+from ..spaces import space_of_role
 from .history import AlphaRecord
 
 EDGE_COLUMNS = 7
@@ -27,8 +27,9 @@ def _edge_label(edge: int, n_inputs: int) -> str:
 
 
 def _space(cell_type: str) -> tuple[tuple[str, ...], int]:
-    """The op names and the number of cell inputs for a cell type's alphas."""
-    return (RNN_PRIMITIVES, 1) if cell_type == "recurrent" else (PRIMITIVES, 2)
+    """The op names and the number of cell inputs for a cell type's alphas (its space's)."""
+    space = space_of_role(cell_type)
+    return space.ops, space.n_inputs
 
 
 def plot_alpha_history(records: list[AlphaRecord], output: Path, title: str = "", note: str = "") -> None:

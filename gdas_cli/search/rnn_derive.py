@@ -59,5 +59,7 @@ def derive_rnn_genotype(
 ) -> Genotype:
     """A validated `rnn` Genotype with derive rule `rnn`."""
     cell = derive_rnn_cell(probs, steps)
-    genotype = Genotype(name, version, "rnn", recurrent=cell, derive_rule="rnn", provenance=dict(provenance or {}))
+    genotype = Genotype(
+        name, version, "darts_rnn", recurrent=cell, derive_rule="rnn", provenance=dict(provenance or {})
+    )
     return Genotype.from_dict(genotype.to_dict(), source="derived genotype (check --name/--version)")

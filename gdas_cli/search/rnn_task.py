@@ -29,15 +29,13 @@ from ..genotype import MAX_NODES, Genotype
 from ..jsonio import read_jsonl
 from ..language import LanguageTask, LMConfig, Segment, check_lm_config, perplexity, resolve_lm_config, stream_loss
 from ..models.rnn import lm_loss
-from ..movement import measure
-from ..ops import RNN_PRIMITIVES
 from ..rundir import RunDir
 from ..sampler import linear_tau
 from ..weights import WEIGHTS_FILE, load_tensors_into, save_tensors
-from .derive import alphas_sha256, non_none
+from .derive import alphas_sha256
 from .history import alpha_record, load_alpha_history, pick_epoch, with_steps
 from .rnn import RNN_SAMPLING, RNNSearchNetwork, build_rnn_search_network
-from .rnn_derive import derive_rnn_genotype
+from .spaces import searched_genotype
 from .step import frozen
 
 SEARCH_FORMAT = "gdas-rnn-search-weights-v1"
@@ -355,17 +353,12 @@ def derive_rnn_run(
         provenance.update(
             selected_by="lowest valid_loss", valid_loss=chosen["valid_loss"], valid_ppl=chosen["valid_ppl"]
         )
-    genotype = derive_rnn_genotype(
-        record.probabilities()["recurrent"], steps=cfg.steps, name=name, version=version, provenance=provenance
-    )
-    assert genotype.recurrent is not None
-    movement = measure(
+    return searched_genotype(
+        "darts_rnn",
         {"recurrent": record.alphas["recurrent"]},
-        {"recurrent": genotype.recurrent},
-        ops=RNN_PRIMITIVES,
-        n_inputs=1,
-        choices=non_none(RNN_PRIMITIVES),
         arch_lr=cfg.arch_lr,
         steps=record.step,
+        name=name,
+        version=version,
+        provenance=provenance,
     )
-    return dataclasses.replace(genotype, provenance={**genotype.provenance, "movement": movement})

@@ -11,7 +11,8 @@ from ..files import atomic_write_text
 from ..genotype import Genotype
 from ..rundir import RunDir, progress_of, read_metrics, resolve
 from ..sampler import linear_tau
-from .cnn_task import SearchTask, read_search_weights, searched_genotype
+from ..spaces import get_space
+from .cnn_task import SearchTask, epoch_genotype, read_search_weights
 from .config import SearchConfig
 from .history import load_alpha_history, pick_epoch
 from .rnn_task import derive_rnn_run, is_rnn_search_run
@@ -44,8 +45,9 @@ def _from_checkpoint(path: Path, epoch: int | None) -> tuple[SearchConfig, dict[
         raise GdasError(f"--epoch: {path} is a checkpoint and holds one epoch; pass the run directory instead")
     found = resolve(path)
     state, config = read_search_weights(found.weights)
-    alphas = {t: state[f"alphas_{t}"].float() for t in ("normal", "reduce") if f"alphas_{t}" in state}
-    if "normal" not in alphas:
+    roles = get_space(config.space).roles
+    alphas = {role: state[f"alphas_{role}"].float() for role in roles if f"alphas_{role}" in state}
+    if roles[0] not in alphas:
         raise GdasError(f"{found.weights}: no alphas in this checkpoint")
     progress = progress_of(found.weights.parent)
     done = int(progress.get("epoch", 0))
@@ -58,12 +60,13 @@ def _from_checkpoint(path: Path, epoch: int | None) -> tuple[SearchConfig, dict[
 def derive_from_source(
     source: Path,
     *,
-    rule: str = "paper",
+    rule: str | None = None,
     epoch: int | None = None,
     name: str = "searched",
     version: str = "1.0.0",
 ) -> Genotype:
-    """The genotype of a run directory's epoch (default: the last finished) or of a checkpoint."""
+    """The genotype of a run directory's epoch (default: the one the run chose) or of a checkpoint, under
+    `rule` (default: the space's)."""
     source = Path(source)
     if not source.exists():
         raise GdasError(f"{source}: no such run directory or checkpoint")
@@ -76,13 +79,14 @@ def derive_from_source(
     run = RunDir(source)
     is_run = source.is_dir() and run.exists()
     if is_run and is_rnn_search_run(source):
-        if rule != "paper":
+        if rule not in (None, "rnn"):
             raise GdasError(f"--rule {rule}: recurrent cells derive one input per node (T=1); omit --rule")
         return derive_rnn_run(source, epoch=epoch, name=name, version=version)
     config, record, run_dir = _from_run_dir(run, epoch) if is_run else _from_checkpoint(source, epoch)
-    if config.frc != ("reduce" not in record["alphas"]):
-        raise GdasError(f"{source}: alphas do not match the run's configuration (frc={config.frc})")
-    return searched_genotype(config, record, run_dir.name, rule=rule, name=name, version=version)
+    roles = {role for role in get_space(config.space).roles if not (role == "reduce" and config.frc)}
+    if set(record["alphas"]) != roles:
+        raise GdasError(f"{source}: alphas do not match the run's configuration ({', '.join(sorted(roles))} cells)")
+    return epoch_genotype(config, record, run_dir.name, rule=rule, name=name, version=version)
 
 
 def write_genotype(genotype: Genotype, path: Path) -> None:

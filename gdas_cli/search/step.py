@@ -19,7 +19,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .nb201_supernet import NB201SearchNetwork
 from .supernet import SearchNetwork
+
+Supernet = SearchNetwork | NB201SearchNetwork  # what a search step trains: any space's supernet
 
 # The arch optimizer's per-alpha state key that keeps the last A step's gradient for the next W
 # step's clip (there, not in .grad, so checkpoints hold it and a resumed run clips the same).
@@ -51,7 +54,7 @@ def _loss(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor], rt: Any) -
 
 def _weight_step_clipping_alphas(
     loss: torch.Tensor,
-    net: SearchNetwork,
+    net: Supernet,
     weight_optimizer: torch.optim.Optimizer,
     arch_optimizer: torch.optim.Optimizer,
     rt: Any,
@@ -91,7 +94,7 @@ def _keep_arch_grads(optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -
 
 def search_step(
     model: nn.Module,
-    net: SearchNetwork,
+    net: Supernet,
     weight_optimizer: torch.optim.Optimizer,
     arch_optimizer: torch.optim.Optimizer,
     train: tuple[torch.Tensor, torch.Tensor],

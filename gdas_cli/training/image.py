@@ -20,7 +20,7 @@ from ..engine import EngineConfig, Runtime, Task, check_finite, config_from_dict
 from ..errors import GdasError
 from ..genotype import MAX_NETWORK_CELLS, MAX_NETWORK_CHANNELS, Genotype, check_frc_channels
 from ..metrics import topk_correct
-from ..models import CellNetwork, NetworkArgs, TrainForward, build_network, default_args
+from ..models import FAMILIES, INPUTS, Network, NetworkArgs, TrainForward, build_network, default_args
 from ..progress import track
 from ..rundir import RunDir
 from ..sizing import DataFacts, Machine, plan_sources, train_sizes, uses_rule, workers
@@ -74,6 +74,29 @@ RECIPES: dict[str, Recipe] = {
         cutout=16,
     ),
     # ImageNet mobile setting (reference section 9.2)
+    # the NAS-Bench-201 benchmark's own training of every cell (AutoDL-Projects configs/nas-benchmark/hyper-opts/
+    # 200E.config; docs/nas-bench-201.md): TinyNetwork C=16, N=5, SGD 0.1 nesterov wd 5e-4, batch 256, cosine to 0,
+    # 200 epochs, crop and flip, no clip, no auxiliary head, no drop-path, no cutout
+    "nb201": Recipe(
+        net="nb201",
+        C=16,
+        layers=5,
+        epochs=200,
+        batch_size=256,
+        lr=0.1,
+        lr_min=0.0,
+        schedule="cosine",
+        lr_gamma=0.97,
+        momentum=0.9,
+        nesterov=True,
+        weight_decay=5e-4,
+        grad_clip=0.0,
+        auxiliary=False,
+        aux_weight=0.0,
+        drop_path=0.0,
+        label_smoothing=0.0,
+        cutout=0,
+    ),
     "imagenet": Recipe(
         net="imagenet",
         C=None,
@@ -137,11 +160,17 @@ RECIPE_SOURCES: dict[str, dict[str, str]] = {
         "cutout": "2019 code",
     },
 }
+RECIPE_SOURCES["nb201"] = dict.fromkeys(RECIPE_SOURCES["cifar"], "2020 code")
 PLANNED = (*RECIPE_SOURCES["cifar"], "image_size", "hflip", "workers")
+# the training recipe of a space's genotypes, where it is not the recipe of their network family
+SPACE_RECIPES = {"nas-bench-201": "nb201"}
 
 
-def recipe_for(dataset: str, net: str | None = None) -> Recipe:
-    """imagenet -> the ImageNet recipe; any other set -> the recipe of its network family (CIFAR's by default)."""
+def recipe_for(dataset: str, net: str | None = None, space: str = "darts") -> Recipe:
+    """A NAS-Bench-201 genotype -> the benchmark's recipe; imagenet -> the ImageNet recipe; any other set ->
+    the recipe of its network family (CIFAR's by default)."""
+    if space in SPACE_RECIPES:
+        return RECIPES[SPACE_RECIPES[space]]
     return RECIPES[net or ("imagenet" if dataset == "imagenet" else "cifar")]
 
 
@@ -205,10 +234,11 @@ def make_config(
     """The recipe for `dataset` (with the sizing rule on top for a set other than the paper's, given its
     `facts` and the `machine`), every non-None value of `overrides` applied, validated; `sources` says
     where each value came from."""
+    check_image_genotype(genotype, genotype.ref)
     given = {k: v for k, v in overrides.items() if v is not None}
-    recipe = recipe_for(dataset, given.get("net"))
-    uses = facts is not None and machine is not None and uses_rule(dataset) and recipe.net == "cifar"
-    rule = train_sizes(facts, machine) if uses and facts is not None and machine is not None else {}
+    recipe = recipe_for(dataset, given.get("net"), genotype.space)
+    uses = facts is not None and machine is not None and uses_rule(dataset) and recipe.net != "imagenet"
+    rule = train_sizes(facts, machine, genotype.space) if uses and facts is not None and machine is not None else {}
     values = asdict(recipe)
     known = {f.name for f in fields(TrainConfig)}
     fixed = {"dataset", "genotype", "genotype_ref", "num_classes", "sources"}
@@ -220,7 +250,7 @@ def make_config(
     config.sources = plan_sources(list(PLANNED), RECIPE_SOURCES[recipe.net], rule, given)
     if config.hflip is None:
         config.hflip, config.sources["hflip"] = default_hflip(dataset), flip_source(dataset)
-    if config.image_size is None and facts is not None and config.net == "cifar":
+    if config.image_size is None and facts is not None and config.net != "imagenet":
         config.image_size, config.sources["image_size"] = facts.image_size, "data"
     if "workers" not in given and "workers" not in rule and machine is not None:
         config.workers, config.sources["workers"] = workers(machine), "ours"
@@ -228,18 +258,24 @@ def make_config(
     return config
 
 
+def check_image_genotype(genotype: Genotype, ref: str) -> None:
+    """A genotype whose space builds image networks (not a recurrent cell)."""
+    if genotype.space not in FAMILIES:
+        raise GdasError(
+            f"--genotype {ref}: a {genotype.kind} genotype builds no CNN; use a cnn genotype (gdas genotypes list "
+            "--kind cnn)"
+        )
+
+
 def validate_config(cfg: TrainConfig, genotype: Genotype) -> None:
     """Every bad value is one GdasError naming its option; checked before anything is loaded or written."""
-    if genotype.kind != "cnn":
-        raise GdasError(
-            f"--genotype {cfg.genotype_ref}: a {genotype.kind} genotype builds no CNN; "
-            f"use a cnn genotype (gdas genotypes list --kind cnn)"
-        )
+    check_image_genotype(genotype, cfg.genotype_ref)
+    family = FAMILIES[genotype.space]
     checks = [
         (cfg.epochs >= 1, "--epochs", cfg.epochs, "must be at least 1"),
         (cfg.batch_size >= 1, "--batch-size", cfg.batch_size, "must be at least 1"),
         (cfg.C >= 2, "--channels", cfg.C, "must be at least 2"),
-        (cfg.layers >= 3, "--layers", cfg.layers, "must be at least 3"),
+        (cfg.layers >= family.min_layers, "--layers", cfg.layers, f"must be at least {family.min_layers}"),
         (cfg.lr > 0, "--lr", cfg.lr, "must be positive"),
         (cfg.lr_min >= 0, "--lr-min", cfg.lr_min, "must be >= 0"),
         (cfg.schedule in SCHEDULES, "--schedule", cfg.schedule, f"must be one of {', '.join(SCHEDULES)}"),
@@ -254,7 +290,7 @@ def validate_config(cfg: TrainConfig, genotype: Genotype) -> None:
         (cfg.workers >= 0, "--workers", cfg.workers, "must be >= 0"),
         (cfg.limit_eval_batches >= 0, "--limit-eval-batches", cfg.limit_eval_batches, "must be >= 0"),
         (cfg.val_split >= 0, "--val-split", cfg.val_split, "must be >= 0 (0: no validation split)"),
-        (cfg.net in ("cifar", "imagenet"), "--net", cfg.net, "must be cifar or imagenet"),
+        (cfg.net in family.nets, "--net", cfg.net, f"must be {' or '.join(family.nets)} for this genotype"),
         (cfg.image_size is None or 8 <= cfg.image_size <= 1024, "--image-size", cfg.image_size, "must be in 8..1024"),
         (cfg.C <= MAX_NETWORK_CHANNELS, "--channels", cfg.C, f"must be at most {MAX_NETWORK_CHANNELS}"),
         (cfg.layers <= MAX_NETWORK_CELLS, "--layers", cfg.layers, f"must be at most {MAX_NETWORK_CELLS}"),
@@ -303,7 +339,7 @@ class TrainTask(Task):
 
     kind = "train"
 
-    def __init__(self, cfg: TrainConfig, data: ImageData | None = None, init: CellNetwork | None = None) -> None:
+    def __init__(self, cfg: TrainConfig, data: ImageData | None = None, init: Network | None = None) -> None:
         self.cfg = cfg
         self.init = init
         self.genotype = Genotype.from_dict(cfg.genotype, "config genotype")
@@ -316,10 +352,11 @@ class TrainTask(Task):
 
     def setup(self, rt: Runtime) -> None:
         cfg = self.cfg
+        loader = INPUTS[cfg.net].data
         data = self.data or load_images(
-            cfg.dataset, cfg.data_dir, download=cfg.download, net=cfg.net, image_size=cfg.image_size
+            cfg.dataset, cfg.data_dir, download=cfg.download, net=loader, image_size=cfg.image_size
         )
-        if data.net != cfg.net:
+        if data.net != loader:
             raise GdasError(
                 f"--net {cfg.net}: {data.name} has {data.image_size}x{data.image_size} images, "
                 f"which suit the {data.net} network"
@@ -343,7 +380,7 @@ class TrainTask(Task):
     def _build_model(self, rt: Runtime, num_classes: int) -> None:
         cfg = self.cfg
         args = NetworkArgs(net=cfg.net, C=cfg.C, layers=cfg.layers, num_classes=num_classes, auxiliary=cfg.auxiliary)
-        self.model: CellNetwork = build_network(self.genotype, args)
+        self.model: Network = build_network(self.genotype, args)
         if self.init is not None and self.cfg.init is not None:
             self.cfg.init["fresh"] = start_from(self.model, self.init, self.cfg.init.get("ref", "--init"))
         self.module = rt.prepare_model(TrainForward(self.model))  # DDP/compile run forward: here forward_train
@@ -448,7 +485,7 @@ class TrainTask(Task):
         load_tensors_into(self.model, Path(directory) / WEIGHTS_FILE, f"genotype {self.genotype.ref}", device)
 
 
-def start_from(model: CellNetwork, source: CellNetwork, label: str) -> list[str]:
+def start_from(model: Network, source: Network, label: str) -> list[str]:
     """Copy `source`'s weights into `model` strictly; only heads the source cannot provide start fresh.
 
     A different class count gets fresh classifiers (main and auxiliary); an auxiliary head the source
@@ -506,7 +543,7 @@ def train(
     *,
     resume: bool = False,
     data: ImageData | None = None,
-    init: CellNetwork | None = None,
+    init: Network | None = None,
     on_start: Callable[[], None] | None = None,
 ) -> dict:
     """Run (or resume) final training; returns the engine's summary. `init`: the weights to start from."""

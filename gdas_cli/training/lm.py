@@ -73,7 +73,7 @@ TRAIN_SOURCES: dict[str, str] = {
 
 
 def resolve_train_config(dataset: str, genotype: Genotype, overrides: dict[str, Any]) -> LMTrainConfig:
-    if genotype.kind != "rnn":
+    if genotype.recurrent is None:
         raise GdasError(
             f"{genotype.ref}: a {genotype.kind} genotype cannot train a language model on {dataset}; "
             "use an rnn genotype (e.g. gdas_rnn)"

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from . import jsonio
-from .errors import GdasEnvironmentError, GdasError, environment_cause
+from .errors import GdasEnvironmentError, GdasError, environment_cause, read_failure
 from .files import atomic_write_bytes, atomic_write_text, current_umask
 
 STATE_FORMAT = "gdas-run-state-v1"
@@ -105,7 +105,9 @@ def load_state(path: Path) -> dict[str, Any]:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises UnpicklingError, RuntimeError, EOFError... for bad files
         first = str(err).strip().splitlines()[0] if str(err).strip() else ""
-        raise GdasError(f"{path}: unreadable or untrusted run state ({type(err).__name__}: {first})") from None
+        raise read_failure(
+            err, path, f"{path}: unreadable or untrusted run state ({type(err).__name__}: {first})"
+        ) from None
     if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
         raise GdasError(f"{path}: not a gdas run state file")
     return state

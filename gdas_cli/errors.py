@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 from pathlib import Path
 
 
@@ -59,6 +60,7 @@ ENVIRONMENT_ERRNOS = {
 _TORCH_WRITE_FAILURES = ("inline_container.cc", "PytorchStreamWriter failed", "file write failed")
 _OUT_OF_MEMORY = ("out of memory", "can't allocate memory", "cannot allocate memory")
 _LOW_SPACE_BYTES = 1 << 20  # a write that failed with less free space than this failed for lack of space
+_RUST_OS_ERROR = re.compile(r"\(os error (\d+)\)")  # how Rust libraries (safetensors) carry an errno in text
 
 
 def environment_cause(err: BaseException, path: Path | str | None = None) -> str | None:
@@ -88,6 +90,34 @@ def environment_cause(err: BaseException, path: Path | str | None = None) -> str
             return f"{ENVIRONMENT_ERRNOS[probed]} ({os.strerror(probed)}, reported by torch as a failed write)"
         return "the file could not be written (torch reports a failed write without its cause)"
     return None
+
+
+def read_cause(err: BaseException) -> str | None:
+    """The machine's failure behind a failed read ("an input/output error (...)"), else None: the file is bad.
+
+    Only what says so for certain counts (an errno, a Rust library's "(os error N)", no memory): the rest of a
+    reader's error text describes the file's content, whatever words it holds.
+    """
+    if isinstance(err, GdasEnvironmentError):
+        return err.cause or str(err)
+    if isinstance(err, MemoryError):
+        return "out of memory"
+    code = err.errno if isinstance(err, OSError) else None
+    if code is None:
+        match = _RUST_OS_ERROR.search(str(err))
+        code = int(match.group(1)) if match else None
+    if code in ENVIRONMENT_ERRNOS:
+        return f"{ENVIRONMENT_ERRNOS[code]} ({os.strerror(code)})"
+    return None
+
+
+def read_failure(err: BaseException, path: Path | str, bad_file: str) -> GdasError:
+    """A failed read of `path` in one line: `path: cannot read it: <cause>` (exit 1) when the machine failed,
+    else `bad_file` (exit 2)."""
+    cause = read_cause(err)
+    if cause is not None:
+        return GdasEnvironmentError(f"{path}: cannot read it: {cause}", path=path, cause=cause)
+    return GdasError(bad_file)
 
 
 def _probe_failed_write(path: Path | str | None) -> int | None:

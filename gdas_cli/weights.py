@@ -15,7 +15,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
-from .errors import GdasError, os_error
+from .errors import GdasError, os_error, read_failure
 from .files import atomic_write_bytes
 from .genotype import Genotype
 from .jsonio import parse_json
@@ -54,7 +54,9 @@ def read_tensors(path: Path, device: str | torch.device = "cpu", label: str | No
     try:
         return load_file(str(path), device=str(device))
     except (SafetensorError, OSError, ValueError, RuntimeError) as err:
-        raise GdasError(f"{label or path}: corrupted or truncated safetensors file ({err})") from None
+        raise read_failure(
+            err, label or path, f"{label or path}: corrupted or truncated safetensors file ({err})"
+        ) from None
 
 
 def save_tensors(module: torch.nn.Module, path: Path, metadata: dict[str, str]) -> None:

@@ -762,3 +762,71 @@ def test_one_cause_one_exit_code_from_every_command(cause, trained, searched, fa
     assert [p for p in _leftovers(target) if "hub-cache" not in p] == []
     if (target / "hub-cache").exists():
         _complete_files_only(target / "hub-cache", fault_repo)
+
+
+# Reads the machine fails: /proc/self/mem answers a read at offset 0 with EIO, as a failing disk does, so a
+# link to it is a real input/output error in place of a genotype, a benchmark or an image.
+
+EIO_SOURCE = Path("/proc/self/mem")
+
+
+def _eio_link(path: Path) -> Path:
+    if not EIO_SOURCE.exists():
+        pytest.skip("no /proc/self/mem on this system")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.symlink_to(EIO_SOURCE)
+    return path
+
+
+def _eio_image_folder(root: Path) -> str:
+    for split in ("train", "val"):
+        for label in ("a", "b"):
+            _eio_link(root / split / label / "x.png")
+    return f"folder:{root}"
+
+
+def _reading_commands(tmp_path: Path) -> dict[str, tuple[list, Path]]:
+    """Every command that reads a user's file, each given one that fails with EIO; the path it must name."""
+    cell = _eio_link(tmp_path / "cell.json")
+    bench = _eio_link(tmp_path / "tss.pickle.pbz2")
+    images = _eio_image_folder(tmp_path / "images")
+    first_image = tmp_path / "images" / "train" / "a" / "x.png"
+    return {
+        "genotypes show": (["genotypes", "show", cell], cell),
+        "genotypes info": (["genotypes", "info", cell], cell),
+        "train -g": (["train", "digits", "-g", cell, *TINY_TRAIN, "--run-dir", tmp_path / "run-g"], cell),
+        "export": (["export", cell, "-o", tmp_path / "export"], cell),
+        "bench --nas-bench": (["bench", "nb201_resnet", "--nas-bench", bench], bench),
+        "train folder:": (["train", images, "-g", "gdas_frc", *TINY_TRAIN, "--run-dir", tmp_path / "run-f"], first_image),
+        "search --dataset folder:": (["search", "cnn", "--dataset", images, "--epochs", "1", "--run-dir",
+                                      tmp_path / "search", "-q"], first_image),
+    }
+
+
+def test_an_io_error_while_reading_is_exit_1_from_every_command(tmp_path):
+    pytest.importorskip("nats_bench")
+    for name, (args, path) in _reading_commands(tmp_path).items():
+        result = gdas(*args)
+        line = assert_one_line_error(result, str(path), "input/output error", code=1)
+        assert "not valid" not in line and "not a readable" not in line, (name, line)
+    assert not any(tmp_path.glob("run-*")) and not (tmp_path / "export").exists() and not (tmp_path / "search").exists()
+
+
+def test_the_same_bad_input_is_exit_2_from_every_command(tmp_path, searched):
+    """A file that is not there, and a file that is there but wrong (its content, not the machine)."""
+    missing = tmp_path / "missing.json"
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"schema": "gdas-genotype"')
+    not_a_bench = tmp_path / "tss.pickle.pbz2"
+    not_a_bench.write_bytes(b"BZh9 not a bz2 stream")
+    for path, needle in ((missing, "no such"), (broken, "not valid JSON")):
+        for args in (["genotypes", "show", path], ["genotypes", "info", path], ["export", path, "-o", tmp_path / "o"],
+                     ["train", "digits", "-g", path, *TINY_TRAIN, "--run-dir", tmp_path / "r"],
+                     ["bench", path, "--nas-bench", not_a_bench]):
+            assert_one_line_error(gdas(*args), str(path), needle)
+    pytest.importorskip("nats_bench")
+    assert_one_line_error(gdas("bench", "nb201_resnet", "--nas-bench", not_a_bench), str(not_a_bench), "not a NATS-Bench")
+    for args in (["derive", tmp_path / "no-run"], ["plot", "alphas", tmp_path / "no-run", "-o", tmp_path / "a.png"],
+                 ["eval", tmp_path / "no-run"]):
+        assert_one_line_error(gdas(*args), str(tmp_path / "no-run"))
+    assert not (tmp_path / "o").exists() and not (tmp_path / "r").exists() and not (tmp_path / "a.png").exists()

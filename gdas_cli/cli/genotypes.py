@@ -91,7 +91,8 @@ def show(
         ShowFormat,
         typer.Option(
             "--format",
-            help="text (the cells, one node per line) or arch-str (a NAS-Bench-201 cell as the benchmark writes it).",
+            help="text (the cells, one node per line), arch-str (a NAS-Bench-201 cell as the benchmark writes it) or "
+            "json (the genotype file, checked).",
         ),
     ] = ShowFormat.text,
 ) -> None:
@@ -115,6 +116,9 @@ def show(
     genotype = load_genotype(ref)
     if output_format == ShowFormat.arch_str:
         console.print(to_arch_str(genotype), highlight=False, markup=False)
+        return
+    if output_format == ShowFormat.json:
+        typer.echo(genotype.to_json(), nl=False)
         return
     console.print(
         f"[bold]{genotype.ref}[/bold]  kind={genotype.kind}  space={genotype.space}  "
@@ -214,6 +218,7 @@ def plot(
     ref: RefArg,
     output: Annotated[Path, typer.Option("--output", "-o", help="Image file to write: .png, .svg or .pdf.")],
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --output file.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object: what was written.")] = False,
 ) -> None:
     """Draw the genotype's cells as the paper's Fig. 4 does.
 
@@ -229,4 +234,7 @@ def plot(
     guard_output(output, overwrite=overwrite, reads=[Path(ref)] if Path(ref).exists() else [])
     genotype = load_genotype(ref)
     plot_genotype(genotype, output)
-    console.print(f"wrote {output}", highlight=False)
+    if as_json:
+        print_json({"output": str(output), "genotype": genotype.ref})
+        return
+    console.print(f"wrote {output}", highlight=False, markup=False)

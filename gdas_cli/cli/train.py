@@ -368,6 +368,7 @@ def train_text(
     weight_decay: Annotated[float | None, typer.Option(help="Weight decay (PTB 8e-7, WT2 5e-7).")] = None,
     nonmono: Annotated[int | None, typer.Option(help="ASGD switch window (default 5).")] = None,
     test: Annotated[bool, typer.Option(help="Evaluate test perplexity of the best weights at the end.")] = True,
+    json_output: JsonOpt = False,
     info_name: str = "",
     run: RunOptions = RunOptions(),
 ) -> None:
@@ -410,12 +411,17 @@ def train_text(
             resume_hint=f"gdas train {dataset} --resume {{run_dir}}",
         )
     result = run_until_interrupted(lambda: run_lm_training(config, engine, resume=run.resume is not None))
-    line = f"training done: {result['run_dir']}"
-    if result.get("best") is not None:
-        line += f"  best valid_loss {result['best']:.4f}"  # the names of metrics.jsonl and eval --json
+    metrics = None
     if test:
         trained_on = RunDir(Path(result["run_dir"])).read_config().get("device", "cpu")
         metrics = evaluate_lm_run(result["run_dir"], device=trained_on)
+    if json_output:  # metrics.jsonl's and eval --json's names
+        print_json({"run_dir": str(result["run_dir"]), "best_valid_loss": result.get("best"), "eval": metrics})
+        return
+    line = f"training done: {result['run_dir']}"
+    if result.get("best") is not None:
+        line += f"  best valid_loss {result['best']:.4f}"  # the names of metrics.jsonl and eval --json
+    if metrics is not None:
         line += (
             f"  valid_ppl {metrics['valid_ppl']:.2f}  test_ppl {metrics['test_ppl']:.2f}  "
             f"params {metrics['params'] / 1e6:.2f}M"

@@ -22,7 +22,7 @@ from .jsonio import parse_json, read_json
 from .language import perplexity, stream_loss
 from .metrics import count_mult_adds, count_parameters
 from .models import FAMILIES, INPUTS
-from .published import CONFIG_FILE, CONFIG_SCHEMA, load_published_folder, read_config
+from .published import CONFIG_FILE, load_published_folder, published_folder, read_config
 from .refs import load_genotype
 from .rundir import AVERAGED_FILE, CHECKPOINTS, Resolved, RunDir, checkpoint_choice, chosen_checkpoint, resolve
 from .training.image import evaluate_batches
@@ -74,7 +74,7 @@ def evaluate_checkpoint(
     """
     if which is not None and which not in CHECKPOINTS:
         raise GdasError(f"--checkpoint: {which!r} must be one of {', '.join(CHECKPOINTS)}")
-    exported = _exported_folder(Path(path))
+    exported = published_folder(Path(path))
     trained: dict[str, Any] = {}
     if exported is not None:  # what `gdas export` wrote: checked strictly, evaluated on the data set it names
         published = load_published_folder(exported)
@@ -218,21 +218,6 @@ def _resolve_checkpoint(path: Path, which: str | None) -> Resolved:
                 "(the test split never chooses); its result is the final epoch, --checkpoint last"
             ) from None
         raise
-
-
-def _exported_folder(path: Path) -> Path | None:
-    """The folder `gdas export` wrote, when `path` is one or its model.safetensors."""
-    folder = path if path.is_dir() else path.parent
-    if path.is_file() and path.name != WEIGHTS_FILE:
-        return None
-    config = folder / CONFIG_FILE
-    if not config.is_file() or not (folder / WEIGHTS_FILE).is_file():
-        return None
-    try:
-        data = read_json(config, "model config")
-    except GdasError:
-        return None
-    return folder if isinstance(data, dict) and data.get("schema") == CONFIG_SCHEMA else None
 
 
 def evaluate_hub_model(

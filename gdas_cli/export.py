@@ -1,6 +1,8 @@
 """`gdas export`: a training run, a checkpoint or a genotype -> a publishable folder, and the Hub.
 
-Sources: a training run directory (its `checkpoint/best` weights when a validation split chose them
+Sources: a folder `gdas export` wrote or a zoo weights folder (checked as strictly as `gdas eval` checks
+it: sha256, genotype, header; its data set, normalisation, class names and stated results carry over), a
+training run directory (its `checkpoint/best` weights when a validation split chose them
 (`gdas train --val-split`), else `checkpoint/last`, the final epoch; with the
 measured results of metrics.jsonl and the settings of config.json), a `.safetensors` weights file in
 the weights.py format, or a genotype (a JSON file, a zoo name, or `hf-hub:org/name@rev`). A genotype
@@ -29,10 +31,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from huggingface_hub import ModelCard
 
 from .checkpoint import write_json
 from .data import published_dataset
-from .errors import GdasEnvironmentError, GdasError, environment_cause
+from .errors import GdasEnvironmentError, GdasError, environment_cause, read_failure
 from .genotype import HUB_PREFIX, Genotype, read_genotype_file
 from .hub import CardFacts, HubModel, PushResult, Result, check_push, hub_class, push_folder, render_card
 from .jsonio import read_json_object
@@ -44,7 +47,10 @@ from .published import (
     CONFIG_SCHEMA,
     default_files,
     genotype_only_cfg,
+    load_published_folder,
     make_config,
+    published_folder,
+    read_config,
     write_genotype_files,
 )
 from .refs import load_genotype
@@ -65,7 +71,7 @@ class ExportSource:
     """What is being exported, and what is known about it."""
 
     path: str
-    kind: str  # run | weights | genotype
+    kind: str  # run | export | weights | genotype
     genotype: Genotype
     weights: Path | None = None
     results: tuple[Result, ...] = ()
@@ -126,7 +132,8 @@ def resolve_source(ref: str | Path) -> ExportSource:
         return ExportSource(str(ref), "genotype", load_genotype(str(ref)))
     path = Path(ref)
     if path.is_dir():
-        return _run_source(path)
+        exported = published_folder(path)
+        return _run_source(path) if exported is None else _published_source(exported)
     if path.is_file() and path.suffix == ".safetensors":
         genotype = _weights_genotype(path)
         run = resolve(path).run
@@ -190,6 +197,54 @@ def _run_source(run_dir: Path) -> ExportSource:
     training["checkpoint chosen on"] = checkpoint_choice(which, task)
     results = _results(record, dataset or "unknown", which, len(records)) if record else ()
     return ExportSource(str(run_dir), "run", genotype, weights, results, training, dataset, _data_facts(task))
+
+
+def _published_source(folder: Path) -> ExportSource:
+    """A folder `gdas export` wrote or a zoo weights folder, loaded as strictly as `gdas eval` loads it, with
+    what its config.json and card record; a genotype-only export gives its genotype."""
+    config = read_config(folder / CONFIG_FILE, f"{folder}/{CONFIG_FILE}")
+    if config.args is None:
+        return ExportSource(str(folder), "genotype", config.genotype)
+    network = load_published_folder(folder)
+    task = _published_task(folder)
+    dataset = published_dataset(task["dataset"]) if isinstance(task.get("dataset"), str) else None
+    training = {"weights": f"exported folder {folder.name}"}
+    choice = config.extra.get("checkpoint_choice")
+    if isinstance(choice, str) and choice:
+        training["checkpoint chosen on"] = choice
+    origin = network.pretrained_cfg.get("source")
+    if isinstance(origin, str) and origin:
+        training["source"] = origin
+    results = _card_results(folder)
+    weights = folder / WEIGHTS_FILE
+    return ExportSource(str(folder), "export", network.genotype, weights, results, training, dataset, _data_facts(task))
+
+
+_CARD_METRICS = {"top1-error": "top1_error", "top5-error": "top5_error"}
+
+
+def _card_results(folder: Path) -> tuple[Result, ...]:
+    """The results an exported folder's card states in its metadata (model-index), to be stated again."""
+    path = folder / CARD_FILE
+    if not path.is_file():
+        return ()
+    try:
+        stated = ModelCard.load(path).data.eval_results or []
+    except Exception as err:  # huggingface_hub raises YAML, value and type errors for malformed metadata
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise read_failure(err, path, f"{path}: unreadable card metadata ({first})") from None
+    results = []
+    for item in stated:
+        metric = _CARD_METRICS.get(str(item.metric_type))
+        if metric is None or not _is_number(item.metric_value) or not isinstance(item.dataset_type, str):
+            raise GdasError(
+                f"{path}: a stated result is not a top-1 or top-5 error in percent on a named data set "
+                f"({item.metric_type}: {item.metric_value!r} on {item.dataset_type!r})"
+            )
+        split = item.dataset_split if isinstance(item.dataset_split, str) else "test"
+        source = f"stated in {folder.name}/{CARD_FILE}"
+        results.append(Result(metric, float(item.metric_value), item.dataset_type, split, source))
+    return tuple(results)
 
 
 def _task_of(config: dict[str, Any]) -> dict[str, Any]:
@@ -480,6 +535,8 @@ def _source_text(source: ExportSource) -> str:
         return f"gdas train run {source.training.get('training run', source.path)}, checkpoint {checkpoint}".strip()
     if source.kind == "weights":
         return f"checkpoint file {Path(source.path).name}"
+    if source.kind == "export":
+        return source.training.get("source") or f"exported folder {Path(source.path).name}"
     return f"genotype {source.genotype.ref}"
 
 

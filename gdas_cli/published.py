@@ -28,7 +28,7 @@ from .checkpoint import write_json
 from .errors import GdasError, reworded
 from .files import atomic_write_text, sha256_file
 from .genotype import Genotype
-from .jsonio import parse_json, read_text
+from .jsonio import parse_json, read_json, read_text
 from .models import CellNetwork, NB201Classifier, Network, NetworkArgs, pretrained_cfg_for
 from .weights import WEIGHTS_FILE, load_state_strict, read_metadata, read_tensors, save_network
 
@@ -138,6 +138,25 @@ def read_config(path: Path, label: str) -> PublishedConfig:
     except GdasError as err:
         raise reworded(err, str(err).replace(str(path), label, 1)) from None
     return parse_config(text, label)
+
+
+def published_folder(path: Path) -> Path | None:
+    """The folder `gdas export` wrote (or a zoo weights folder), when `path` is one or its model.safetensors.
+
+    Recognised by its config.json's schema; whether the rest holds up is checked when it is loaded.
+    """
+    path = Path(path)
+    folder = path if path.is_dir() else path.parent
+    if path.is_file() and path.name != WEIGHTS_FILE:
+        return None
+    config = folder / CONFIG_FILE
+    if not config.is_file():
+        return None
+    try:
+        data = read_json(config, "model config")
+    except GdasError:
+        return None
+    return folder if isinstance(data, dict) and data.get("schema") == CONFIG_SCHEMA else None
 
 
 def _relabel(err: GdasError, path: Path, label: str) -> GdasError:

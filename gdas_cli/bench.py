@@ -23,7 +23,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from .errors import GdasError
+from .errors import GdasEnvironmentError, GdasError, read_cause
 
 INSTALL_HINT = 'pip install "gdas-cli[nas-bench]"'
 META_FILE = "meta.pickle.pbz2"
@@ -111,7 +111,7 @@ class Bench:
         """
         path = _checked_path(path)
         nats_bench = _import_nats_bench()
-        with _read_errors(f"--nas-bench {path}: not a NATS-Bench topology benchmark"):
+        with _read_errors(path, f"--nas-bench {path}: not a NATS-Bench topology benchmark"):
             api = nats_bench.create(str(path), "tss", fast_mode=path.is_dir(), verbose=False)
             first_arch = api[0] if len(api) else None
         if not isinstance(first_arch, str) or not first_arch.startswith("|"):
@@ -163,13 +163,13 @@ class Bench:
         names = (f"{index:06d}{CELL_FILE_SUFFIX}", f"{index}{CELL_FILE_SUFFIX}")  # the two names nats_bench reads
         if not any((self.path / name).is_file() for name in names):
             raise GdasError(f"--nas-bench {self.path}: the archive has no file for cell {index} ({names[0]})")
-        with _read_errors(f"--nas-bench {self.path}: cannot read cell {index}'s archive"):
+        with _read_errors(self.path, f"--nas-bench {self.path}: cannot read cell {index}'s archive"):
             self._api.reload(str(self.path), index)
 
     def _dataset_record(self, records: Any, index: int, name: str, hp: str) -> dict[str, Any]:
         if name not in records.get_dataset_names():
             raise GdasError(f"--dataset {name}: cell {index} has no {name} results for hp={hp} in {self.path}")
-        with _read_errors(f"--nas-bench {self.path}: cannot read cell {index}'s {name} results"):
+        with _read_errors(self.path, f"--nas-bench {self.path}: cannot read cell {index}'s {name} results"):
             info = self._api.get_more_info(index, name, hp=hp, is_random=False)
             costs = self._api.get_cost_info(index, name, hp=hp)
             seeds = [int(seed) for seed in records.get_dataset_seeds(name)]
@@ -233,10 +233,14 @@ def _import_nats_bench() -> ModuleType:
 
 
 @contextmanager
-def _read_errors(what: str) -> Iterator[None]:
-    """Turn what a malformed benchmark file makes nats_bench raise into one GdasError line starting `what`."""
+def _read_errors(path: Path, what: str) -> Iterator[None]:
+    """Turn what a malformed benchmark file makes nats_bench raise into one GdasError line starting `what`;
+    a read the machine failed (an I/O error, no memory) is a GdasEnvironmentError."""
     try:
         yield
-    except _READ_ERRORS as err:
+    except (*_READ_ERRORS, MemoryError) as err:
+        cause = read_cause(err)
+        if cause is not None:
+            raise GdasEnvironmentError(f"--nas-bench {path}: cannot read it: {cause}", path=path, cause=cause) from None
         reason = " ".join(f"{type(err).__name__}: {err}".split())[:200]
         raise GdasError(f"{what} ({reason})") from None

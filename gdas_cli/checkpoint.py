@@ -8,6 +8,7 @@ renames leaves `.<name>.old`, which `find_checkpoint` recovers.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from . import jsonio
-from .errors import GdasError
+from .errors import GdasEnvironmentError, GdasError, environment_cause, read_failure
 from .files import atomic_write_bytes, atomic_write_text, current_umask
 
 STATE_FORMAT = "gdas-run-state-v1"
@@ -29,12 +30,18 @@ def _old_path(directory: Path) -> Path:
 
 
 def write_checkpoint(directory: Path, write: Callable[[Path], None]) -> None:
-    """Call `write(tmp_dir)` to fill a fresh folder, then make it `directory` in one swap."""
+    """Call `write(tmp_dir)` to fill a fresh folder, then make it `directory` in one swap.
+
+    When the machine stops the write (disk full, read-only, file-size limit), the GdasEnvironmentError
+    names the file inside `directory` and says what was kept: the previous checkpoint, or none.
+    """
     directory = Path(directory)
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp-", dir=directory.parent))
-    tmp.chmod(0o777 & ~current_umask())  # mkdtemp makes 0700; a checkpoint should be as readable as its run folder
+    had_previous = find_checkpoint(directory) is not None
+    tmp: Path | None = None
     try:
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp-", dir=directory.parent))
+        tmp.chmod(0o777 & ~current_umask())  # mkdtemp makes 0700; a checkpoint should be as readable as its run folder
         write(tmp)
         old = _old_path(directory)
         if old.exists():
@@ -43,9 +50,26 @@ def write_checkpoint(directory: Path, write: Callable[[Path], None]) -> None:
             os.replace(directory, old)
         os.replace(tmp, directory)
         shutil.rmtree(old, ignore_errors=True)
+    except Exception as err:
+        cause = environment_cause(err, getattr(err, "path", None) or tmp or directory)
+        if cause is None:
+            raise
+        where, failed = directory, getattr(err, "path", None)
+        if failed is not None and tmp is not None and Path(failed).parent == tmp:
+            where = directory / Path(failed).name  # the file as it would have been named, not its temp folder
+        message = f"{where}: {cause}; {_kept(directory, had_previous)}"
+        raise GdasEnvironmentError(message, path=where, cause=cause) from err
     finally:
-        if tmp.exists():
+        if tmp is not None and tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _kept(directory: Path, had_previous: bool) -> str:
+    """What a failed checkpoint write leaves: the previous checkpoint (resumable) or none (the run restarts)."""
+    run = directory.parent.parent
+    if had_previous:
+        return f"{directory.name} still holds the previous checkpoint (--resume {run} continues from it)"
+    return f"no {directory.name} checkpoint was written (the same command with --run-dir {run} starts the run again)"
 
 
 def find_checkpoint(directory: Path) -> Path | None:
@@ -61,10 +85,16 @@ def find_checkpoint(directory: Path) -> Path | None:
 
 
 def save_state(path: Path, state: dict[str, Any]) -> None:
-    """torch.save of plain containers and tensors only, so `load_state` can refuse anything else."""
+    """torch.save of plain containers and tensors only, so `load_state` can refuse anything else.
+
+    The state is serialised in memory and written by Python, whose OSError says why a write failed
+    (torch's own file writer reports a full disk as "[enforce fail at inline_container.cc] unexpected pos").
+    """
     import torch  # here, not at the top: reading a run's files (gdas runs list) never needs torch
 
-    atomic_write_bytes(Path(path), lambda tmp: torch.save(state, tmp))
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    atomic_write_bytes(Path(path), lambda tmp: Path(tmp).write_bytes(buffer.getbuffer()))
 
 
 def load_state(path: Path) -> dict[str, Any]:
@@ -78,7 +108,9 @@ def load_state(path: Path) -> dict[str, Any]:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises UnpicklingError, RuntimeError, EOFError... for bad files
         first = str(err).strip().splitlines()[0] if str(err).strip() else ""
-        raise GdasError(f"{path}: unreadable or untrusted run state ({type(err).__name__}: {first})") from None
+        raise read_failure(
+            err, path, f"{path}: unreadable or untrusted run state ({type(err).__name__}: {first})"
+        ) from None
     if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
         raise GdasError(f"{path}: not a gdas run state file")
     return state

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from .errors import GdasError
+from .errors import GdasError, os_error
 from .progress import track
 
 EOS = "<eos>"
@@ -151,7 +151,9 @@ def find_split_files(data_dir: Path) -> dict[str, Path]:
 def read_lines(path: Path) -> list[str]:
     try:
         return path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as err:
+    except OSError as err:
+        raise os_error(err, f"{path}: cannot read corpus file") from None
+    except UnicodeDecodeError as err:
         raise GdasError(f"{path}: cannot read corpus file ({err})") from None
 
 
@@ -247,11 +249,15 @@ def demo_corpus(vocab_size: int = DEMO_VOCAB) -> Corpus:
 # --- batching (the usual LM layout: columns are independent streams) -----------------------------
 
 
-def batchify(data: torch.Tensor, batch_size: int) -> torch.Tensor:
-    """(N,) -> (N // batch_size, batch_size): each column is one contiguous stream of the text."""
+def batchify(data: torch.Tensor, batch_size: int, option: str = "--batch-size") -> torch.Tensor:
+    """(N,) -> (N // batch_size, batch_size): each column is one contiguous stream of the text.
+
+    `option` names the batch size in the error when the split is too short for it."""
     rows = data.numel() // batch_size
     if rows < 2:
-        raise GdasError(f"batch size {batch_size} is too large for a split of {data.numel()} tokens")
+        raise GdasError(
+            f"{option}: {batch_size} is too large for a split of {data.numel()} tokens (at most {data.numel() // 2})"
+        )
     return data[: rows * batch_size].view(batch_size, rows).t().contiguous()
 
 

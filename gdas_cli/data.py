@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from .errors import GdasError
+from .errors import GdasEnvironmentError, GdasError, read_failure, reworded
 from .progress import track
 from .sizing import DataFacts
 
@@ -212,8 +212,10 @@ def _load_cifar(classes: int) -> Callable[[_Request], ImageData]:
                     f"--data-dir {data_dir}: CIFAR-{classes} not found or corrupted (expected {data_dir / folder}/ "
                     f"from the python-version archive); pass --download or put the files there"
                 ) from None
-            except OSError as err:
-                raise GdasError(f"--download: could not fetch CIFAR-{classes} into {data_dir} ({err})") from None
+            except OSError as err:  # the network or the disk, not the input
+                raise GdasEnvironmentError(
+                    f"--download: could not fetch CIFAR-{classes} into {data_dir} ({err})"
+                ) from None
             images = torch.from_numpy(np.ascontiguousarray(split.data)).permute(0, 3, 1, 2).contiguous()
             splits.append(TensorImages(_resized(images, side), torch.tensor(split.targets, dtype=torch.long)))
         mean, std = request.stats or CIFAR_STATS[classes]
@@ -235,7 +237,7 @@ def read_image(path: str) -> Any:
             return image.convert("RGB")
     except (OSError, SyntaxError, ValueError) as err:  # PIL signals truncated or unknown files these ways
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise GdasError(f"{path}: not a readable image ({first})") from None
+        raise read_failure(err, path, f"{path}: not a readable image ({first})") from None
 
 
 def folder_layout(root: Path) -> str:
@@ -253,10 +255,9 @@ def _image_folder(path: Path, root: Path, what: str) -> Any:
         raise GdasError(f"{path}: missing {what} folder; {folder_layout(root)}")
     try:
         return datasets.ImageFolder(str(path), loader=read_image)
-    except (FileNotFoundError, OSError) as err:
-        raise GdasError(
-            f"{path}: no images found for {what} ({str(err).splitlines()[0]}); {folder_layout(root)}"
-        ) from None
+    except OSError as err:
+        problem = f"{path}: no images found for {what} ({str(err).splitlines()[0]}); {folder_layout(root)}"
+        raise read_failure(err, path, problem) from None
 
 
 def _check_same_classes(train: list[str], test: list[str], train_path: Path, test_path: Path, root: Path) -> None:
@@ -464,7 +465,8 @@ def _median_side(files: Sequence[Path]) -> int:
             with Image.open(path) as image:
                 width, height = image.size
         except (OSError, SyntaxError, ValueError) as err:
-            raise GdasError(f"{path}: not a readable image ({str(err).strip().splitlines()[0]})") from None
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise read_failure(err, path, f"{path}: not a readable image ({first})") from None
         sides.append(round((width * height) ** 0.5))
     return int(np.median(sides))
 
@@ -719,7 +721,7 @@ class LoaderBatches:
                 yield images, labels.to(self.device, non_blocking=pin)
         except GdasError as err:  # from a worker, the message carries its traceback: keep the error line
             last = str(err).strip().splitlines()[-1]
-            raise GdasError(last.split("GdasError: ", 1)[-1]) from None
+            raise reworded(err, last.split("Error: ", 1)[-1]) from None
 
 
 class PairedBatches:

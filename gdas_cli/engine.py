@@ -66,7 +66,8 @@ from torch import nn
 
 from . import __version__
 from .checkpoint import STATE_FORMAT, load_state, save_state, write_checkpoint, write_json, write_jsonl
-from .errors import GdasError
+from .errors import GdasError, os_error
+from .jsonio import check_fields
 from .progress import format_duration
 from .progress import quiet as quiet_progress
 from .rundir import (
@@ -115,9 +116,16 @@ class EngineConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> EngineConfig:
+    def from_dict(cls, data: dict[str, Any], source: str = "config.json") -> EngineConfig:
+        """A saved engine config (config.json), checked by type and range; a bad value names `source`."""
+        check_fields(cls, data, source, "engine setting")
         known = set(cls.__dataclass_fields__)
-        return cls(**{k: v for k, v in data.items() if k in known})
+        cfg = cls(**{k: v for k, v in data.items() if k in known})
+        try:
+            validate_engine_config(cfg)
+        except GdasError as err:
+            raise GdasError(f"{source}: saved {err}") from None
+        return cfg
 
 
 def validate_engine_config(cfg: EngineConfig) -> None:
@@ -593,7 +601,7 @@ def resume_settings(
         if "epochs" in task:
             task["epochs"] = given["epochs"]
     engine["run_dir"] = str(run_dir)
-    return task, EngineConfig.from_dict(engine)
+    return task, EngineConfig.from_dict(engine, str(RunDir(run_dir).config_file))
 
 
 def _extension(run_dir: Path, epochs: Any, planned: Any) -> bool:
@@ -612,17 +620,26 @@ def _extension(run_dir: Path, epochs: Any, planned: Any) -> bool:
     return True
 
 
+_FLOAT32_MAX = float(torch.finfo(torch.float32).max)
+
+
 def check_finite(config: Any) -> None:
-    """Every float setting of a config dataclass is a finite number (inf and nan name their option)."""
+    """Every float setting of a config dataclass is a finite number, in float32 too (the optimizers' type);
+    inf, nan and 1e300 name their option."""
     for item in fields(config):
         value = getattr(config, item.name)
         values = value if isinstance(value, (list, tuple)) else [value]
-        if any(isinstance(v, float) and not math.isfinite(v) for v in values):
-            raise GdasError(f"--{item.name.replace('_', '-')}: {value} is not a finite number")
+        floats = [v for v in values if isinstance(v, float)]
+        option = "--" + _OPTION_NAMES.get(item.name, item.name.replace("_", "-"))
+        if not all(math.isfinite(v) for v in floats):
+            raise GdasError(f"{option}: {value} is not a finite number")
+        if any(abs(v) > _FLOAT32_MAX for v in floats):
+            raise GdasError(f"{option}: {value} is beyond float32's range (at most {_FLOAT32_MAX:.3g})")
 
 
 def config_from_dict(cls: type, data: dict[str, Any], source: str, what: str = "configuration") -> Any:
     """Rebuild a task-config dataclass from config.json, ignoring keys it does not know."""
+    check_fields(cls, data, source, what)
     known = {f.name for f in fields(cls)}
     try:
         return cls(**{k: v for k, v in data.items() if k in known})
@@ -1138,7 +1155,7 @@ def _take_run_dir(run_dir: Path, resume: bool) -> RunLock:
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise GdasError(f"--run-dir {run_dir}: cannot create it ({err.strerror})") from None
+        raise os_error(err, f"--run-dir {run_dir}: cannot create it") from None
     lock = RunLock(run_dir)
     lock.acquire()
     remove_stale_temporaries(run_dir)

@@ -16,14 +16,14 @@ from .checkpoint import WEIGHTS_FILE
 from .corpus import batchify, load_corpus
 from .data import DATASETS, load_images, make_batches
 from .engine import Runtime, config_from_dict, pick_device
-from .errors import GdasError
+from .errors import GdasError, reworded
 from .genotype import Genotype
 from .hub import load_hub_model, parse_ref
 from .jsonio import parse_json, read_json
 from .language import perplexity, stream_loss
 from .metrics import count_mult_adds, count_parameters
 from .models import FAMILIES, INPUTS
-from .published import CONFIG_FILE, CONFIG_SCHEMA, load_published_folder, read_config
+from .published import CONFIG_FILE, load_published_folder, published_folder, read_config
 from .refs import load_genotype
 from .rundir import AVERAGED_FILE, CHECKPOINTS, Resolved, RunDir, checkpoint_choice, chosen_checkpoint, resolve
 from .training.image import evaluate_batches
@@ -75,7 +75,7 @@ def evaluate_checkpoint(
     """
     if which is not None and which not in CHECKPOINTS:
         raise GdasError(f"--checkpoint: {which!r} must be one of {', '.join(CHECKPOINTS)}")
-    exported = _exported_folder(Path(path))
+    exported = published_folder(Path(path))
     trained: dict[str, Any] = {}
     if exported is not None:  # what `gdas export` wrote: checked strictly, evaluated on the data set it names
         published = load_published_folder(exported)
@@ -221,21 +221,6 @@ def _resolve_checkpoint(path: Path, which: str | None) -> Resolved:
         raise
 
 
-def _exported_folder(path: Path) -> Path | None:
-    """The folder `gdas export` wrote, when `path` is one or its model.safetensors."""
-    folder = path if path.is_dir() else path.parent
-    if path.is_file() and path.name != WEIGHTS_FILE:
-        return None
-    config = folder / CONFIG_FILE
-    if not config.is_file() or not (folder / WEIGHTS_FILE).is_file():
-        return None
-    try:
-        data = read_json(config, "model config")
-    except GdasError:
-        return None
-    return folder if isinstance(data, dict) and data.get("schema") == CONFIG_SCHEMA else None
-
-
 def evaluate_hub_model(
     spec: str, *, dataset: str | None = None, which: str | None = None, **options: Any
 ) -> dict[str, Any]:
@@ -263,7 +248,7 @@ def evaluate_hub_model(
     try:
         result = evaluate_checkpoint(weights, dataset=dataset, **options)
     except GdasError as err:
-        raise GdasError(str(err).replace(str(weights), label)) from None
+        raise reworded(err, str(err).replace(str(weights), label)) from None
     result.update(checkpoint=label, repo_id=ref.repo_id, revision=ref.revision or "main", commit=snapshot.commit)
     return result
 
@@ -305,7 +290,12 @@ def evaluate_lm_run(
     recorded = task_data.get("corpus", {}).get("sha256")
     if recorded and dataset == cfg.dataset and recorded != corpus.fingerprint():
         raise GdasError(f"{dataset}: the corpus differs from the one the run trained on (sha256 mismatch)")
-    valid = stream_loss(model, batchify(corpus.valid, cfg.eval_batch_size).to(device), cfg.bptt, description="valid")
+    valid = stream_loss(
+        model,
+        batchify(corpus.valid, cfg.eval_batch_size, "--eval-batch-size").to(device),
+        cfg.bptt,
+        description="valid",
+    )
     result: dict[str, Any] = {
         "dataset": dataset,
         "genotype": model.genotype.ref,
@@ -319,11 +309,16 @@ def evaluate_lm_run(
         if test_batch_size is not None and test_batch_size < 1:
             raise GdasError(f"--test-batch-size: {test_batch_size} must be >= 1")
         streams = test_batch_size or cfg.test_batch_size
-        test = stream_loss(model, batchify(corpus.test, streams).to(device), cfg.bptt, description="test")
+        test = stream_loss(
+            model, batchify(corpus.test, streams, "--test-batch-size").to(device), cfg.bptt, description="test"
+        )
         result.update({"test_loss": test, "test_ppl": perplexity(test)})
     elif split == "train":  # measured as the validation split is (no dropout), in as many streams
         train = stream_loss(
-            model, batchify(corpus.train, cfg.eval_batch_size).to(device), cfg.bptt, description="train"
+            model,
+            batchify(corpus.train, cfg.eval_batch_size, "--eval-batch-size").to(device),
+            cfg.bptt,
+            description="train",
         )
         result.update({"train_loss": train, "train_ppl": perplexity(train)})
     return result

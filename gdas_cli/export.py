@@ -1,6 +1,8 @@
 """`gdas export`: a training run, a checkpoint or a genotype -> a publishable folder, and the Hub.
 
-Sources: a training run directory (its `checkpoint/best` weights when a validation split chose them
+Sources: a folder `gdas export` wrote or a zoo weights folder (checked as strictly as `gdas eval` checks
+it: sha256, genotype, header; its data set, normalisation, class names and stated results carry over), a
+training run directory (its `checkpoint/best` weights when a validation split chose them
 (`gdas train --val-split`), else `checkpoint/last`, the final epoch; with the
 measured results of metrics.jsonl and the settings of config.json), a `.safetensors` weights file in
 the weights.py format, or a genotype (a JSON file, a zoo name, or `hf-hub:org/name@rev`). A genotype
@@ -29,13 +31,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from huggingface_hub import ModelCard
 
 from .checkpoint import WEIGHTS_FILE, write_json
 from .data import published_dataset
-from .errors import GdasError
+from .errors import GdasEnvironmentError, GdasError, environment_cause, read_failure
 from .genotype import HUB_PREFIX, Genotype, read_genotype_file
 from .hub import CardFacts, HubModel, PushResult, Result, check_push, hub_class, push_folder, render_card
-from .jsonio import read_json_object, read_jsonl
+from .jsonio import read_json_object
 from .models import pretrained_cfg_for
 from .progress import track
 from .published import (
@@ -44,11 +47,14 @@ from .published import (
     CONFIG_SCHEMA,
     default_files,
     genotype_only_cfg,
+    load_published_folder,
     make_config,
+    published_folder,
+    read_config,
     write_genotype_files,
 )
 from .refs import load_genotype
-from .rundir import RunDir, checkpoint_choice, chosen_checkpoint, guard_output, progress_of, resolve
+from .rundir import RunDir, checkpoint_choice, chosen_checkpoint, guard_output, progress_of, read_metrics, resolve
 from .weights import load_network, read_header, read_metadata
 
 FORMATS = ("onnx", "pt2")
@@ -65,7 +71,7 @@ class ExportSource:
     """What is being exported, and what is known about it."""
 
     path: str
-    kind: str  # run | weights | genotype
+    kind: str  # run | export | weights | genotype
     genotype: Genotype
     weights: Path | None = None
     results: tuple[Result, ...] = ()
@@ -126,7 +132,8 @@ def resolve_source(ref: str | Path) -> ExportSource:
         return ExportSource(str(ref), "genotype", load_genotype(str(ref)))
     path = Path(ref)
     if path.is_dir():
-        return _run_source(path)
+        exported = published_folder(path)
+        return _run_source(path) if exported is None else _published_source(exported)
     if path.is_file() and path.suffix == ".safetensors":
         genotype = _weights_genotype(path)
         run = resolve(path).run
@@ -184,12 +191,60 @@ def _run_source(run_dir: Path) -> ExportSource:
     weights = found.weights
     genotype = _weights_genotype(weights)
     dataset = published_dataset(task["dataset"]) if isinstance(task.get("dataset"), str) else None
-    records = read_jsonl(run.metrics_file, missing_ok=True)
+    records = read_metrics(run.metrics_file)
     record = _record_for(records, progress_of(weights.parent).get("epoch"))
     training = _training_facts(run_dir, which, config, task, record)
     training["checkpoint chosen on"] = checkpoint_choice(which, task)
     results = _results(record, dataset or "unknown", which, len(records)) if record else ()
     return ExportSource(str(run_dir), "run", genotype, weights, results, training, dataset, _data_facts(task))
+
+
+def _published_source(folder: Path) -> ExportSource:
+    """A folder `gdas export` wrote or a zoo weights folder, loaded as strictly as `gdas eval` loads it, with
+    what its config.json and card record; a genotype-only export gives its genotype."""
+    config = read_config(folder / CONFIG_FILE, f"{folder}/{CONFIG_FILE}")
+    if config.args is None:
+        return ExportSource(str(folder), "genotype", config.genotype)
+    network = load_published_folder(folder)
+    task = _published_task(folder)
+    dataset = published_dataset(task["dataset"]) if isinstance(task.get("dataset"), str) else None
+    training = {"weights": f"exported folder {folder.name}"}
+    choice = config.extra.get("checkpoint_choice")
+    if isinstance(choice, str) and choice:
+        training["checkpoint chosen on"] = choice
+    origin = network.pretrained_cfg.get("source")
+    if isinstance(origin, str) and origin:
+        training["source"] = origin
+    results = _card_results(folder)
+    weights = folder / WEIGHTS_FILE
+    return ExportSource(str(folder), "export", network.genotype, weights, results, training, dataset, _data_facts(task))
+
+
+_CARD_METRICS = {"top1-error": "top1_error", "top5-error": "top5_error"}
+
+
+def _card_results(folder: Path) -> tuple[Result, ...]:
+    """The results an exported folder's card states in its metadata (model-index), to be stated again."""
+    path = folder / CARD_FILE
+    if not path.is_file():
+        return ()
+    try:
+        stated = ModelCard.load(path).data.eval_results or []
+    except Exception as err:  # huggingface_hub raises YAML, value and type errors for malformed metadata
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise read_failure(err, path, f"{path}: unreadable card metadata ({first})") from None
+    results = []
+    for item in stated:
+        metric = _CARD_METRICS.get(str(item.metric_type))
+        if metric is None or not _is_number(item.metric_value) or not isinstance(item.dataset_type, str):
+            raise GdasError(
+                f"{path}: a stated result is not a top-1 or top-5 error in percent on a named data set "
+                f"({item.metric_type}: {item.metric_value!r} on {item.dataset_type!r})"
+            )
+        split = item.dataset_split if isinstance(item.dataset_split, str) else "test"
+        source = f"stated in {folder.name}/{CARD_FILE}"
+        results.append(Result(metric, float(item.metric_value), item.dataset_type, split, source))
+    return tuple(results)
 
 
 def _task_of(config: dict[str, Any]) -> dict[str, Any]:
@@ -306,6 +361,14 @@ def _quiet() -> Any:
         yield
 
 
+def _exporter_failure(what: str, err: Exception, path: Path) -> GdasError:
+    """An exporter's failure in one line: the machine's (disk full while writing `path`) or the model's."""
+    cause = environment_cause(err, path)
+    if cause is not None:
+        return GdasEnvironmentError(f"{path}: {cause}", path=path, cause=cause)
+    return GdasError(f"{what} failed ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})")
+
+
 def export_onnx(model: torch.nn.Module, folder: Path, sample: torch.Tensor, check: torch.Tensor) -> dict[str, Any]:
     """model.onnx with a dynamic batch axis; compared with PyTorch by onnxruntime when it is installed."""
     path = Path(folder) / ONNX_FILE
@@ -325,9 +388,7 @@ def export_onnx(model: torch.nn.Module, folder: Path, sample: torch.Tensor, chec
                 verbose=False,
             )
     except Exception as err:  # the exporter raises many types; the user needs one line
-        raise GdasError(
-            f"ONNX export failed ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})"
-        ) from None
+        raise _exporter_failure("ONNX export", err, path) from None
     import onnx
 
     opset = next((o.version for o in onnx.load(str(path)).opset_import if o.domain in ("", "ai.onnx")), ONNX_OPSET)
@@ -356,9 +417,7 @@ def export_pt2(model: torch.nn.Module, folder: Path, sample: torch.Tensor, check
             program = torch.export.export(model, (sample,), dynamic_shapes={"x": {0: batch}})
             torch.export.save(program, str(path))
     except Exception as err:  # the exporter raises many types; the user needs one line
-        raise GdasError(
-            f"torch.export failed ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})"
-        ) from None
+        raise _exporter_failure("torch.export", err, path) from None
     # our own file, just written: loading it back is the round-trip check
     reloaded = torch.export.load(str(path)).module()
     with torch.no_grad():
@@ -472,6 +531,8 @@ def _source_text(source: ExportSource) -> str:
         return f"gdas train run {source.training.get('training run', source.path)}, checkpoint {checkpoint}".strip()
     if source.kind == "weights":
         return f"checkpoint file {Path(source.path).name}"
+    if source.kind == "export":
+        return source.training.get("source") or f"exported folder {Path(source.path).name}"
     return f"genotype {source.genotype.ref}"
 
 
@@ -490,14 +551,17 @@ def _make_readable(folder: Path) -> None:
 
 
 def write_folder_atomically(output: Path, build: Callable[[Path], Any]) -> Any:
-    """Run `build(tmp)` on a fresh folder beside `output`, then swap it in; on any failure remove it."""
+    """Run `build(tmp)` on a fresh folder beside `output`, then swap it in; on any failure remove it.
+
+    A failure of the machine (disk full, read-only, file-size limit) names the file as it would have been
+    in `output` and says what was kept.
+    """
     output = Path(output).absolute()
-    try:
-        tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent))
-    except OSError as err:
-        raise GdasError(f"--output {output}: cannot write in {output.parent} ({err})") from None
+    existed = output.exists()
+    tmp: Path | None = None
     old = output.parent / f".{output.name}.old-{os.getpid()}"
     try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent))
         value = build(tmp)
         _make_readable(tmp)
         if output.exists():
@@ -509,8 +573,19 @@ def write_folder_atomically(output: Path, build: Callable[[Path], Any]) -> Any:
                 os.replace(old, output)
             raise
         return value
+    except Exception as err:
+        failed = getattr(err, "path", None) or getattr(err, "filename", None)
+        cause = environment_cause(err, failed or tmp or output)
+        if cause is None:
+            raise
+        where = output
+        if failed is not None and tmp is not None and tmp in Path(failed).parents:
+            where = output / Path(failed).relative_to(tmp)
+        kept = f"the existing {output.name} is kept unchanged" if existed else f"{output.name} was not written"
+        raise GdasEnvironmentError(f"--output {where}: {cause}; {kept}", path=where, cause=cause) from err
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
         shutil.rmtree(old, ignore_errors=True)
 
 

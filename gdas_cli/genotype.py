@@ -32,6 +32,10 @@ SCHEMA_ID = "gdas-genotype"
 SCHEMA_VERSION = 1
 MAX_GENOTYPE_BYTES = 1024 * 1024  # the largest shipped genotype is about 2 KB
 MAX_NODES = 64  # the published cells have 4 (CNN) and 8 (RNN)
+# the largest final network any option may ask for (paper: C=36..52, 14..20 cells); larger ones only fail to
+# allocate or take minutes to build before saying so
+MAX_NETWORK_CHANNELS = 4096
+MAX_NETWORK_CELLS = 1000
 HUB_PREFIX = "hf-hub:"
 SIZES_FILE = "sizes.json"  # in genotypes/: the zoo networks' counts (models/size.py measures them)
 CNN_OPS = SPACES["darts"].genotype_ops  # the ops a DARTS-space genotype may name

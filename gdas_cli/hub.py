@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import re
 from collections.abc import Iterator
@@ -27,6 +28,7 @@ from huggingface_hub import (
     ModelHubMixin,
     constants,
     get_hf_file_metadata,
+    get_session,
     get_token,
     hf_hub_download,
     hf_hub_url,
@@ -47,7 +49,7 @@ from huggingface_hub.repocard_data import EvalResult
 from . import __version__
 from .checkpoint import WEIGHTS_FILE
 from .data import DATASETS
-from .errors import GdasError
+from .errors import GdasEnvironmentError, GdasError, os_error, reworded
 from .genotype import HUB_PREFIX, MAX_GENOTYPE_BYTES, Genotype, chosen_of, describe_cell
 from .jsonio import read_text
 from .models import NetworkArgs
@@ -110,9 +112,37 @@ def _first_line(err: BaseException) -> str:
     return lines[0] if lines else type(err).__name__
 
 
+# The client's network errors (httpx2) share no public base class with the standard ones; by class name:
+_STALLED = {"TimeoutException", "ReadTimeout", "WriteTimeout", "ConnectTimeout", "PoolTimeout"}
+_CUT = {"RemoteProtocolError", "ReadError", "WriteError", "CloseError", "NetworkError", "ProtocolError"}
+DOWNLOAD_KEPT = "nothing partial is kept in the cache; run the command again"
+
+
+def _network_failure(err: BaseException) -> str | None:
+    """How a transfer failed ('was cut', 'stalled'), when `err` is the network's; None otherwise."""
+    names = {cls.__name__ for cls in type(err).__mro__}
+    from_client = type(err).__module__.startswith(("httpx", "httpcore"))
+    if "ConnectError" in names or (isinstance(err, ConnectionRefusedError)):
+        return "could not be opened"
+    if names & _STALLED and from_client or isinstance(err, TimeoutError):
+        return "stalled"
+    if names & _CUT and from_client or isinstance(err, ConnectionError):
+        return "was cut"
+    if isinstance(err, OSError) and "Consistency check failed" in str(err):  # the body ended early
+        return "was cut"
+    return "failed" if from_client else None
+
+
 @contextlib.contextmanager
-def hub_errors(ref: HubRef, filename: str | None = None) -> Iterator[None]:
-    """Turn the Hub client's exceptions into one GdasError line naming the repo and revision."""
+def hub_errors(
+    ref: HubRef, filename: str | None = None, *, action: str = "downloading", kept: str = DOWNLOAD_KEPT
+) -> Iterator[None]:
+    """Turn the Hub client's exceptions into one line naming the repo and revision.
+
+    A problem of the request (no such repo, revision or file; no access) is a GdasError (exit 2); one of
+    the network, the Hub's servers or the local disk is a GdasEnvironmentError (exit 1) that says what
+    was being done (`action`) and what was kept (`kept`).
+    """
     what = f"{ref.label}" + (f" ({filename})" if filename else "")
     try:
         yield
@@ -131,33 +161,35 @@ def hub_errors(ref: HubRef, filename: str | None = None) -> Iterator[None]:
         ) from None
     except (OfflineModeIsEnabled, LocalEntryNotFoundError) as err:
         if constants.is_offline_mode():
-            raise GdasError(
-                f"{what}: not in the local cache and HF_HUB_OFFLINE is set; fetch it once online first"
+            raise GdasEnvironmentError(
+                f"{what}: not in the local cache and HF_HUB_OFFLINE is set; {_cache_hint(ref.repo_id, filename)}"
             ) from None
-        raise GdasError(
+        raise GdasEnvironmentError(
             f"{what}: cannot reach {constants.ENDPOINT} and nothing is cached ({_first_line(err)})"
         ) from None
     except EntryNotFoundError:
         raise GdasError(f"{what}: the repository has no {filename or 'such file'} at this revision") from None
     except HfHubHTTPError as err:
-        status = err.response.status_code if err.response is not None else "?"
+        status = err.response.status_code if err.response is not None else None
         if status in (401, 403):
             raise GdasError(
                 f"{what}: not authorised (HTTP {status}); check your token (hf auth login, or HF_TOKEN)"
             ) from None
+        if status is None or status >= 500 or status in (408, 412, 429):  # the Hub's trouble, or a race: try again
+            raise GdasEnvironmentError(
+                f"{what}: the Hub answered HTTP {status or '?'} while {action} ({_first_line(err)}); {kept}"
+            ) from None
         raise GdasError(f"{what}: the Hub answered HTTP {status} ({_first_line(err)})") from None
     except HFValidationError as err:
         raise GdasError(f"{what}: {_first_line(err)}") from None
-    except (ConnectionError, TimeoutError) as err:
-        raise GdasError(f"{what}: cannot reach {constants.ENDPOINT} ({_first_line(err)})") from None
-    except OSError as err:
-        if type(err).__module__.startswith(("httpx", "httpcore")):
-            raise GdasError(f"{what}: cannot reach {constants.ENDPOINT} ({_first_line(err)})") from None
-        raise GdasError(f"{what}: cannot write to the Hub cache {constants.HF_HUB_CACHE} ({err})") from None
     except Exception as err:
-        # The client's network errors (httpx2) share no public base class with the ones above.
-        if type(err).__module__.startswith(("httpx", "httpcore")):
-            raise GdasError(f"{what}: cannot reach {constants.ENDPOINT} ({_first_line(err)})") from None
+        how = _network_failure(err)
+        if how is not None:
+            raise GdasEnvironmentError(
+                f"{what}: the connection to {constants.ENDPOINT} {how} while {action} ({_first_line(err)}); {kept}"
+            ) from None
+        if isinstance(err, OSError):  # writing the cache: a full disk, a read-only folder
+            raise os_error(err, f"{what}: cannot write to the Hub cache {constants.HF_HUB_CACHE}") from None
         raise
 
 
@@ -195,7 +227,7 @@ def download(ref: HubRef, filename: str, **options: Any) -> Path:
     An unreachable Hub fails within about HUB_TIMEOUT_S: the file comes from the cache when this
     revision's copy is there, else one line suggests HF_HUB_OFFLINE=1 and names what is cached.
     """
-    with hub_errors(ref, filename):
+    with _quiet_retries(), hub_errors(ref, filename):
         if not constants.is_offline_mode() and constants.ENDPOINT not in _answered:
             why = _unreachable(hf_hub_url(ref.repo_id, filename, revision=ref.revision))
             if why is not None:
@@ -227,23 +259,36 @@ def _unreachable(url: str) -> str | None:
 
 
 def _from_cache_or_fail(ref: HubRef, filename: str, why: str, **options: Any) -> Path:
-    """This revision's cached copy of `filename`, or one GdasError naming the cached revisions."""
+    """This revision's cached copy of `filename`, or one GdasEnvironmentError naming the cached revisions."""
     try:
         path = hf_hub_download(ref.repo_id, filename, revision=ref.revision, local_files_only=True, **options)
         return Path(path)
     except (LocalEntryNotFoundError, OfflineModeIsEnabled, EntryNotFoundError):
         pass
-    cached = _cached_revisions(ref.repo_id)
-    hint = (
-        f"the cache holds {ref.repo_id}@{cached}: run with HF_HUB_OFFLINE=1 to use it"
-        if cached
-        else "nothing of it is cached (HF_HUB_OFFLINE=1 reads only the cache)"
+    raise GdasEnvironmentError(
+        f"{ref.label}: cannot reach {constants.ENDPOINT} within {HUB_TIMEOUT_S:g} s ({why}); "
+        + _cache_hint(ref.repo_id, filename, offline=False)
     )
-    raise GdasError(f"{ref.label}: cannot reach {constants.ENDPOINT} within {HUB_TIMEOUT_S:g} s ({why}); {hint}")
 
 
-def _cached_revisions(repo_id: str) -> str:
-    """The cached revisions of a model repo, as `v1 (commit 0123456789ab), ...`; "" when none."""
+def _cache_hint(repo_id: str, filename: str | None, offline: bool = True) -> str:
+    """Which revisions of `repo_id` the cache holds complete copies of `filename` of, and how to use them."""
+    cached = _cached_revisions(repo_id, filename)
+    if not cached:
+        if offline:
+            return "nothing of it is cached: fetch it once online first"
+        return "nothing of it is cached (HF_HUB_OFFLINE=1 reads only the cache)"
+    what = f" with {filename}" if filename else ""
+    how = "ask for one of them" if offline else "run with HF_HUB_OFFLINE=1 to use it"
+    return f"the cache holds {repo_id}@{cached}{what}: {how}"
+
+
+def _cached_revisions(repo_id: str, filename: str | None = None) -> str:
+    """The cached revisions of a model repo (holding `filename`, when given), as `v1 (commit 0123456789ab), ...`.
+
+    Only finished downloads count: huggingface_hub writes a file under a temporary name and renames it
+    into the cache when it is complete, so a cut transfer leaves no file here. "" when there are none.
+    """
     try:
         repos = scan_cache_dir(constants.HF_HUB_CACHE).repos
     except Exception:  # no cache folder yet, or one the scanner cannot read
@@ -252,6 +297,8 @@ def _cached_revisions(repo_id: str) -> str:
     for repo in repos:
         if repo.repo_id == repo_id and repo.repo_type == "model":
             for revision in sorted(repo.revisions, key=lambda r: r.last_modified, reverse=True):
+                if filename is not None and filename not in {f.file_name for f in revision.files}:
+                    continue
                 refs = ", ".join(sorted(revision.refs)) or revision.commit_hash[:12]
                 named.append(f"{refs} (commit {revision.commit_hash[:12]})")
     return "; ".join(named)
@@ -283,7 +330,7 @@ def _relabelled(pinned: HubRef, ref: HubRef) -> Iterator[None]:
     try:
         yield
     except GdasError as err:
-        raise GdasError(str(err).replace(pinned.label, ref.label, 1)) from None
+        raise reworded(err, str(err).replace(pinned.label, ref.label, 1)) from None
 
 
 def load_hub_genotype(spec: str) -> Genotype:
@@ -294,7 +341,7 @@ def load_hub_genotype(spec: str) -> Genotype:
     try:
         text = read_text(path, "genotype file", MAX_GENOTYPE_BYTES)
     except GdasError as err:
-        raise GdasError(str(err).replace(str(path), label, 1)) from None
+        raise reworded(err, str(err).replace(str(path), label, 1)) from None
     return Genotype.from_json(text, label)
 
 
@@ -684,7 +731,11 @@ def check_push(repo_id: str, tag: str | None) -> str:
             f"{ref.label}: pushing needs a Hugging Face token with write access: run `hf auth login` or set HF_TOKEN"
         )
     if tag is not None:
-        with hub_errors(ref):
+        with (
+            _answers_within(PUSH_TIMEOUT_S),
+            _quiet_retries(),
+            hub_errors(ref, action="reading its tags", kept="nothing was pushed"),
+        ):
             try:
                 refs = _api(token).list_repo_refs(ref.repo_id)
             except RepositoryNotFoundError:
@@ -703,18 +754,73 @@ def push_folder(
     private: bool = False,
     message: str = "Upload with gdas export",
 ) -> PushResult:
-    """Create the repo if needed, upload the folder as ONE commit replacing the managed files, tag it."""
+    """Create the repo if needed, upload the folder as ONE commit replacing the managed files, tag it.
+
+    The Hub applies a commit whole or not at all, and the tag is made only after the commit, so a push
+    cut or stalled at any point leaves no tag on an incomplete commit; the same push can be run again.
+    """
     token = check_push(repo_id, tag)
     ref = HubRef(repo_id, tag)
     api = _api(token)
-    with hub_errors(ref):
-        api.create_repo(repo_id, private=private, exist_ok=True)
-        info = api.upload_folder(
-            repo_id=repo_id,
-            folder_path=str(folder),
-            commit_message=message,
-            delete_patterns=MANAGED_PATTERNS,
-        )
+    again = "run the same command again"
+    with _answers_within(PUSH_TIMEOUT_S), _quiet_retries():
+        with hub_errors(ref, action="pushing", kept=f"no tag was made; {again}"):
+            api.create_repo(repo_id, private=private, exist_ok=True)
+            info = api.upload_folder(
+                repo_id=repo_id,
+                folder_path=str(folder),
+                commit_message=message,
+                delete_patterns=MANAGED_PATTERNS,
+            )
         if tag is not None:
-            api.create_tag(repo_id, tag=tag, revision=info.oid, tag_message=message)
+            kept = f"commit {info.oid[:12]} was pushed but not tagged; {again}"
+            with hub_errors(ref, action="tagging", kept=kept):
+                _create_tag(api, repo_id, tag, info.oid, message)
     return PushResult(repo_id, info.oid, info.commit_url, tag)
+
+
+# Seconds a push waits for each answer of the Hub; huggingface_hub's own client would wait forever.
+PUSH_TIMEOUT_S = 60.0
+
+
+@contextlib.contextmanager
+def _answers_within(seconds: float) -> Iterator[None]:
+    """Bound every request of huggingface_hub's shared client that sets no timeout of its own (downloads do)."""
+    session = get_session()
+    before = session.timeout
+    session.timeout = seconds
+    try:
+        yield
+    finally:
+        session.timeout = before
+
+
+@contextlib.contextmanager
+def _quiet_retries() -> Iterator[None]:
+    """huggingface_hub logs every retry of a cut or stalled transfer as a warning on stderr; gdas says the
+    outcome in one line instead (its retries still happen)."""
+    logger = logging.getLogger("huggingface_hub")
+    before = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(before)
+
+
+def _create_tag(api: HfApi, repo_id: str, tag: str, commit: str, message: str) -> None:
+    """Tag `commit`; when the answer is lost, look whether the tag was made before calling it a failure."""
+    try:
+        api.create_tag(repo_id, tag=tag, revision=commit, tag_message=message)
+    except Exception as err:
+        lost = _network_failure(err) is not None or (
+            isinstance(err, HfHubHTTPError) and err.response is not None and err.response.status_code == 409
+        )
+        if not lost:
+            raise
+        try:
+            refs = api.list_repo_refs(repo_id)
+        except Exception:
+            raise err from None
+        if not any(t.name == tag and t.target_commit == commit for t in refs.tags):
+            raise

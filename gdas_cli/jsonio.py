@@ -2,17 +2,20 @@
 
 Input may be hostile or broken (a device file, a 100 MB genotype, nesting 200,000 deep, a 5,000-digit
 number, bytes that are not UTF-8), so reading is bounded in size, depth and number length, and every
-problem is one GdasError naming the file.
+problem is one GdasError naming the file. `check_fields` then checks what a config read back from a
+run holds against the types its dataclass declares, before any of it is used.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import types
+import typing
 from pathlib import Path
 from typing import Any
 
-from .errors import GdasError
+from .errors import GdasError, os_error
 
 MAX_BYTES = 16 * 1024 * 1024  # far above any genotype, config or metrics file the package writes
 MAX_DEPTH = 32  # genotypes nest 5 deep, configs 4
@@ -84,7 +87,7 @@ def read_text(path: Path, what: str = "file", max_bytes: int = MAX_BYTES) -> str
     except IsADirectoryError:
         raise GdasError(f"{path}: a folder, not a {what}") from None
     except OSError as err:
-        raise GdasError(f"{path}: cannot read {what} ({err.strerror or err})") from None
+        raise os_error(err, f"{path}: cannot read {what}") from None
     if len(data) > max_bytes:
         raise GdasError(f"{path}: larger than {max_bytes:,} bytes; not a {what}")
     try:
@@ -130,3 +133,77 @@ def read_jsonl(path: Path, what: str = "JSON-lines file", *, missing_ok: bool = 
             raise GdasError(f"{path}: line {number} is not a JSON object")
         records.append(record)
     return records
+
+
+def check_fields(cls: type, data: dict[str, Any], source: str, what: str = "configuration") -> None:
+    """Every value of `data` whose key is a field of dataclass `cls` has the type the field declares.
+
+    For configs read back from a run (config.json on resume, in a --seeds plan): a value of the wrong
+    type is one GdasError naming the file and the key, not a failure deep inside the run. Understands
+    the annotations configs use: bool, int, float (an int is accepted), str, None, `X | None`,
+    list[X], tuple[X, ...], tuple[X, Y], dict[str, X], Path (a string) and Any.
+    """
+    hints = typing.get_type_hints(cls)
+    for key, value in data.items():
+        if key in hints and not _matches(value, hints[key]):
+            shown = json.dumps(value)
+            shown = shown if len(shown) <= 60 else shown[:57] + "..."
+            raise GdasError(f"{source}: {what} {key!r} must be {_described(hints[key])}, not {shown}")
+
+
+def _matches(value: Any, annotation: Any) -> bool:
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if annotation is Any:
+        return True
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, arg) for arg in args)
+    if annotation is type(None):
+        return value is None
+    if annotation is bool:
+        return isinstance(value, bool)
+    if annotation is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if annotation is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if annotation in (str, Path):
+        return isinstance(value, str)
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            return False
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            return len(value) == len(args) and all(_matches(v, a) for v, a in zip(value, args, strict=True))
+        return all(_matches(v, args[0]) for v in value) if args else True
+    if origin is dict:
+        if not isinstance(value, dict):
+            return False
+        return all(isinstance(k, str) and _matches(v, args[1]) for k, v in value.items()) if args else True
+    if annotation in (list, tuple):
+        return isinstance(value, (list, tuple))
+    if annotation is dict:
+        return isinstance(value, dict)
+    return True  # a type configs do not hold: checked where it is used
+
+
+def _described(annotation: Any, plural: bool = False) -> str:
+    """`an integer`, `a list of numbers or null`: the annotation as a reader of config.json says it."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_described(arg, plural) for arg in args)
+    names = {
+        type(None): ("null", "nulls"),
+        bool: ("true or false", "booleans"),
+        int: ("an integer", "integers"),
+        float: ("a number", "numbers"),
+        str: ("a string", "strings"),
+        Path: ("a string", "strings"),
+    }
+    if annotation in names:
+        return names[annotation][plural]
+    if origin in (list, tuple) and args:
+        if origin is tuple and args[-1] is not Ellipsis:
+            kinds = {_described(a, True) for a in args}
+            return f"a list of {len(args)} {kinds.pop()}" if len(kinds) == 1 else f"a list of {len(args)} values"
+        return f"a list of {_described(args[0], True)}"
+    if origin is dict or annotation is dict:
+        return "objects" if plural else "an object"
+    return "lists" if plural else "a list"

@@ -96,6 +96,9 @@ def resolve_lm_config(
     return config
 
 
+MAX_EMSIZE = 16384  # far above the paper's 850; larger ones only fail to allocate
+
+
 def check_lm_config(config: LMRunConfig) -> None:
     check_finite(config)
     rules = [
@@ -104,7 +107,9 @@ def check_lm_config(config: LMRunConfig) -> None:
         (config.eval_batch_size >= 1, f"--eval-batch-size: {config.eval_batch_size} must be >= 1"),
         (config.bptt >= 2, f"--bptt: {config.bptt} must be >= 2"),
         (config.emsize >= 1, f"--emsize: {config.emsize} must be >= 1"),
+        (config.emsize <= MAX_EMSIZE, f"--emsize: {config.emsize} must be at most {MAX_EMSIZE}"),
         (config.lr > 0, f"--lr: {config.lr} must be positive"),
+        (getattr(config, "weight_decay", 0) >= 0, f"--weight-decay: {getattr(config, 'weight_decay', 0)} must be >= 0"),
         (
             all(0 <= getattr(config, d) < 1 for d in ("dropout", "dropouth", "dropoutx", "dropouti", "dropoute")),
             "dropout probabilities must be in [0, 1)",
@@ -235,7 +240,7 @@ class LanguageTask(Task):
         cfg = self.config
         self.corpus = corpus = load_corpus(cfg.dataset, cfg.data_dir)
         self.train_data = batchify(corpus.train, cfg.batch_size).to(rt.device)
-        self.valid_eval = batchify(corpus.valid, cfg.eval_batch_size).to(rt.device)
+        self.valid_eval = batchify(corpus.valid, cfg.eval_batch_size, "--eval-batch-size").to(rt.device)
         return corpus
 
     def corpus_summary(self) -> dict[str, Any]:

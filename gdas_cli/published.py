@@ -25,10 +25,10 @@ from torch import nn
 
 from . import __version__
 from .checkpoint import WEIGHTS_FILE, write_json
-from .errors import GdasError
+from .errors import GdasError, reworded
 from .files import atomic_write_text, sha256_file
 from .genotype import Genotype
-from .jsonio import parse_json, read_text
+from .jsonio import parse_json, read_json, read_text
 from .models import CellNetwork, NB201Classifier, Network, NetworkArgs, pretrained_cfg_for
 from .weights import load_state_strict, read_metadata, read_tensors, save_network
 
@@ -128,7 +128,7 @@ def network_cfg(config: PublishedConfig, source: str) -> dict[str, Any]:
     try:
         return pretrained_cfg_for(config.args, **stored)
     except GdasError as err:
-        raise GdasError(f"{source}: {err}") from None
+        raise reworded(err, f"{source}: {err}") from None
 
 
 def read_config(path: Path, label: str) -> PublishedConfig:
@@ -136,8 +136,27 @@ def read_config(path: Path, label: str) -> PublishedConfig:
     try:
         text = read_text(Path(path), "model config")
     except GdasError as err:
-        raise GdasError(str(err).replace(str(path), label, 1)) from None
+        raise reworded(err, str(err).replace(str(path), label, 1)) from None
     return parse_config(text, label)
+
+
+def published_folder(path: Path) -> Path | None:
+    """The folder `gdas export` wrote (or a zoo weights folder), when `path` is one or its model.safetensors.
+
+    Recognised by its config.json's schema; whether the rest holds up is checked when it is loaded.
+    """
+    path = Path(path)
+    folder = path if path.is_dir() else path.parent
+    if path.is_file() and path.name != WEIGHTS_FILE:
+        return None
+    config = folder / CONFIG_FILE
+    if not config.is_file():
+        return None
+    try:
+        data = read_json(config, "model config")
+    except GdasError:
+        return None
+    return folder if isinstance(data, dict) and data.get("schema") == CONFIG_SCHEMA else None
 
 
 def _relabel(err: GdasError, path: Path, label: str) -> GdasError:
@@ -147,7 +166,7 @@ def _relabel(err: GdasError, path: Path, label: str) -> GdasError:
         message = label + message[len(str(path)) :]
     elif not message.startswith(label):
         message = f"{label}: {message}"
-    return GdasError(message)
+    return reworded(err, message)
 
 
 def load_published_model(
@@ -166,7 +185,7 @@ def load_published_model(
         try:
             text = read_text(Path(genotype_path), "genotype file")
         except GdasError as err:
-            raise GdasError(str(err).replace(str(genotype_path), f"{label}/{GENOTYPE_FILE}", 1)) from None
+            raise reworded(err, str(err).replace(str(genotype_path), f"{label}/{GENOTYPE_FILE}", 1)) from None
         stored = Genotype.from_json(text, f"{label}/{GENOTYPE_FILE}")
         if stored != config.genotype:
             raise GdasError(

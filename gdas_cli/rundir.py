@@ -27,6 +27,7 @@ of their own) beside seeds.json, ranking.json and the winner's genotype.json.
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 from collections.abc import Sequence
@@ -35,8 +36,9 @@ from pathlib import Path
 from typing import Any
 
 from .checkpoint import WEIGHTS_FILE, find_checkpoint, read_json
-from .errors import GdasError
+from .errors import GdasError, os_error
 from .files import sha256_file
+from .jsonio import read_jsonl
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
@@ -155,14 +157,46 @@ def resume_command(hint: str, run_dir: Path | str) -> str:
 
 
 def progress_of(checkpoint: Path) -> dict[str, Any]:
-    """progress.json of a checkpoint folder ({} when it has none)."""
+    """progress.json of a checkpoint folder ({} when it has none), its counters checked by type."""
     path = Path(checkpoint) / PROGRESS_FILE
     if not path.is_file():
         return {}
     data = read_json(path)
     if not isinstance(data, dict):
         raise GdasError(f"{path}: expected a JSON object")
+    for key in ("epoch", "step", "global_step", "epochs"):
+        value = data.get(key)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
+            raise GdasError(f"{path}: {key} must be an integer >= 0, not {value!r}")
+    if not isinstance(data.get("finished", False), bool):
+        raise GdasError(f"{path}: finished must be true or false")
     return data
+
+
+_PERCENT_SUFFIXES = ("_top1", "_top5")
+_NUMBER_SUFFIXES = ("_loss", "_ppl", "_per_s", "seconds", "lr", "tau", "drop_path")
+
+
+def read_metrics(path: Path) -> list[dict[str, Any]]:
+    """metrics.jsonl ([] when missing), every record checked by type before use: an integer epoch and step,
+    accuracies as numbers in 0..100, losses, perplexities, rates and times as finite numbers."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    records = read_jsonl(path, "metrics file")
+    for number, record in enumerate(records, 1):
+        for key, value in record.items():
+            integer = key in ("epoch", "step")
+            percent = key.endswith(_PERCENT_SUFFIXES)
+            if not (integer or percent or key.endswith(_NUMBER_SUFFIXES)) or value is None:
+                continue
+            if integer and not (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
+                raise GdasError(f"{path}: record {number}: {key} must be an integer >= 0, not {value!r}")
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+                raise GdasError(f"{path}: record {number}: {key} must be a finite number, not {value!r}")
+            if percent and not 0 <= value <= 100:
+                raise GdasError(f"{path}: record {number}: {key} must be a percentage (0..100), not {value!r}")
+    return records
 
 
 def checkpoint_digests(folder: Path) -> dict[str, str]:
@@ -186,6 +220,19 @@ def verify_checkpoint(folder: Path) -> None:
             raise GdasError(f"{path}: missing; {PROGRESS_FILE} lists it, so the checkpoint is incomplete")
         if sha256_file(path) != want:
             raise GdasError(f"{path}: sha256 does not match {PROGRESS_FILE}; the file is corrupted")
+
+
+def read_split(path: Path) -> dict[str, Any]:
+    """split.json: the seed and the train and valid image indices of a run's split, checked by type."""
+    data = read_json(path)
+    halves = [data.get(half) if isinstance(data, dict) else None for half in ("train", "valid")]
+    if not all(isinstance(half, list) for half in halves) or not all(
+        isinstance(i, int) and not isinstance(i, bool) and i >= 0
+        for half in halves
+        for i in half  # type: ignore[union-attr]
+    ):
+        raise GdasError(f"{path}: not a split file (train and valid must be lists of image indices)")
+    return data
 
 
 def chosen_checkpoint(config: dict[str, Any]) -> str:
@@ -356,9 +403,13 @@ class RunLock:
             holder = lock_holder(self.path.parent)
             raise GdasError(f"{self.path.parent}: in use by process {holder or 'another'} ({LOCK_FILE})") from None
         except OSError as err:
-            raise GdasError(f"{self.path.parent}: cannot write the run's lock file ({err.strerror})") from None
-        with os.fdopen(fd, "w") as handle:
-            handle.write(f"{os.getpid()}\n")
+            raise os_error(err, f"{self.path.parent}: cannot write the run's lock file") from None
+        try:
+            with os.fdopen(fd, "w") as handle:
+                handle.write(f"{os.getpid()}\n")
+        except OSError as err:  # a full disk or a quota: no lock without its PID
+            self.path.unlink(missing_ok=True)
+            raise os_error(err, f"{self.path}: cannot write the run's lock file") from None
         self.held = True
 
     def release(self) -> None:

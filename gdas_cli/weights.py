@@ -15,7 +15,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
-from .errors import GdasError
+from .errors import GdasError, os_error, read_failure
 from .files import atomic_write_bytes
 from .genotype import Genotype
 from .jsonio import parse_json
@@ -42,7 +42,9 @@ def read_header(path: Path) -> dict[str, str]:
     try:
         with safe_open(str(path), framework="pt") as handle:
             return handle.metadata() or {}
-    except (SafetensorError, OSError, ValueError) as err:
+    except OSError as err:
+        raise os_error(err, f"{path}: cannot read the weights file") from None
+    except (SafetensorError, ValueError) as err:
         raise GdasError(f"{path}: not a readable safetensors file ({err})") from None
 
 
@@ -51,7 +53,9 @@ def read_tensors(path: Path, device: str | torch.device = "cpu", label: str | No
     try:
         return load_file(str(path), device=str(device))
     except (SafetensorError, OSError, ValueError, RuntimeError) as err:
-        raise GdasError(f"{label or path}: corrupted or truncated safetensors file ({err})") from None
+        raise read_failure(
+            err, label or path, f"{label or path}: corrupted or truncated safetensors file ({err})"
+        ) from None
 
 
 def save_tensors(module: torch.nn.Module, path: Path, metadata: dict[str, str]) -> None:

@@ -12,9 +12,10 @@ def gdas(*args):
     return runner.invoke(app, [str(a) for a in args])
 
 
-def assert_one_line_error(result, *needles: str) -> str:
-    """Exit code 2, no traceback, exactly one stderr line holding every needle; returns that line."""
-    assert result.exit_code == 2, result.output
+def assert_one_line_error(result, *needles: str, code: int = 2) -> str:
+    """Exit code `code` (2: bad input, 1: the machine or network failed), no traceback, exactly one stderr
+    line holding every needle; returns that line."""
+    assert result.exit_code == code, result.output
     assert "Traceback" not in result.output
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, result.stderr

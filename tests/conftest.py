@@ -48,6 +48,13 @@ def loopback_hub():
         yield hub
 
 
+@pytest.fixture
+def hub_faults(loopback_hub):
+    """add(Fault(kind, method, path, ...)) spoils matching transfers of the loopback Hub for this test only."""
+    yield loopback_hub.state.add_fault
+    loopback_hub.state.clear_faults()
+
+
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory):
     """make(genotype="gdas_frc", seed=0) -> a model.safetensors (weights.py format) of a tiny real network.

@@ -9,6 +9,11 @@ repo_info, list_repo_tree, list_repo_commits and hf_hub_download; every file is 
 
 Write endpoints need `Authorization: Bearer <token>` with a token in `TOKENS`; a private repo is
 invisible without one, as on the Hub.
+
+Faults, switched on per test (`state.add_fault(Fault(...))`, or the `hub_faults` fixture): the server
+can cut a connection in the middle of a file it sends or of a request body it reads, stall there, or do
+the work of a request and then lose its answer; files are served with `Range` support, as the Hub's
+are, so a client can resume a cut download.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import base64
 import hashlib
 import json
 import re
+import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -56,14 +62,57 @@ class Repo:
         return self.commits.get(oid) if oid else None
 
 
+@dataclass
+class Fault:
+    """A request the server spoils on purpose.
+
+    kind: "cut" closes the connection after `after` bytes of the file being sent (GET) or of the request
+    body being read (POST); "stall" sends or reads `after` bytes, then says nothing for `seconds` (or
+    until the test ends) and closes; "lose_answer" does what the request asks, then closes the connection
+    without answering. `after` None: the whole body. `method` and `path` (a regular expression searched
+    in the URL path) choose the requests; `times` is how many of them are spoilt (None: every one).
+    """
+
+    kind: str
+    method: str
+    path: str
+    after: int | None = 0
+    seconds: float = 60.0
+    times: int | None = 1
+    spoilt: int = 0
+
+
 class HubState:
-    """All repos, behind one lock; `requests` records (method, path) for assertions."""
+    """All repos, behind one lock; `requests` records (method, path) for assertions, `faults` what to spoil."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.repos: dict[str, Repo] = {}
         self.requests: list[tuple[str, str]] = []
+        self.faults: list[Fault] = []
+        self.released = threading.Event()  # ends every stall (set when a test's faults are cleared)
         self._counter = 0
+
+    def add_fault(self, fault: Fault) -> Fault:
+        with self.lock:
+            self.released.clear()
+            self.faults.append(fault)
+        return fault
+
+    def clear_faults(self) -> None:
+        with self.lock:
+            self.faults.clear()
+            self.released.set()
+
+    def take_fault(self, method: str, path: str) -> Fault | None:
+        """The first fault matching this request that still has spoils left (counting this one)."""
+        with self.lock:
+            for fault in self.faults:
+                left = fault.times is None or fault.spoilt < fault.times
+                if left and fault.method == method and re.search(fault.path, urlsplit(path).path):
+                    fault.spoilt += 1
+                    return fault
+        return None
 
     def new_commit(self, repo: Repo, branch: str, files: dict[str, bytes], title: str) -> Commit:
         self._counter += 1
@@ -106,6 +155,7 @@ class HubError(Exception):
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: "LoopbackHub"
+    _fault: Fault | None = None  # the fault spoiling the request being handled
 
     def log_message(self, format: str, *args) -> None:  # noqa: A002 - silence per-request logging
         pass
@@ -126,7 +176,26 @@ class Handler(BaseHTTPRequestHandler):
         auth = self.headers.get("Authorization", "")
         return auth.startswith("Bearer ") and auth[len("Bearer ") :] in TOKENS
 
+    def _drop(self) -> None:
+        """Close the connection now, as a network that fails does: no answer, no more bytes."""
+        self.close_connection = True
+        try:
+            self.wfile.flush()
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    def _spoil_request(self, fault: Fault) -> None:
+        """Read `fault.after` bytes of the request body (None: all), then stall and/or drop the connection."""
+        length = int(self.headers.get("Content-Length") or 0)
+        self.rfile.read(length if fault.after is None else min(fault.after, length))
+        if fault.kind == "stall":
+            self.server.state.released.wait(fault.seconds)
+        self._drop()
+
     def _send(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None, head: bool = False) -> None:
+        if self._fault is not None and self._fault.kind == "lose_answer":
+            return self._drop()  # the work is done; the answer never arrives
         self.send_response(status)
         headers = {"Content-Type": "application/json", **(headers or {})}
         headers.setdefault("Content-Length", str(len(body)))
@@ -141,6 +210,9 @@ class Handler(BaseHTTPRequestHandler):
 
     def _dispatch(self, method: str) -> None:
         segments, query = self._segments()
+        self._fault = self.server.state.take_fault(method, self.path)
+        if self._fault is not None and method == "POST" and self._fault.kind in ("cut", "stall"):
+            return self._spoil_request(self._fault)  # the request never arrives whole: nothing is done
         body = self._body()
         with self.server.state.lock:
             self.server.state.requests.append((method, self.path))
@@ -320,9 +392,34 @@ class Handler(BaseHTTPRequestHandler):
             raise HubError(404, "Entry not found", "EntryNotFound", {"X-Repo-Commit": commit.oid})
         headers = {
             "Content-Type": "application/octet-stream", "X-Repo-Commit": commit.oid,
-            "ETag": f'"{git_blob_sha1(content)}"', "Content-Length": str(len(content)),
+            "ETag": f'"{git_blob_sha1(content)}"', "Accept-Ranges": "bytes",
         }
-        self._send(200, content, headers, head=head)
+        start = self._range_start(len(content)) if not head else 0
+        status, body = (206, content[start:]) if start else (200, content)
+        if start:
+            headers["Content-Range"] = f"bytes {start}-{len(content) - 1}/{len(content)}"
+        headers["Content-Length"] = str(len(content) if head else len(body))
+        if self._fault is not None and self._fault.kind in ("cut", "stall") and not head:
+            return self._send_part(status, body, headers, self._fault)
+        self._send(status, body, headers, head=head)
+
+    def _range_start(self, size: int) -> int:
+        """The first byte a `Range: bytes=N-` header asks for (0 without one, or past the end)."""
+        match = re.fullmatch(r"bytes=(\d+)-", self.headers.get("Range", "").strip())
+        start = int(match.group(1)) if match else 0
+        return start if start < size else 0
+
+    def _send_part(self, status: int, body: bytes, headers: dict[str, str], fault: Fault) -> None:
+        """Promise the whole body, send `fault.after` bytes of it, then stall and/or drop the connection."""
+        self.send_response(status)
+        for key, value in headers.items():
+            self.send_header(key, value)
+        self.end_headers()
+        self.wfile.write(body[: len(body) if fault.after is None else fault.after])
+        self.wfile.flush()
+        if fault.kind == "stall":
+            self.server.state.released.wait(fault.seconds)
+        self._drop()
 
 
 class LoopbackHub(ThreadingHTTPServer):
@@ -342,8 +439,16 @@ class LoopbackHub(ThreadingHTTPServer):
         return self
 
     def __exit__(self, *exc) -> None:
+        self.state.clear_faults()  # ends any stall, so the handler threads can finish
         self.shutdown()
         self.server_close()
+
+    def handle_error(self, request, client_address) -> None:
+        """A connection the client (or a fault) closed is part of the test, not an error to print."""
+        import sys
+
+        if not isinstance(sys.exc_info()[1], OSError):
+            super().handle_error(request, client_address)
 
 
 if __name__ == "__main__":  # a manual round trip: python tests/hub_server.py 18080, then HF_ENDPOINT=...

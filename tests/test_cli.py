@@ -221,3 +221,60 @@ def test_help_does_not_import_torch():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
                           env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=60)
     assert "TORCH False" in done.stderr and "2.54M params" in done.stdout, done.stdout + done.stderr
+
+
+# ---------------------------------------------------------------- output a script can read
+# Not on a terminal (a pipe, a file, the test runner) no line is folded at 80 columns, and the commands
+# that write something say what in JSON with --json.
+
+LONG = "a-folder-named-at-length-so-that-every-line-naming-a-file-in-it-passes-eighty-columns"
+
+
+def test_in_a_pipe_export_names_its_folder_and_files_on_one_line(tmp_path):
+    out = tmp_path / LONG / "gdas-frc"
+    out.parent.mkdir()
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-m", "gdas_cli", "export", "gdas_frc", "-o", str(out)],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [f"wrote {out}: README.md, cell.png, config.json, genotype.json"]
+
+
+def test_a_table_is_not_folded_when_read_by_a_script():
+    listed = json.loads(run("genotypes", "list", "--json").stdout)
+    table = run("genotypes", "list").stdout
+    longest = max(listed, key=lambda g: len(g["source"]))
+    assert len(longest["source"]) > 80
+    rows = [line for line in table.splitlines() if f"│ {longest['name']} " in line]
+    assert len(rows) == 1 and longest["source"] in rows[0]
+
+
+@pytest.fixture(scope="module")
+def long_search(tmp_path_factory) -> Path:
+    run_dir = tmp_path_factory.mktemp("long") / LONG / "search"
+    result = run("search", "cnn", "--dataset", "digits", "--epochs", "1", "--limit-train-batches", "1", "-C", "8",
+                 "--batch-size", "16", "--run-dir", str(run_dir), "-q")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines() == [str(run_dir / "genotype.json")]
+    return run_dir
+
+
+def test_paths_stay_on_one_line_and_json_says_what_was_written(long_search, tmp_path):
+    folder = tmp_path / LONG
+    folder.mkdir()
+    written = {
+        "derive": (["derive", str(long_search), "-o", str(folder / "cell.json")], folder / "cell.json"),
+        "genotypes plot": (["genotypes", "plot", "gdas", "-o", str(folder / "cell.png")], folder / "cell.png"),
+        "plot alphas": (["plot", "alphas", str(long_search), "-o", str(folder / "alphas.png")], folder / "alphas.png"),
+    }
+    for name, (args, path) in written.items():
+        text = run(*args)
+        assert text.exit_code == 0, (name, text.output)
+        assert text.stdout.splitlines()[0].startswith(f"wrote {path}"), (name, text.stdout)
+        as_json = run(*args, "--overwrite", "--json")
+        assert as_json.exit_code == 0, (name, as_json.output)
+        assert json.loads(as_json.stdout)["output"] == str(path), name
+    derived = json.loads(run("derive", str(long_search), "--json").stdout)
+    assert derived["output"] is None and derived["genotype"]["name"] == "searched" and derived["epoch"] == 1
+    shown = run("genotypes", "show", str(folder / "cell.json"), "--format", "json")
+    assert json.loads(shown.stdout) == json.loads((folder / "cell.json").read_text())

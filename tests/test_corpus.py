@@ -109,7 +109,7 @@ def test_batchify_makes_contiguous_columns_and_get_batch_shifts_targets() -> Non
     inputs, targets = get_batch(batched, 3, 35)  # clipped to the rows left
     assert inputs.tolist() == [[3, 8, 13, 18]]
     assert targets.tolist() == [4, 9, 14, 19]
-    with pytest.raises(GdasError, match="batch size 20 is too large"):
+    with pytest.raises(GdasError, match="--batch-size: 20 is too large"):
         batchify(data, 20)
 
 

@@ -316,3 +316,77 @@ def test_an_export_folder_is_enough_to_evaluate_and_load(run_dir, tmp_path):
     (out / "model.safetensors").write_bytes(b"not the published file")
     with pytest.raises(GdasError, match="model.safetensors"):
         create_model(out, pretrained=True)
+
+
+# ------------------------------------------------------------------ exported folders are sources too
+
+
+def test_an_export_folder_exports_again_keeping_what_it_records(run_dir, tmp_path):
+    first = tmp_path / "published"
+    export(ExportRequest(source=str(run_dir), output=first))
+    again = tmp_path / "again"
+    result = runner.invoke(app, ["export", str(first), "-o", str(again), "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["kind"] == "export" and summary["genotype"] == "gdas_frc@1.0.0"
+    before, after = (json.loads((folder / "config.json").read_text()) for folder in (first, again))
+    assert after["pretrained_cfg"] == before["pretrained_cfg"]  # data set, mean, std, class names, source
+    assert after["checkpoint_choice"] == before["checkpoint_choice"] and after["dataset"] == "digits"
+    stated = ModelCard.load(again / "README.md").data.eval_results
+    assert {(r.metric_type, r.metric_value) for r in stated} == {("top1-error", 30.0), ("top5-error", 5.0)}
+    assert torch.equal(logits(load_network(again / "model.safetensors")), logits(load_network(first / "model.safetensors")))
+
+
+def test_an_export_folder_exports_to_onnx_as_its_weights_do(tmp_path):
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxscript")
+    weights = tmp_path / "small.safetensors"  # 3 cells: the ONNX exporter's time grows with the graph
+    save_network(build_network(load_genotype("gdas"), NetworkArgs(C=8, layers=3, auxiliary=False)), weights)
+    first = tmp_path / "published"
+    export(ExportRequest(source=str(weights), output=first, dataset="digits"))
+    again = tmp_path / "onnx"
+    result = runner.invoke(app, ["export", str(first), "-o", str(again), "--format", "onnx"])
+    assert result.exit_code == 0, result.output
+    assert "model.onnx matches PyTorch" in result.stdout
+    sidecar = json.loads((again / "model.onnx.json").read_text())
+    assert sidecar["pretrained_cfg"] == json.loads((first / "config.json").read_text())["pretrained_cfg"]
+
+
+def test_a_zoo_folder_and_a_genotype_only_export_are_sources(tmp_path):
+    from gdas_cli.genotype import data_dir
+
+    zoo_folder = data_dir("zoo") / "weights" / "gdas_digits"
+    source = resolve_source(zoo_folder)
+    assert source.kind == "export" and source.dataset == "digits" and source.data_facts["label_names"] == list("0123456789")
+    assert source.training["checkpoint chosen on"] == "final epoch (no selection)"
+    genotype_only = tmp_path / "cell"
+    export(ExportRequest(source="gdas_frc", output=genotype_only))
+    assert resolve_source(genotype_only).kind == "genotype"
+    result = runner.invoke(app, ["export", str(genotype_only), "-o", str(tmp_path / "out"), "--format", "onnx"])
+    assert result.exit_code == 2 and "--format needs weights" in result.stderr and "searched" not in result.stderr
+
+
+def test_a_changed_export_folder_is_refused_as_a_source(run_dir, tmp_path):
+    first = tmp_path / "published"
+    export(ExportRequest(source=str(run_dir), output=first))
+    data = bytearray((first / "model.safetensors").read_bytes())
+    data[-1] ^= 0xFF
+    (first / "model.safetensors").write_bytes(bytes(data))
+    result = runner.invoke(app, ["export", str(first), "-o", str(tmp_path / "again")])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "model.safetensors: sha256" in result.stderr and "does not match config.json" in result.stderr
+    assert not (tmp_path / "again").exists()
+
+
+@pytest.mark.slow
+def test_a_shipped_zoo_folder_exports_to_onnx(tmp_path):
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxscript")
+    from gdas_cli.genotype import data_dir
+
+    out = tmp_path / "digits-onnx"
+    result = runner.invoke(app, ["export", str(data_dir("zoo") / "weights" / "gdas_digits"), "-o", str(out),
+                                 "--format", "onnx"])
+    assert result.exit_code == 0, result.output
+    sidecar = json.loads((out / "model.onnx.json").read_text())
+    assert sidecar["pretrained_cfg"]["dataset"] == "digits" and sidecar["input"]["shape"] == ["batch", 3, 32, 32]

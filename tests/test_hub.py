@@ -205,7 +205,7 @@ def test_offline_reload_from_the_cache(published, fresh_cache, loopback_hub):
 
 def test_offline_with_nothing_cached(tmp_path):
     result = _offline(tmp_path / "empty-cache", *GDAS, "eval", "--from-hub", f"{REPO}@v1")
-    assert result.returncode == 2, result.stderr
+    assert result.returncode == 1, result.stderr  # the reference is fine; this machine's cache lacks it
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and f"{REPO}@v1" in lines[0] and "HF_HUB_OFFLINE" in lines[0], result.stderr
     assert not (tmp_path / "empty-cache").exists() or not list((tmp_path / "empty-cache").rglob("*.safetensors"))

@@ -1,8 +1,12 @@
-"""The Typer plumbing shared by every command group: one-line errors, exit code 2, no tracebacks."""
+"""The Typer plumbing shared by every command group: one-line errors, no tracebacks, one exit-code policy.
+
+Exit codes: 0 done; 2 bad input (a GdasError, a usage error); 1 a failure of the machine or network (a
+GdasEnvironmentError, or any other exception: disk full, read-only, file-size limit, out of memory) or a
+bug; 130 interrupted.
+"""
 
 from __future__ import annotations
 
-import errno
 import os
 import sys
 from collections.abc import Sequence
@@ -12,7 +16,7 @@ import typer
 from typer.core import TyperGroup
 from typer.exceptions import TyperException
 
-from ..errors import GdasError
+from ..errors import GdasError, environment_cause
 from ._output import print_error
 
 
@@ -36,9 +40,9 @@ class GdasGroup(TyperGroup):
             code = super().main(
                 args, prog_name, complete_var, standalone_mode=False, windows_expand_args=windows_expand_args, **extra
             )
-        except GdasError as err:
+        except GdasError as err:  # and GdasEnvironmentError: each type carries its exit code
             print_error(str(err))
-            sys.exit(2)
+            sys.exit(err.exit_code)
         except TyperException as err:  # Typer's public base of the usage and parameter errors
             if type(err).__name__ == "NoArgsIsHelpError":  # a group called bare: its help, not an error
                 err.show()  # type: ignore[attr-defined]  # every such error has show()
@@ -77,26 +81,15 @@ def make_app(help_text: str, *, completion: bool = False) -> typer.Typer:
     )
 
 
-_OS_PROBLEMS = {
-    errno.ENOSPC: "the disk is full",
-    errno.EFBIG: "the file-size limit was reached",
-    errno.EROFS: "the file system is read-only",
-    errno.EACCES: "permission denied",
-    errno.EPERM: "permission denied",
-    errno.ENOTDIR: "a part of the path is a file, not a folder",
-}
-
-
 def describe_failure(err: BaseException) -> str:
-    """One line for a failure that is not a GdasError (disk full, out of memory, a bug)."""
+    """One line for a failure that is not a GdasError: the machine's (disk full, out of memory) or a bug."""
     hint = "rerun with GDAS_DEBUG=1 for the traceback"
-    if isinstance(err, MemoryError) or "out of memory" in str(err).lower():
+    cause = environment_cause(err, getattr(err, "filename", None))
+    if cause is not None and cause.startswith("out of memory"):
         return f"out of memory ({type(err).__name__}); try a smaller --batch-size or --channels ({hint})"
-    if isinstance(err, OSError) and err.errno in _OS_PROBLEMS:
-        where = f"{err.filename}: " if err.filename else ""
-        return f"{where}{_OS_PROBLEMS[err.errno]} ({err.strerror}); nothing half-written was kept"
-    for code, problem in _OS_PROBLEMS.items():  # libraries that wrap the OS error in their own (safetensors)
-        if os.strerror(code).lower() in str(err).lower():
-            return f"{problem} while writing ({type(err).__name__}); nothing half-written was kept"
+    if cause is not None:
+        filename = getattr(err, "filename", None)
+        where = f"{filename}: " if filename else ""
+        return f"{where}{cause}; nothing half-written was kept"
     first = str(err).strip().splitlines()[0] if str(err).strip() else ""
     return f"unexpected {type(err).__name__}: {first} ({hint})"

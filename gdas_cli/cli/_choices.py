@@ -92,6 +92,7 @@ class ShowFormat(str, Enum):
 
     text = "text"
     arch_str = "arch-str"
+    json = "json"
 
 
 class Net(str, Enum):

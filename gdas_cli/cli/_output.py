@@ -7,11 +7,31 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from rich.console import Console
+from rich.console import Console, ConsoleDimensions
 
-# soft_wrap: a line is never broken at the terminal's (or a pipe's 80-column) width; tables still fit it
-console = Console(soft_wrap=True)
-err_console = Console(stderr=True, soft_wrap=True)
+# A pipe or a file has no width: rich would assume 80 columns and fold table cells to fit them
+UNBOUNDED_WIDTH = 100_000
+
+
+class OutputConsole(Console):
+    """rich's Console, except that writing to a pipe or a file no line is folded at 80 columns: a table is as
+    wide as its content, so a script reads one row per line. On a terminal tables fit its width."""
+
+    @property
+    def size(self) -> ConsoleDimensions:
+        size = Console.size.fget(self)  # type: ignore[attr-defined]  # the parent's property, read by hand
+        if self._width is None and not self.is_terminal:
+            return ConsoleDimensions(UNBOUNDED_WIDTH, size.height)
+        return size
+
+    @size.setter
+    def size(self, new_size: tuple[int, int]) -> None:
+        Console.size.fset(self, new_size)  # type: ignore[attr-defined]
+
+
+# soft_wrap: a line of text is never broken at the terminal's width either
+console = OutputConsole(soft_wrap=True)
+err_console = OutputConsole(stderr=True, soft_wrap=True)
 
 
 def print_error(message: str) -> None:

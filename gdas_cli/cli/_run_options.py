@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from ..errors import GdasError
+from ..errors import GdasError, reworded
 from ._choices import Device, Precision, plain
 from ._output import err_console
 
@@ -174,6 +174,14 @@ def run_slug(dataset: str) -> str:
     if dataset.startswith("folder:"):
         return "folder-" + "".join(c if c.isalnum() else "-" for c in Path(dataset[len("folder:") :]).name)
     return dataset
+
+
+def check_saved(check: Callable[[], None], run_dir: Path) -> None:
+    """Run a config's option checks on the config a resumed run saved: a bad value names that file."""
+    try:
+        check()
+    except GdasError as err:
+        raise reworded(err, f"{Path(run_dir) / 'config.json'}: saved {err}") from None
 
 
 def run_until_interrupted(start: Callable[[], dict[str, Any]]) -> dict[str, Any]:

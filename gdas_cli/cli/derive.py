@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from ._choices import Rule
-from ._output import console, err_console
+from ._output import console, err_console, print_json
 
 
 def derive(
@@ -43,6 +43,10 @@ def derive(
         Path | None, typer.Option("--output", "-o", help="Write the genotype JSON here (default: print it).")
     ] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --output file.")] = False,
+    as_json: Annotated[
+        bool,
+        typer.Option("--json", help="Print one JSON object: the genotype, where it was written, its rule and epoch."),
+    ] = False,
 ) -> None:
     """Derive a genotype from the alphas of a GDAS search.
 
@@ -71,13 +75,27 @@ collapse of differentiable search), naming the remedies. --max-skip M applies P-
         source, rule=rule.value if rule else None, epoch=epoch, name=name, version=version, max_skip=max_skip
     )
     movement = genotype.provenance.get("movement")
-    if output is None:
+    if output is not None:
+        write_genotype(genotype, output)
+    derived_epoch = genotype.provenance.get("epoch")
+    if as_json:
+        print_json(
+            {
+                "output": None if output is None else str(output),
+                "ref": genotype.ref,
+                "rule": genotype.derive_rule,
+                "epoch": derived_epoch,
+                "movement": movement,
+                "genotype": genotype.to_dict(),
+            }
+        )
+    elif output is None:
         typer.echo(genotype.to_json(), nl=False)
     else:
-        write_genotype(genotype, output)
         console.print(
-            f"wrote {output} ({genotype.ref}, rule {genotype.derive_rule}, epoch {genotype.provenance.get('epoch')})",
+            f"wrote {output} ({genotype.ref}, rule {genotype.derive_rule}, epoch {derived_epoch})",
             highlight=False,
+            markup=False,
         )
     # on stderr: stdout may be the genotype itself
     for line in (summary_line(movement) if movement else None, share_line(genotype), max_skip_line(genotype)):

@@ -12,8 +12,9 @@ from ._output import console, print_json
 
 HELP = """Write a publishable model folder (and push it to the Hugging Face Hub as one tagged commit).
 
-SOURCE is a training run directory (checkpoint/best, else checkpoint/last), a .safetensors checkpoint, or a genotype \
-(JSON file, zoo name, hf-hub:org/name@rev) for a genotype-only repo.
+SOURCE is a training run directory (checkpoint/best, else checkpoint/last), a folder gdas export wrote or a zoo \
+weights folder (checked as gdas eval checks it), a .safetensors checkpoint, or a genotype (JSON file, zoo name, \
+hf-hub:org/name@rev) for a genotype-only repo.
 
 Examples:
 
@@ -23,12 +24,16 @@ Examples:
 
   gdas export best.safetensors -o out --format onnx --format pt2 --license mit
 
+  gdas export gdas-frc-cifar10 -o gdas-frc-cifar10-onnx --format onnx
+
   gdas export my_cell.json --push-to-hub my-org/my-cell --tag v1
 """
 
 
 def export_command(
-    source: Annotated[str, typer.Argument(help="Run directory, .safetensors checkpoint, or genotype reference.")],
+    source: Annotated[
+        str, typer.Argument(help="Run directory, exported folder, .safetensors checkpoint, or genotype reference.")
+    ],
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Folder to write (created).")] = None,
     formats: Annotated[
         list[ExportFormat] | None,

@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from ..errors import GdasError
+from ..genotype import MAX_NETWORK_CELLS, MAX_NETWORK_CHANNELS  # torch-free
 from ..refs import load_genotype  # torch-free (genotype.py; the Hub client only for hf-hub: refs)
 from ._app import make_app
 from ._choices import Kind, Net, ShowFormat
@@ -90,7 +91,8 @@ def show(
         ShowFormat,
         typer.Option(
             "--format",
-            help="text (the cells, one node per line) or arch-str (a NAS-Bench-201 cell as the benchmark writes it).",
+            help="text (the cells, one node per line), arch-str (a NAS-Bench-201 cell as the benchmark writes it) or "
+            "json (the genotype file, checked).",
         ),
     ] = ShowFormat.text,
 ) -> None:
@@ -114,6 +116,9 @@ def show(
     genotype = load_genotype(ref)
     if output_format == ShowFormat.arch_str:
         console.print(to_arch_str(genotype), highlight=False, markup=False)
+        return
+    if output_format == ShowFormat.json:
+        typer.echo(genotype.to_json(), nl=False)
         return
     console.print(
         f"[bold]{genotype.ref}[/bold]  kind={genotype.kind}  space={genotype.space}  "
@@ -146,9 +151,16 @@ def info(
             "wt2 for recurrent cells.",
         ),
     ] = None,
-    channels: Annotated[int | None, typer.Option("--channels", "-C", min=2, help="Initial channels C (cnn).")] = None,
+    channels: Annotated[
+        int | None, typer.Option("--channels", "-C", min=2, max=MAX_NETWORK_CHANNELS, help="Initial channels C (cnn).")
+    ] = None,
     layers: Annotated[
-        int | None, typer.Option(min=1, help="Number of cells (DARTS; at least 3), or cells per stage (NAS-Bench-201).")
+        int | None,
+        typer.Option(
+            min=1,
+            max=MAX_NETWORK_CELLS,
+            help="Number of cells (DARTS; at least 3), or cells per stage (NAS-Bench-201).",
+        ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
@@ -206,6 +218,7 @@ def plot(
     ref: RefArg,
     output: Annotated[Path, typer.Option("--output", "-o", help="Image file to write: .png, .svg or .pdf.")],
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --output file.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object: what was written.")] = False,
 ) -> None:
     """Draw the genotype's cells as the paper's Fig. 4 does.
 
@@ -221,4 +234,7 @@ def plot(
     guard_output(output, overwrite=overwrite, reads=[Path(ref)] if Path(ref).exists() else [])
     genotype = load_genotype(ref)
     plot_genotype(genotype, output)
-    console.print(f"wrote {output}", highlight=False)
+    if as_json:
+        print_json({"output": str(output), "genotype": genotype.ref})
+        return
+    console.print(f"wrote {output}", highlight=False, markup=False)

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from ._app import make_app
-from ._output import console
+from ._output import console, print_json
 
 app = make_app(
     "Charts of runs.\n\nExamples:\n\n  gdas plot alphas runs/search-digits -o alphas.png\n\n"
@@ -21,6 +21,7 @@ def alphas(
     run_dir: Annotated[Path, typer.Argument(help="A search run directory (holds alphas.jsonl).")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Image file to write: .png, .svg or .pdf.")],
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --output file.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object: what was written.")] = False,
 ) -> None:
     """Plot softmax(alpha) of every op on every edge across the epochs of a search.
 
@@ -44,7 +45,10 @@ title says how far they moved and whether that is distinguishable from noise.
     movement = derive_from_source(run_dir, epoch=records[-1].epoch).provenance.get("movement")
     note = f"Epoch {records[-1].epoch}: {summary_line(movement)}" if movement else ""
     plot_alpha_history(records, output, title=f"{run_dir.name}: op probabilities per edge", note=note)
-    console.print(f"wrote {output} ({len(records)} epochs)", highlight=False)
+    if as_json:
+        print_json({"output": str(output), "epochs": len(records), "movement": movement})
+        return
+    console.print(f"wrote {output} ({len(records)} epochs)", highlight=False, markup=False)
 
 
 @app.command("curves")

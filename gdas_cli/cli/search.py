@@ -14,7 +14,9 @@ from ..errors import GdasError
 from ._app import make_app
 from ._choices import Layout, Sampling, SpaceName
 from ._output import console, err_console, is_main_process, print_json, print_plan
-from ._run_options import RunOptions, run_slug, run_until_interrupted, with_run_options
+from ._run_options import RunOptions, check_saved, run_slug, run_until_interrupted, with_run_options
+
+MAX_SEEDS = 100  # the paper ran 4; each seed is a whole search and a short training
 
 app = make_app(
     "Search a cell with GDAS.\n\n"
@@ -236,6 +238,7 @@ def cnn(
         int | None,
         typer.Option(
             min=1,
+            max=MAX_SEEDS,
             help=(
                 "Best of K: search with seeds --seed .. --seed+K-1 (PARENT/seed-<s>, one shared split), train each "
                 "derived cell briefly on the train half, rank them by valid-half top-1, keep the winner "
@@ -305,7 +308,7 @@ that of the A steps (batches of the valid half: train_arch_top1 in metrics.jsonl
     """
     from ..engine import resume_settings
     from ..search.cnn_task import SearchTask, check_search, run_search
-    from ..search.config import SearchConfig
+    from ..search.config import SearchConfig, check_config
     from ..search.seeds import is_seeds_run
 
     betas = None
@@ -371,6 +374,7 @@ that of the A steps (batches of the valid half: train_arch_top1 in metrics.jsonl
             given["arch_betas"] = betas
         saved, engine = resume_settings(run.resume, SearchTask.kind, given, _SEARCH_RESUME_SAFE, network="cnn")
         config = SearchConfig.from_dict(saved, str(run.resume / "config.json"))
+        check_saved(functools.partial(check_config, config), run.resume)
         title = f"plan of {run.resume} (resumed)"
     else:
         for key in ("seed", "limit_train_batches"):
@@ -651,7 +655,13 @@ def rnn(
       gdas search rnn --resume runs/search-rnn-ptb-20260101-120000
     """
     from ..engine import config_from_dict, resume_settings
-    from ..search.rnn_task import LMSearchConfig, RNNSearchTask, resolve_search_config, run_rnn_search
+    from ..search.rnn_task import (
+        LMSearchConfig,
+        RNNSearchTask,
+        check_search_config,
+        resolve_search_config,
+        run_rnn_search,
+    )
 
     values = {
         "data_dir": str(data_dir) if data_dir else None,
@@ -671,6 +681,7 @@ def rnn(
         given = run.typed(dataset=dataset, **values)
         saved, engine = resume_settings(run.resume, RNNSearchTask.kind, given, frozenset({"data_dir"}), network="rnn")
         config = config_from_dict(LMSearchConfig, saved, str(run.resume / "config.json"))
+        check_saved(functools.partial(check_search_config, config), run.resume)
         title = f"plan of {run.resume} (resumed)"
     else:
         seed = run.seed if "seed" in run.explicit else None

@@ -16,7 +16,7 @@ from ..errors import GdasError
 from ._app import GdasGroup
 from ._choices import NetFamily, Schedule
 from ._output import console, print_json, print_plan
-from ._run_options import RunOptions, run_slug, run_until_interrupted, with_run_options
+from ._run_options import RunOptions, check_saved, run_slug, run_until_interrupted, with_run_options
 
 
 class TrainGroup(GdasGroup):
@@ -262,8 +262,9 @@ _TRAIN_RESUME_SAFE = frozenset({"data_dir", "download", "workers"})
 def _train(dataset: str, options: dict[str, Any], run: RunOptions) -> None:
     """Resolve the configs (new run or --resume), train, report; Ctrl-C exits 130 with the resume command."""
     from ..engine import resume_settings
+    from ..genotype import Genotype
     from ..refs import load_genotype
-    from ..training.image import TrainConfig, TrainTask, make_config, train
+    from ..training.image import TrainConfig, TrainTask, make_config, train, validate_config
 
     options = {k: v for k, v in options.items() if k != "run"}
     as_json = options.pop("json_output")
@@ -276,6 +277,10 @@ def _train(dataset: str, options: dict[str, Any], run: RunOptions) -> None:
             given["data_dir"] = str(given["data_dir"])
         saved, engine_cfg = resume_settings(run.resume, TrainTask.kind, given, _TRAIN_RESUME_SAFE)
         task_cfg = TrainConfig.from_dict(saved, str(run.resume / "config.json"))
+        resumed = task_cfg
+        check_saved(
+            lambda: validate_config(resumed, Genotype.from_dict(resumed.genotype, "saved genotype")), run.resume
+        )
         if task_cfg.dataset != dataset:
             raise GdasError(f"--resume {run.resume}: the run trains on {task_cfg.dataset}, not {dataset}")
         title = f"plan of {run.resume} (resumed)"
@@ -363,6 +368,7 @@ def train_text(
     weight_decay: Annotated[float | None, typer.Option(help="Weight decay (PTB 8e-7, WT2 5e-7).")] = None,
     nonmono: Annotated[int | None, typer.Option(help="ASGD switch window (default 5).")] = None,
     test: Annotated[bool, typer.Option(help="Evaluate test perplexity of the best weights at the end.")] = True,
+    json_output: JsonOpt = False,
     info_name: str = "",
     run: RunOptions = RunOptions(),
 ) -> None:
@@ -370,7 +376,7 @@ def train_text(
     from ..evaluate import evaluate_lm_run
     from ..refs import load_genotype
     from ..rundir import RunDir
-    from ..training.lm import LMTrainConfig, LMTrainTask, resolve_train_config, run_lm_training
+    from ..training.lm import LMTrainConfig, LMTrainTask, check_train_config, resolve_train_config, run_lm_training
 
     dataset = info_name
     values = {
@@ -391,6 +397,7 @@ def train_text(
             given["genotype"] = load_genotype(given["genotype"]).to_dict()
         saved, engine = resume_settings(run.resume, LMTrainTask.kind, given, _LM_RESUME_SAFE)
         config = config_from_dict(LMTrainConfig, saved, str(run.resume / "config.json"))
+        check_saved(functools.partial(check_train_config, config), run.resume)
         if config.dataset != dataset:
             raise GdasError(f"--resume {run.resume}: the run trains on {config.dataset}, not {dataset}")
     else:
@@ -404,12 +411,17 @@ def train_text(
             resume_hint=f"gdas train {dataset} --resume {{run_dir}}",
         )
     result = run_until_interrupted(lambda: run_lm_training(config, engine, resume=run.resume is not None))
-    line = f"training done: {result['run_dir']}"
-    if result.get("best") is not None:
-        line += f"  best valid_loss {result['best']:.4f}"  # the names of metrics.jsonl and eval --json
+    metrics = None
     if test:
         trained_on = RunDir(Path(result["run_dir"])).read_config().get("device", "cpu")
         metrics = evaluate_lm_run(result["run_dir"], device=trained_on)
+    if json_output:  # metrics.jsonl's and eval --json's names
+        print_json({"run_dir": str(result["run_dir"]), "best_valid_loss": result.get("best"), "eval": metrics})
+        return
+    line = f"training done: {result['run_dir']}"
+    if result.get("best") is not None:
+        line += f"  best valid_loss {result['best']:.4f}"  # the names of metrics.jsonl and eval --json
+    if metrics is not None:
         line += (
             f"  valid_ppl {metrics['valid_ppl']:.2f}  test_ppl {metrics['test_ppl']:.2f}  "
             f"params {metrics['params'] / 1e6:.2f}M"

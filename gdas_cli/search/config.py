@@ -214,6 +214,7 @@ def resolve_config(
 
 
 MAX_CHANNELS = 1024  # far above any searched supernet (paper: 16); larger ones only fail to allocate
+MAX_CELLS_PER_STAGE = 64  # likewise (paper: N=2; xautodl: N=5)
 
 
 def check_config(config: SearchConfig) -> None:
@@ -244,6 +245,10 @@ def check_config(config: SearchConfig) -> None:
         (config.tau_min <= config.tau_max, f"--tau-min: {config.tau_min} must not exceed --tau-max {config.tau_max}"),
         (config.workers >= 0, f"--workers: {config.workers} must be >= 0"),
         (config.channels <= MAX_CHANNELS, f"--channels: {config.channels} must be at most {MAX_CHANNELS}"),
+        (
+            config.cells_per_stage <= MAX_CELLS_PER_STAGE,
+            f"--cells-per-stage: {config.cells_per_stage} must be at most {MAX_CELLS_PER_STAGE}",
+        ),
     ]
     for ok, message in rules:
         if not ok:

@@ -25,7 +25,7 @@ from ..corpus import DEMO, batchify, get_batch
 from ..engine import EngineConfig, Runtime, config_from_dict, run_task
 from ..errors import GdasError
 from ..files import atomic_write_text
-from ..genotype import Genotype
+from ..genotype import MAX_NODES, Genotype
 from ..jsonio import read_jsonl
 from ..language import LanguageTask, LMConfig, Segment, check_lm_config, perplexity, resolve_lm_config, stream_loss
 from ..models.rnn import lm_loss
@@ -94,16 +94,27 @@ SEARCH_SOURCES: dict[str, str] = {
 def resolve_search_config(dataset: str, overrides: dict[str, Any]) -> LMSearchConfig:
     """Defaults < the dataset's defaults < the options given (None = not given)."""
     config = resolve_lm_config(LMSearchConfig, dataset, SEARCH_DEFAULTS, overrides, SEARCH_SOURCES)
+    check_search_config(config)
+    return config
+
+
+def check_search_config(config: LMSearchConfig) -> None:
+    """Every setting in range, each error naming its option (new runs and resumed ones)."""
     check_lm_config(config)
     if config.sampling not in RNN_SAMPLING:
         raise GdasError(f"--sampling: {config.sampling!r} must be one of {', '.join(RNN_SAMPLING)}")
-    if config.steps < 1:
-        raise GdasError(f"--steps: {config.steps} must be >= 1")
+    if not 1 <= config.steps <= MAX_NODES:
+        raise GdasError(f"--steps: {config.steps} must be in 1..{MAX_NODES}")
     if config.tau_max <= 0 or config.tau_min <= 0:
         raise GdasError("--tau-max/--tau-min must be positive")
+    if config.tau_min > config.tau_max:
+        raise GdasError(f"--tau-min: {config.tau_min} must not exceed --tau-max {config.tau_max}")
+    if config.arch_lr <= 0:
+        raise GdasError(f"--arch-lr: {config.arch_lr} must be positive")
+    if config.arch_weight_decay < 0:
+        raise GdasError(f"--arch-weight-decay: {config.arch_weight_decay} must be >= 0")
     if config.batch_size < 2:
         raise GdasError(f"--batch-size: {config.batch_size} must be >= 2 (the search cell's batch norm needs 2)")
-    return config
 
 
 @dataclass

@@ -38,10 +38,9 @@ from ..engine import EngineConfig, check_run_options
 from ..errors import GdasError
 from ..files import atomic_write_text
 from ..genotype import Genotype, load_local_genotype
-from ..jsonio import read_jsonl
 from ..metrics import count_parameters
 from ..models import NetworkArgs, build_network
-from ..rundir import GENOTYPE_FILE, RunDir, progress_of, run_record
+from ..rundir import GENOTYPE_FILE, RunDir, progress_of, read_metrics, read_split, run_record
 from ..sizing import DataFacts, Machine, this_machine, train_sizes, uses_rule
 from ..training.image import TrainConfig, make_config, train
 from .cnn_task import SearchTask, run_search
@@ -216,6 +215,8 @@ def selection_data(config: SearchConfig, split: dict[str, Any], image_size: int 
     """The search's data set (at `image_size`) with its TRAIN half as training set and its VALID half as test set."""
     data = load_images(config.dataset, config.data_dir or "data", image_size=image_size, test=False)
     train_half, valid_half = split["train"], split["valid"]
+    if any(i >= len(data.train) for i in (*train_half, *valid_half)):
+        raise GdasError(f"split.json: image indices beyond the {len(data.train)} training images of {config.dataset}")
     if isinstance(data.train, TensorImages):
         train_set: Any = data.train.subset(train_half)
         valid_set: Any = data.train.subset(valid_half)
@@ -230,7 +231,7 @@ def _select_child(plan: SeedsPlan, parent: Path, seed: int, overrides: dict[str,
     """Train `seed`'s derived cell for select_epochs on the TRAIN half; its VALID-half top-1 and loss."""
     search_dir = _child(parent, seed)
     genotype = load_local_genotype(str(RunDir(search_dir).genotype_file))
-    split = read_json(RunDir(search_dir).split_file)
+    split = read_split(RunDir(search_dir).split_file)
     run_dir = _select_dir(parent, seed)
     workers = overrides.get("workers") if overrides.get("workers") is not None else plan.search.workers
     config = make_config(
@@ -261,7 +262,8 @@ def _select_child(plan: SeedsPlan, parent: Path, seed: int, overrides: dict[str,
 
 
 def _metrics(run: RunDir) -> list[dict[str, Any]]:
-    records = read_jsonl(run.metrics_file, missing_ok=True)
+    """A finished run's metrics.jsonl, checked (rundir.read_metrics); missing or empty is an error naming it."""
+    records = read_metrics(run.metrics_file)
     if not records:
         raise GdasError(f"{run.metrics_file}: missing; resume the parent run to finish it")
     return records
@@ -272,6 +274,8 @@ def _selection_result(
 ) -> dict[str, Any]:
     saved = TrainConfig.from_dict(RunDir(run_dir).read_config()["task"])
     last = _metrics(RunDir(run_dir))[-1]
+    if not all(isinstance(last.get(key), (int, float)) for key in ("test_top1", "test_loss")):
+        raise GdasError(f"{RunDir(run_dir).metrics_file}: the last record has no test_top1 and test_loss")
     args = NetworkArgs(saved.net, saved.C, saved.layers, num_classes, saved.auxiliary)
     searched = _metrics(RunDir(search_dir))[-1]
     return {

@@ -9,8 +9,7 @@ from typing import Any
 from ..errors import GdasError
 from ..files import atomic_write_text
 from ..genotype import Genotype
-from ..jsonio import read_jsonl
-from ..rundir import RunDir, progress_of, resolve
+from ..rundir import RunDir, progress_of, read_metrics, resolve
 from ..sampler import linear_tau
 from ..spaces import get_space
 from .cnn_task import SearchTask, epoch_genotype, read_search_weights
@@ -36,7 +35,7 @@ def _from_run_dir(run: RunDir, epoch: int | None) -> tuple[SearchConfig, dict[st
     record = pick_epoch(load_alpha_history(run.path), epoch, str(run.path))
     step = record.step
     if step is None:  # alphas.jsonl of older runs: metrics.jsonl has the step
-        records = read_jsonl(run.metrics_file, missing_ok=True)
+        records = read_metrics(run.metrics_file)
         step = next((r.get("step") for r in records if r.get("epoch") == record.epoch), None)
     return config, {"epoch": record.epoch, "tau": record.tau, "alphas": record.alphas, "step": step}, run.path
 

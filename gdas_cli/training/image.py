@@ -18,7 +18,7 @@ from ..checkpoint import WEIGHTS_FILE, write_json
 from ..data import Augment, ImageData, default_hflip, flip_source, holdout_indices, load_images, make_batches
 from ..engine import EngineConfig, Runtime, Task, check_finite, config_from_dict, run_task
 from ..errors import GdasError
-from ..genotype import Genotype, check_frc_channels
+from ..genotype import MAX_NETWORK_CELLS, MAX_NETWORK_CHANNELS, Genotype, check_frc_channels
 from ..metrics import topk_correct
 from ..models import FAMILIES, INPUTS, Network, NetworkArgs, TrainForward, build_network, default_args
 from ..progress import track
@@ -292,7 +292,8 @@ def validate_config(cfg: TrainConfig, genotype: Genotype) -> None:
         (cfg.val_split >= 0, "--val-split", cfg.val_split, "must be >= 0 (0: no validation split)"),
         (cfg.net in family.nets, "--net", cfg.net, f"must be {' or '.join(family.nets)} for this genotype"),
         (cfg.image_size is None or 8 <= cfg.image_size <= 1024, "--image-size", cfg.image_size, "must be in 8..1024"),
-        (cfg.C <= 4096, "--channels", cfg.C, "must be at most 4096"),
+        (cfg.C <= MAX_NETWORK_CHANNELS, "--channels", cfg.C, f"must be at most {MAX_NETWORK_CHANNELS}"),
+        (cfg.layers <= MAX_NETWORK_CELLS, "--layers", cfg.layers, f"must be at most {MAX_NETWORK_CELLS}"),
     ]
     check_finite(cfg)
     check_frc_channels(genotype, cfg.C)

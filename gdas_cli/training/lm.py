@@ -82,12 +82,17 @@ def resolve_train_config(dataset: str, genotype: Genotype, overrides: dict[str, 
     config = resolve_lm_config(
         LMTrainConfig, dataset, TRAIN_DEFAULTS, {**overrides, "genotype": genotype.to_dict()}, TRAIN_SOURCES
     )
+    check_train_config(config)
+    return config
+
+
+def check_train_config(config: LMTrainConfig) -> None:
+    """Every setting in range, each error naming its option (new runs and resumed ones)."""
     check_lm_config(config)
     if config.nonmono < 0:
         raise GdasError(f"--nonmono: {config.nonmono} must be >= 0")
     if config.test_batch_size < 1:
         raise GdasError(f"--test-batch-size: {config.test_batch_size} must be >= 1")
-    return config
 
 
 def should_switch_to_asgd(history: list[float], val_loss: float, nonmono: int) -> bool:

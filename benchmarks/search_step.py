@@ -117,7 +117,7 @@ def same_draw(a: Sequence[Any], b: Sequence[Any]) -> bool:
     """Two project draws chose the same ops (per edge, or per example and edge)."""
     if len(a) != len(b):
         return False
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=True):
         if (x is None) != (y is None):
             return False
         if x is None:
@@ -156,7 +156,7 @@ def run_cell(cell: nn.Module, kind: str, choices: list, s0: torch.Tensor, s1: to
 def limit_forward(net: nn.Module, plan: Plan, x: torch.Tensor) -> torch.Tensor:
     """The drawn network as a fixed one: the supernet's own modules, only the chosen ops called."""
     s0 = s1 = net.stem(x)
-    for cell, spec in zip(net.cells, plan.cells):
+    for cell, spec in zip(net.cells, plan.cells, strict=True):
         s0, s1 = s1, (cell(s0, s1) if spec is None else run_cell(cell, spec[0], spec[1], s0, s1))
     return net.classifier(torch.flatten(net.global_pool(net.last_act(s1)), 1))
 
@@ -266,7 +266,7 @@ def make_batch(args: argparse.Namespace, device: torch.device, seed: int) -> tup
 
 
 def summarize(project_s: list[float], baseline_s: list[float], baseline: str) -> dict:
-    ratios = [p / b for p, b in zip(project_s, baseline_s)]
+    ratios = [p / b for p, b in zip(project_s, baseline_s, strict=True)]
     return {
         "baseline": baseline,
         "median_ratio": round(statistics.median(ratios), 4),
@@ -299,7 +299,7 @@ def check_limit(project: ProjectSide, seed: int, train, valid) -> dict:
         project.step(train, valid, seed)
     finally:
         del project.net.sample
-    same = len(recorded) == 2 and all(same_draw(r, d) for r, d in zip(recorded, draws))
+    same = len(recorded) == 2 and all(same_draw(r, d) for r, d in zip(recorded, draws, strict=True))
     if not same:
         raise SystemExit("search_step.py: the project step did not make the predicted draws; the pairing would "
                          "be meaningless")

@@ -1,4 +1,4 @@
-"""Time the released xautodl 1.0.0 GDAS search step against the project's, alternating, on the same architecture; print JSON.
+"""Time the released xautodl 1.0.0 GDAS search step against the project's on the same architecture; print JSON.
 
 xautodl side: its own network (`NASNetworkGDAS`, or `NASNetworkGDAS_FRC` with --frc, built by
 `xautodl.models.get_cell_based_tiny_net` with the values of its NASNet-space GDAS scripts) stepped
@@ -123,7 +123,7 @@ class XautodlSide:
         for c, cell in enumerate(self.net.cells):
             if hasattr(cell, "edge2index"):
                 for key, mixed in cell.edges.items():
-                    out[(c, key)] = list(zip([self._common(n) for n in self.ops], mixed._ops))
+                    out[(c, key)] = list(zip([self._common(n) for n in self.ops], mixed._ops, strict=True))
         return out
 
     @staticmethod
@@ -156,7 +156,7 @@ class ProjectSide:
             e = 0
             for node in range(cell.steps):
                 for j in range(2 + node):
-                    out[(c, f"{node}<-{j}")] = list(zip(PRIMITIVES, cell.edges[e]))
+                    out[(c, f"{node}<-{j}")] = list(zip(PRIMITIVES, cell.edges[e], strict=True))
                     e += 1
         return out
 
@@ -164,7 +164,7 @@ class ProjectSide:
 def force(alphas: list[nn.Parameter], arch: torch.Tensor, names: list[str]) -> None:
     """Set alphas so the sampler draws `arch` (cell type, edge) -> index into PRIMITIVES."""
     with torch.no_grad():
-        for alpha, chosen in zip(alphas, arch):
+        for alpha, chosen in zip(alphas, arch, strict=True):
             alpha.zero_()
             for e, k in enumerate(chosen.tolist()):
                 alpha[e, names.index(PRIMITIVES[k])] = FORCE_GAP

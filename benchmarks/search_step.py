@@ -201,21 +201,24 @@ class ProjectSide:
 
 
 class LimitSide:
-    """The one-path limit on the project's supernet modules (it shares their weights)."""
+    """The one-path limit on a supernet's own modules (it shares their weights).
 
-    def __init__(self, project: ProjectSide) -> None:
-        self.net, self.rt = project.net, project.rt
-        self.weights = list(project.net.weights())
-        self.opt = torch.optim.SGD(self.weights, lr=0.025, momentum=0.9, weight_decay=3e-4)
+    `forward(net, plan, x)` runs the drawn network (`limit_forward` here, the NAS-Bench-201 cell's in
+    nb201_step.py); `sgd` overrides the W step's SGD settings (the paper recipe's by default)."""
 
-    def step(self, plan_w: Plan, plan_a: Plan, train, valid_leaf, valid_labels) -> None:
+    def __init__(self, net: nn.Module, rt: Runtime, forward: Any = None, **sgd: Any) -> None:
+        self.net, self.rt, self.forward = net, rt, forward or limit_forward
+        self.weights = list(net.weights())
+        self.opt = torch.optim.SGD(self.weights, **{"lr": 0.025, "momentum": 0.9, "weight_decay": 3e-4, **sgd})
+
+    def step(self, plan_w: Any, plan_a: Any, train, valid_leaf, valid_labels) -> None:
         self.opt.zero_grad(set_to_none=True)
         with self.rt.autocast():
-            logits = limit_forward(self.net, plan_w, train[0])
+            logits = self.forward(self.net, plan_w, train[0])
         F.cross_entropy(logits.float(), train[1]).backward()
         self.opt.step()
         with frozen(self.weights), self.rt.autocast():
-            logits = limit_forward(self.net, plan_a, valid_leaf)
+            logits = self.forward(self.net, plan_a, valid_leaf)
         torch.autograd.grad(F.cross_entropy(logits.float(), valid_labels), valid_leaf)
 
 
@@ -225,6 +228,29 @@ def timed(device: torch.device, fn, *args: Any) -> float:
     fn(*args)
     sync(device)
     return time.perf_counter() - start
+
+
+def paired_rounds(
+    args: argparse.Namespace, device: torch.device, label: str, names: tuple[str, str], round_steps
+) -> tuple[list[float], list[float]]:
+    """The seconds of two steps per round, timed back to back, the first one first in even rounds.
+
+    `round_steps(r)` prepares round r untimed (its draw, its checks) and returns the round's two steps
+    as zero-argument callables. `args.warmup` rounds run first and are dropped; `args.rounds` are kept.
+    """
+    first_s: list[float] = []
+    second_s: list[float] = []
+    for r in range(args.warmup + args.rounds):
+        steps = round_steps(r)
+        seconds = [0.0, 0.0]
+        for i in (0, 1) if r % 2 == 0 else (1, 0):
+            seconds[i] = timed(device, steps[i])
+        if r >= args.warmup:
+            first_s.append(seconds[0])
+            second_s.append(seconds[1])
+        print(f"  {label} round {r - args.warmup + 1 if r >= args.warmup else 'warmup'}: {names[0]} "
+              f"{seconds[0]:.3f}s {names[1]} {seconds[1]:.3f}s ratio {seconds[0] / seconds[1]:.3f}", file=sys.stderr)
+    return first_s, second_s
 
 
 # ---- memory
@@ -313,7 +339,7 @@ def run_limit(args: argparse.Namespace, layout: str, mode: str, rt: Runtime, tra
     project = ProjectSide(args, layout, mode, rt)
     if Plan.of(project.draws(args.seed, args.batch)[0]) is None:
         return {"baseline": None, "skipped": f"mode {mode!r} draws no single path, so it has no one-path limit"}
-    limit = LimitSide(project)
+    limit = LimitSide(project.net, rt)
     valid_leaf = valid[0].clone().requires_grad_(True)
     check = check_limit(project, args.seed * 100_003 + 99_999, train, valid)
     memory: dict[str, float] = {}
@@ -323,23 +349,14 @@ def run_limit(args: argparse.Namespace, layout: str, mode: str, rt: Runtime, tra
         memory["baseline"] = w_forward_memory(project, lambda: limit_forward(project.net, plan, train[0]))
         project.reseed(args.seed)
         memory["project"] = w_forward_memory(project, lambda: project.net(train[0]))
-    project_s: list[float] = []
-    limit_s: list[float] = []
-    for r in range(args.warmup + args.rounds):
+
+    def round_steps(r: int) -> tuple:
         seed = args.seed * 100_003 + r
         draws = project.draws(seed, args.batch)
         limit_args = (Plan.of(draws[0]), Plan.of(draws[1]), train, valid_leaf, valid[1])
-        if r % 2 == 0:
-            t_project = timed(rt.device, project.step, train, valid, seed)
-            t_limit = timed(rt.device, limit.step, *limit_args)
-        else:
-            t_limit = timed(rt.device, limit.step, *limit_args)
-            t_project = timed(rt.device, project.step, train, valid, seed)
-        if r >= args.warmup:
-            project_s.append(t_project)
-            limit_s.append(t_limit)
-        print(f"  {layout}/{mode} round {r - args.warmup + 1 if r >= args.warmup else 'warmup'}: "
-              f"project {t_project:.3f}s limit {t_limit:.3f}s ratio {t_project / t_limit:.3f}", file=sys.stderr)
+        return lambda: project.step(train, valid, seed), lambda: limit.step(*limit_args)
+
+    project_s, limit_s = paired_rounds(args, rt.device, f"{layout}/{mode}", ("project", "limit"), round_steps)
     result = summarize(project_s, limit_s, "one-path limit")
     result["check"] = check
     if memory:
@@ -350,22 +367,13 @@ def run_limit(args: argparse.Namespace, layout: str, mode: str, rt: Runtime, tra
 def run_all_ops(args: argparse.Namespace, layout: str, mode: str, rt: Runtime, train, valid) -> dict:
     darts = ProjectSide(args, layout, mode, rt)
     gdas = ProjectSide(args, layout, args.darts_against, rt)
-    darts_s: list[float] = []
-    gdas_s: list[float] = []
-    for r in range(args.warmup + args.rounds):
+
+    def round_steps(r: int) -> tuple:
         seed = args.seed * 100_003 + r
-        if r % 2 == 0:
-            t_darts = timed(rt.device, darts.step, train, valid, seed)
-            t_gdas = timed(rt.device, gdas.step, train, valid, seed)
-        else:
-            t_gdas = timed(rt.device, gdas.step, train, valid, seed)
-            t_darts = timed(rt.device, darts.step, train, valid, seed)
-        if r >= args.warmup:
-            darts_s.append(t_darts)
-            gdas_s.append(t_gdas)
-        print(f"  {layout}/{mode} round {r - args.warmup + 1 if r >= args.warmup else 'warmup'}: "
-              f"darts {t_darts:.3f}s gdas({args.darts_against}) {t_gdas:.3f}s ratio {t_darts / t_gdas:.3f}",
-              file=sys.stderr)
+        return lambda: darts.step(train, valid, seed), lambda: gdas.step(train, valid, seed)
+
+    darts_s, gdas_s = paired_rounds(args, rt.device, f"{layout}/{mode}", (mode, f"gdas({args.darts_against})"),
+                                    round_steps)
     result = summarize(darts_s, gdas_s, f"project GDAS step, sampling={args.darts_against}")
     if args.memory:
         result["saved_activation_mb"] = {

@@ -22,7 +22,8 @@ others; xautodl_step.py's `force`). Before the round is timed, forward hooks on 
 that the project ran exactly the drawn op on every edge of every searched cell and, against xautodl,
 that xautodl ran the same ops; against the limit, that the limit's logits equal the project forward's.
 The two steps then run back to back, the first alternating between rounds (search_step.py's
-`paired_rounds`); a round's ratio is project time / baseline time.
+`paired_rounds`); a round's ratio is project time / baseline time, wall clock and, on the CPU, process
+CPU time ("cpu", "cpu_median_ratios").
 
     OMP_NUM_THREADS=1 python benchmarks/nb201_step.py --threads 1 --rounds 9
     python benchmarks/nb201_step.py -C 4 -N 1 --batch 4 --size 8 --rounds 2 --against limit
@@ -42,7 +43,6 @@ from search_step import (  # sibling scripts (benchmarks/ is on sys.path)
     machine,
     make_batch,
     paired_rounds,
-    summarize,
 )
 from torch import nn
 from xautodl_step import INSTALL_HINT, XautodlSide, force, ops_run, same_ops
@@ -208,8 +208,8 @@ def against_xautodl(args, project: ProjectSide, train, valid, rt: Runtime) -> di
         checks.append(rounds.check_xautodl(theirs, arch, train[0]))
         return lambda: project.step(train, valid), lambda: theirs.step(train, valid)
 
-    project_s, xautodl_s = paired_rounds(args, rt.device, "nas-bench-201", ("project", "xautodl"), round_steps)
-    result = summarize(project_s, xautodl_s, f"xautodl {xautodl.version()} TinyNetworkGDAS step (GDAS.py's loop)")
+    paired = paired_rounds(args, rt.device, "nas-bench-201", ("project", "xautodl"), round_steps)
+    result = paired.summary(f"xautodl {xautodl.version()} TinyNetworkGDAS step (GDAS.py's loop)")
     result["check"] = {"rounds_checked": len(checks), "edges_compared_per_round": checks[0]["edges_compared"],
                        "same_ops_on_every_edge": all(c["same_ops_on_every_edge"] for c in checks),
                        "project_ran_the_drawn_ops": all(c["project_ran_the_drawn_ops"] for c in checks)}
@@ -232,8 +232,8 @@ def against_limit(args, project: ProjectSide, train, valid, rt: Runtime) -> dict
         checks.append(rounds.check_limit(arch, train[0]))
         return lambda: project.step(train, valid), lambda: limit.step(arch, arch, train, valid_leaf, valid[1])
 
-    project_s, limit_s = paired_rounds(args, rt.device, "nas-bench-201", ("project", "limit"), round_steps)
-    result = summarize(project_s, limit_s, "one-path limit")
+    paired = paired_rounds(args, rt.device, "nas-bench-201", ("project", "limit"), round_steps)
+    result = paired.summary("one-path limit")
     result["check"] = {"rounds_checked": len(checks),
                        "project_ran_the_drawn_ops": all(c["project_ran_the_drawn_ops"] for c in checks),
                        "limit_max_abs_logit_diff": max(c["limit_max_abs_logit_diff"] for c in checks)}
@@ -278,6 +278,8 @@ def main(argv: list[str] | None = None) -> int:
         report["results"][baseline] = runs[baseline](args, project, train, valid, rt)
     report["loadavg_end"] = loadavg()
     report["median_ratios"] = {b: r["median_ratio"] for b, r in report["results"].items()}
+    if device.type == "cpu":
+        report["cpu_median_ratios"] = {b: r["cpu"]["median_ratio"] for b, r in report["results"].items()}
     text = json.dumps(report, indent=2)
     if args.json:
         with open(args.json, "w") as f:

@@ -11,7 +11,9 @@ alternating between rounds):
   step; A step = forward + backward to the input only.
 
 The round's ratio is project / limit; the report gives the median of the ratios and every round.
-The draw changes every round: one cheap or costly draw alone would bias the ratio.
+The draw changes every round: one cheap or costly draw alone would bias the ratio. On the CPU each
+result also gives the same for the process's CPU time ("cpu", and "cpu_median_ratios"): on a shared
+machine the wall clock also counts the time other jobs held the core.
 
 Per-example sampling (`sample`): the limit runs each edge's op on the examples that chose it as if
 they already sat next to each other in the batch (slices, then one concatenation), so the ratio
@@ -36,6 +38,7 @@ import statistics
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -222,35 +225,60 @@ class LimitSide:
         torch.autograd.grad(F.cross_entropy(logits.float(), valid_labels), valid_leaf)
 
 
-def timed(device: torch.device, fn, *args: Any) -> float:
+def timed(device: torch.device, fn, *args: Any) -> tuple[float, float]:
+    """Wall-clock and process CPU seconds of `fn(*args)` (the device synchronised before and after)."""
     sync(device)
-    start = time.perf_counter()
+    start, start_cpu = time.perf_counter(), time.process_time()
     fn(*args)
     sync(device)
-    return time.perf_counter() - start
+    return time.perf_counter() - start, time.process_time() - start_cpu
+
+
+@dataclass
+class Paired:
+    """The seconds of the two steps of every timed round: wall clock and, on the CPU, the process's CPU
+    time (the wall clock of a busy shared machine also counts the time other jobs held the core)."""
+
+    first_s: list[float] = field(default_factory=list)
+    second_s: list[float] = field(default_factory=list)
+    first_cpu_s: list[float] = field(default_factory=list)
+    second_cpu_s: list[float] = field(default_factory=list)
+
+    def summary(self, baseline: str) -> dict:
+        """`summarize` of the wall clock, with the same for the CPU time under "cpu" (CPU runs only)."""
+        result = summarize(self.first_s, self.second_s, baseline)
+        if self.first_cpu_s:
+            result["cpu"] = {k: v for k, v in summarize(self.first_cpu_s, self.second_cpu_s, baseline).items()
+                             if k != "baseline"}
+        return result
 
 
 def paired_rounds(
     args: argparse.Namespace, device: torch.device, label: str, names: tuple[str, str], round_steps
-) -> tuple[list[float], list[float]]:
+) -> Paired:
     """The seconds of two steps per round, timed back to back, the first one first in even rounds.
 
     `round_steps(r)` prepares round r untimed (its draw, its checks) and returns the round's two steps
     as zero-argument callables. `args.warmup` rounds run first and are dropped; `args.rounds` are kept.
     """
-    first_s: list[float] = []
-    second_s: list[float] = []
+    paired = Paired()
+    on_cpu = device.type == "cpu"  # elsewhere the process's CPU time is not the step's
     for r in range(args.warmup + args.rounds):
         steps = round_steps(r)
-        seconds = [0.0, 0.0]
+        seconds = [(0.0, 0.0), (0.0, 0.0)]
         for i in (0, 1) if r % 2 == 0 else (1, 0):
             seconds[i] = timed(device, steps[i])
+        (wall_a, cpu_a), (wall_b, cpu_b) = seconds
         if r >= args.warmup:
-            first_s.append(seconds[0])
-            second_s.append(seconds[1])
+            paired.first_s.append(wall_a)
+            paired.second_s.append(wall_b)
+            if on_cpu:
+                paired.first_cpu_s.append(cpu_a)
+                paired.second_cpu_s.append(cpu_b)
+        cpu = f" (CPU time {cpu_a / cpu_b:.3f})" if on_cpu else ""
         print(f"  {label} round {r - args.warmup + 1 if r >= args.warmup else 'warmup'}: {names[0]} "
-              f"{seconds[0]:.3f}s {names[1]} {seconds[1]:.3f}s ratio {seconds[0] / seconds[1]:.3f}", file=sys.stderr)
-    return first_s, second_s
+              f"{wall_a:.3f}s {names[1]} {wall_b:.3f}s ratio {wall_a / wall_b:.3f}{cpu}", file=sys.stderr)
+    return paired
 
 
 # ---- memory
@@ -356,8 +384,8 @@ def run_limit(args: argparse.Namespace, layout: str, mode: str, rt: Runtime, tra
         limit_args = (Plan.of(draws[0]), Plan.of(draws[1]), train, valid_leaf, valid[1])
         return lambda: project.step(train, valid, seed), lambda: limit.step(*limit_args)
 
-    project_s, limit_s = paired_rounds(args, rt.device, f"{layout}/{mode}", ("project", "limit"), round_steps)
-    result = summarize(project_s, limit_s, "one-path limit")
+    paired = paired_rounds(args, rt.device, f"{layout}/{mode}", ("project", "limit"), round_steps)
+    result = paired.summary("one-path limit")
     result["check"] = check
     if memory:
         result["saved_activation_mb"] = memory
@@ -372,9 +400,8 @@ def run_all_ops(args: argparse.Namespace, layout: str, mode: str, rt: Runtime, t
         seed = args.seed * 100_003 + r
         return lambda: darts.step(train, valid, seed), lambda: gdas.step(train, valid, seed)
 
-    darts_s, gdas_s = paired_rounds(args, rt.device, f"{layout}/{mode}", (mode, f"gdas({args.darts_against})"),
-                                    round_steps)
-    result = summarize(darts_s, gdas_s, f"project GDAS step, sampling={args.darts_against}")
+    paired = paired_rounds(args, rt.device, f"{layout}/{mode}", (mode, f"gdas({args.darts_against})"), round_steps)
+    result = paired.summary(f"project GDAS step, sampling={args.darts_against}")
     if args.memory:
         result["saved_activation_mb"] = {
             "project": w_forward_memory(darts, lambda: darts.net(train[0])),
@@ -437,6 +464,11 @@ def main(argv: list[str] | None = None) -> int:
         f"{layout}/{mode}": r.get("median_ratio") for layout, modes in report["results"].items()
         for mode, r in modes.items()
     }
+    if device.type == "cpu":
+        report["cpu_median_ratios"] = {
+            f"{layout}/{mode}": r["cpu"]["median_ratio"] for layout, modes in report["results"].items()
+            for mode, r in modes.items() if "cpu" in r
+        }
     text = json.dumps(report, indent=2)
     if args.json:
         with open(args.json, "w") as f:

@@ -35,7 +35,6 @@ from search_step import (  # the sibling script (benchmarks/ is on sys.path)
     loadavg,
     machine,
     paired_rounds,
-    summarize,
 )
 from torch import nn
 
@@ -241,9 +240,8 @@ def main(argv: list[str] | None = None) -> int:
         new_arch()
         return lambda: ours.step(train, valid), lambda: theirs.step(train, valid)
 
-    project_s, xautodl_s = paired_rounds(args, device, "xautodl layout", ("project", "xautodl"), round_steps)
-
-    result = summarize(project_s, xautodl_s, f"xautodl {xautodl.version()} GDAS step")
+    paired = paired_rounds(args, device, "xautodl layout", ("project", "xautodl"), round_steps)
+    result = paired.summary(f"xautodl {xautodl.version()} GDAS step")
     result["xautodl_median_s"] = result.pop("baseline_median_s")
     result["xautodl_s"] = result.pop("baseline_s")
     report = {

@@ -21,8 +21,8 @@ import time
 import torch
 
 from gdas_cli.engine import Runtime
-from gdas_cli.search.rnn_task import rnn_search_step
 from gdas_cli.search.rnn import RNN_SAMPLING, build_rnn_search_network
+from gdas_cli.search.rnn_task import rnn_search_step
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -11,7 +11,9 @@ alternating between rounds):
   step; A step = forward + backward to the input only.
 
 The round's ratio is project / limit; the report gives the median of the ratios and every round.
-The draw changes every round: one cheap or costly draw alone would bias the ratio.
+The draw changes every round: one cheap or costly draw alone would bias the ratio. On the CPU each
+result also gives the same for the process's CPU time ("cpu", and "cpu_median_ratios"): on a shared
+machine the wall clock also counts the time other jobs held the core.
 
 Per-example sampling (`sample`): the limit runs each edge's op on the examples that chose it as if
 they already sat next to each other in the batch (slices, then one concatenation), so the ratio
@@ -36,6 +38,7 @@ import statistics
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -117,7 +120,7 @@ def same_draw(a: Sequence[Any], b: Sequence[Any]) -> bool:
     """Two project draws chose the same ops (per edge, or per example and edge)."""
     if len(a) != len(b):
         return False
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=True):
         if (x is None) != (y is None):
             return False
         if x is None:
@@ -156,7 +159,7 @@ def run_cell(cell: nn.Module, kind: str, choices: list, s0: torch.Tensor, s1: to
 def limit_forward(net: nn.Module, plan: Plan, x: torch.Tensor) -> torch.Tensor:
     """The drawn network as a fixed one: the supernet's own modules, only the chosen ops called."""
     s0 = s1 = net.stem(x)
-    for cell, spec in zip(net.cells, plan.cells):
+    for cell, spec in zip(net.cells, plan.cells, strict=True):
         s0, s1 = s1, (cell(s0, s1) if spec is None else run_cell(cell, spec[0], spec[1], s0, s1))
     return net.classifier(torch.flatten(net.global_pool(net.last_act(s1)), 1))
 
@@ -201,30 +204,81 @@ class ProjectSide:
 
 
 class LimitSide:
-    """The one-path limit on the project's supernet modules (it shares their weights)."""
+    """The one-path limit on a supernet's own modules (it shares their weights).
 
-    def __init__(self, project: ProjectSide) -> None:
-        self.net, self.rt = project.net, project.rt
-        self.weights = list(project.net.weights())
-        self.opt = torch.optim.SGD(self.weights, lr=0.025, momentum=0.9, weight_decay=3e-4)
+    `forward(net, plan, x)` runs the drawn network (`limit_forward` here, the NAS-Bench-201 cell's in
+    nb201_step.py); `sgd` overrides the W step's SGD settings (the paper recipe's by default)."""
 
-    def step(self, plan_w: Plan, plan_a: Plan, train, valid_leaf, valid_labels) -> None:
+    def __init__(self, net: nn.Module, rt: Runtime, forward: Any = None, **sgd: Any) -> None:
+        self.net, self.rt, self.forward = net, rt, forward or limit_forward
+        self.weights = list(net.weights())
+        self.opt = torch.optim.SGD(self.weights, **{"lr": 0.025, "momentum": 0.9, "weight_decay": 3e-4, **sgd})
+
+    def step(self, plan_w: Any, plan_a: Any, train, valid_leaf, valid_labels) -> None:
         self.opt.zero_grad(set_to_none=True)
         with self.rt.autocast():
-            logits = limit_forward(self.net, plan_w, train[0])
+            logits = self.forward(self.net, plan_w, train[0])
         F.cross_entropy(logits.float(), train[1]).backward()
         self.opt.step()
         with frozen(self.weights), self.rt.autocast():
-            logits = limit_forward(self.net, plan_a, valid_leaf)
+            logits = self.forward(self.net, plan_a, valid_leaf)
         torch.autograd.grad(F.cross_entropy(logits.float(), valid_labels), valid_leaf)
 
 
-def timed(device: torch.device, fn, *args: Any) -> float:
+def timed(device: torch.device, fn, *args: Any) -> tuple[float, float]:
+    """Wall-clock and process CPU seconds of `fn(*args)` (the device synchronised before and after)."""
     sync(device)
-    start = time.perf_counter()
+    start, start_cpu = time.perf_counter(), time.process_time()
     fn(*args)
     sync(device)
-    return time.perf_counter() - start
+    return time.perf_counter() - start, time.process_time() - start_cpu
+
+
+@dataclass
+class Paired:
+    """The seconds of the two steps of every timed round: wall clock and, on the CPU, the process's CPU
+    time (the wall clock of a busy shared machine also counts the time other jobs held the core)."""
+
+    first_s: list[float] = field(default_factory=list)
+    second_s: list[float] = field(default_factory=list)
+    first_cpu_s: list[float] = field(default_factory=list)
+    second_cpu_s: list[float] = field(default_factory=list)
+
+    def summary(self, baseline: str) -> dict:
+        """`summarize` of the wall clock, with the same for the CPU time under "cpu" (CPU runs only)."""
+        result = summarize(self.first_s, self.second_s, baseline)
+        if self.first_cpu_s:
+            result["cpu"] = {k: v for k, v in summarize(self.first_cpu_s, self.second_cpu_s, baseline).items()
+                             if k != "baseline"}
+        return result
+
+
+def paired_rounds(
+    args: argparse.Namespace, device: torch.device, label: str, names: tuple[str, str], round_steps
+) -> Paired:
+    """The seconds of two steps per round, timed back to back, the first one first in even rounds.
+
+    `round_steps(r)` prepares round r untimed (its draw, its checks) and returns the round's two steps
+    as zero-argument callables. `args.warmup` rounds run first and are dropped; `args.rounds` are kept.
+    """
+    paired = Paired()
+    on_cpu = device.type == "cpu"  # elsewhere the process's CPU time is not the step's
+    for r in range(args.warmup + args.rounds):
+        steps = round_steps(r)
+        seconds = [(0.0, 0.0), (0.0, 0.0)]
+        for i in (0, 1) if r % 2 == 0 else (1, 0):
+            seconds[i] = timed(device, steps[i])
+        (wall_a, cpu_a), (wall_b, cpu_b) = seconds
+        if r >= args.warmup:
+            paired.first_s.append(wall_a)
+            paired.second_s.append(wall_b)
+            if on_cpu:
+                paired.first_cpu_s.append(cpu_a)
+                paired.second_cpu_s.append(cpu_b)
+        cpu = f" (CPU time {cpu_a / cpu_b:.3f})" if on_cpu else ""
+        print(f"  {label} round {r - args.warmup + 1 if r >= args.warmup else 'warmup'}: {names[0]} "
+              f"{wall_a:.3f}s {names[1]} {wall_b:.3f}s ratio {wall_a / wall_b:.3f}{cpu}", file=sys.stderr)
+    return paired
 
 
 # ---- memory
@@ -266,7 +320,7 @@ def make_batch(args: argparse.Namespace, device: torch.device, seed: int) -> tup
 
 
 def summarize(project_s: list[float], baseline_s: list[float], baseline: str) -> dict:
-    ratios = [p / b for p, b in zip(project_s, baseline_s)]
+    ratios = [p / b for p, b in zip(project_s, baseline_s, strict=True)]
     return {
         "baseline": baseline,
         "median_ratio": round(statistics.median(ratios), 4),
@@ -299,7 +353,7 @@ def check_limit(project: ProjectSide, seed: int, train, valid) -> dict:
         project.step(train, valid, seed)
     finally:
         del project.net.sample
-    same = len(recorded) == 2 and all(same_draw(r, d) for r, d in zip(recorded, draws))
+    same = len(recorded) == 2 and all(same_draw(r, d) for r, d in zip(recorded, draws, strict=True))
     if not same:
         raise SystemExit("search_step.py: the project step did not make the predicted draws; the pairing would "
                          "be meaningless")
@@ -313,7 +367,7 @@ def run_limit(args: argparse.Namespace, layout: str, mode: str, rt: Runtime, tra
     project = ProjectSide(args, layout, mode, rt)
     if Plan.of(project.draws(args.seed, args.batch)[0]) is None:
         return {"baseline": None, "skipped": f"mode {mode!r} draws no single path, so it has no one-path limit"}
-    limit = LimitSide(project)
+    limit = LimitSide(project.net, rt)
     valid_leaf = valid[0].clone().requires_grad_(True)
     check = check_limit(project, args.seed * 100_003 + 99_999, train, valid)
     memory: dict[str, float] = {}
@@ -323,24 +377,15 @@ def run_limit(args: argparse.Namespace, layout: str, mode: str, rt: Runtime, tra
         memory["baseline"] = w_forward_memory(project, lambda: limit_forward(project.net, plan, train[0]))
         project.reseed(args.seed)
         memory["project"] = w_forward_memory(project, lambda: project.net(train[0]))
-    project_s: list[float] = []
-    limit_s: list[float] = []
-    for r in range(args.warmup + args.rounds):
+
+    def round_steps(r: int) -> tuple:
         seed = args.seed * 100_003 + r
         draws = project.draws(seed, args.batch)
         limit_args = (Plan.of(draws[0]), Plan.of(draws[1]), train, valid_leaf, valid[1])
-        if r % 2 == 0:
-            t_project = timed(rt.device, project.step, train, valid, seed)
-            t_limit = timed(rt.device, limit.step, *limit_args)
-        else:
-            t_limit = timed(rt.device, limit.step, *limit_args)
-            t_project = timed(rt.device, project.step, train, valid, seed)
-        if r >= args.warmup:
-            project_s.append(t_project)
-            limit_s.append(t_limit)
-        print(f"  {layout}/{mode} round {r - args.warmup + 1 if r >= args.warmup else 'warmup'}: "
-              f"project {t_project:.3f}s limit {t_limit:.3f}s ratio {t_project / t_limit:.3f}", file=sys.stderr)
-    result = summarize(project_s, limit_s, "one-path limit")
+        return lambda: project.step(train, valid, seed), lambda: limit.step(*limit_args)
+
+    paired = paired_rounds(args, rt.device, f"{layout}/{mode}", ("project", "limit"), round_steps)
+    result = paired.summary("one-path limit")
     result["check"] = check
     if memory:
         result["saved_activation_mb"] = memory
@@ -350,23 +395,13 @@ def run_limit(args: argparse.Namespace, layout: str, mode: str, rt: Runtime, tra
 def run_all_ops(args: argparse.Namespace, layout: str, mode: str, rt: Runtime, train, valid) -> dict:
     darts = ProjectSide(args, layout, mode, rt)
     gdas = ProjectSide(args, layout, args.darts_against, rt)
-    darts_s: list[float] = []
-    gdas_s: list[float] = []
-    for r in range(args.warmup + args.rounds):
+
+    def round_steps(r: int) -> tuple:
         seed = args.seed * 100_003 + r
-        if r % 2 == 0:
-            t_darts = timed(rt.device, darts.step, train, valid, seed)
-            t_gdas = timed(rt.device, gdas.step, train, valid, seed)
-        else:
-            t_gdas = timed(rt.device, gdas.step, train, valid, seed)
-            t_darts = timed(rt.device, darts.step, train, valid, seed)
-        if r >= args.warmup:
-            darts_s.append(t_darts)
-            gdas_s.append(t_gdas)
-        print(f"  {layout}/{mode} round {r - args.warmup + 1 if r >= args.warmup else 'warmup'}: "
-              f"darts {t_darts:.3f}s gdas({args.darts_against}) {t_gdas:.3f}s ratio {t_darts / t_gdas:.3f}",
-              file=sys.stderr)
-    result = summarize(darts_s, gdas_s, f"project GDAS step, sampling={args.darts_against}")
+        return lambda: darts.step(train, valid, seed), lambda: gdas.step(train, valid, seed)
+
+    paired = paired_rounds(args, rt.device, f"{layout}/{mode}", (mode, f"gdas({args.darts_against})"), round_steps)
+    result = paired.summary(f"project GDAS step, sampling={args.darts_against}")
     if args.memory:
         result["saved_activation_mb"] = {
             "project": w_forward_memory(darts, lambda: darts.net(train[0])),
@@ -429,6 +464,11 @@ def main(argv: list[str] | None = None) -> int:
         f"{layout}/{mode}": r.get("median_ratio") for layout, modes in report["results"].items()
         for mode, r in modes.items()
     }
+    if device.type == "cpu":
+        report["cpu_median_ratios"] = {
+            f"{layout}/{mode}": r["cpu"]["median_ratio"] for layout, modes in report["results"].items()
+            for mode, r in modes.items() if "cpu" in r
+        }
     text = json.dumps(report, indent=2)
     if args.json:
         with open(args.json, "w") as f:

@@ -1,4 +1,4 @@
-"""Time the released xautodl 1.0.0 GDAS search step against the project's, alternating, on the same architecture; print JSON.
+"""Time the released xautodl 1.0.0 GDAS search step against the project's on the same architecture; print JSON.
 
 xautodl side: its own network (`NASNetworkGDAS`, or `NASNetworkGDAS_FRC` with --frc, built by
 `xautodl.models.get_cell_based_tiny_net` with the values of its NASNet-space GDAS scripts) stepped
@@ -27,14 +27,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 from search_step import (  # the sibling script (benchmarks/ is on sys.path)
     loadavg,
     machine,
-    summarize,
-    timed,
+    paired_rounds,
 )
 from torch import nn
 
@@ -72,9 +72,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 class XautodlSide:
-    """xautodl's search network, optimizers and step (the order and calls of its GDAS.py loop)."""
+    """xautodl's search network, optimizers and step (the order and calls of its GDAS.py loop).
+
+    This class builds the NASNet-space network; a subclass overrides `build` and `edge_ops` for
+    another space (nb201_step.py: `TinyNetworkGDAS`). Both released GDAS.py scripts use these
+    optimizer settings."""
 
     def __init__(self, args: argparse.Namespace, device: torch.device) -> None:
+        self.ops: list[str] = []
+        torch.manual_seed(args.seed)
+        self.net = self.build(args).to(device)
+        self.net.set_tau(10.0)
+        self.net.train()
+        self.w_opt = torch.optim.SGD(self.net.get_weights(), 0.025, momentum=0.9, weight_decay=5e-4, nesterov=True)
+        self.a_opt = torch.optim.Adam(self.net.get_alphas(), lr=3e-4, betas=(0.5, 0.999), weight_decay=1e-3)
+        self.criterion = nn.CrossEntropyLoss()
+
+    def build(self, args: argparse.Namespace) -> nn.Module:
+        """The network, as `get_cell_based_tiny_net` builds it from the values of the NASNet-space scripts."""
         from xautodl.models import get_cell_based_tiny_net, get_search_spaces
 
         self.ops = list(get_search_spaces("cell", "darts"))
@@ -82,13 +97,7 @@ class XautodlSide:
                   "C": args.channels, "N": args.cells_per_stage, "steps": 4, "multiplier": 4,
                   "stem_multiplier": 3, "num_classes": 10, "space": self.ops, "affine": False,
                   "track_running_stats": bool(args.track_running_stats)}
-        torch.manual_seed(args.seed)
-        self.net = get_cell_based_tiny_net(config).to(device)
-        self.net.set_tau(10.0)
-        self.net.train()
-        self.w_opt = torch.optim.SGD(self.net.get_weights(), 0.025, momentum=0.9, weight_decay=5e-4, nesterov=True)
-        self.a_opt = torch.optim.Adam(self.net.get_alphas(), lr=3e-4, betas=(0.5, 0.999), weight_decay=1e-3)
-        self.criterion = nn.CrossEntropyLoss()
+        return get_cell_based_tiny_net(config)
 
     def alphas(self) -> list[nn.Parameter]:
         """[normal, reduce], or [normal] for GDAS_FRC (the project's order)."""
@@ -123,7 +132,7 @@ class XautodlSide:
         for c, cell in enumerate(self.net.cells):
             if hasattr(cell, "edge2index"):
                 for key, mixed in cell.edges.items():
-                    out[(c, key)] = list(zip([self._common(n) for n in self.ops], mixed._ops))
+                    out[(c, key)] = list(zip([self._common(n) for n in self.ops], mixed._ops, strict=True))
         return out
 
     @staticmethod
@@ -156,27 +165,28 @@ class ProjectSide:
             e = 0
             for node in range(cell.steps):
                 for j in range(2 + node):
-                    out[(c, f"{node}<-{j}")] = list(zip(PRIMITIVES, cell.edges[e]))
+                    out[(c, f"{node}<-{j}")] = list(zip(PRIMITIVES, cell.edges[e], strict=True))
                     e += 1
         return out
 
 
-def force(alphas: list[nn.Parameter], arch: torch.Tensor, names: list[str]) -> None:
-    """Set alphas so the sampler draws `arch` (cell type, edge) -> index into PRIMITIVES."""
+def force(alphas: list[nn.Parameter], arch: torch.Tensor, names: list[str], space: Sequence[str] = PRIMITIVES) -> None:
+    """Set alphas (columns named `names`) so the sampler draws `arch`: (cell type, edge) -> index into `space`."""
     with torch.no_grad():
-        for alpha, chosen in zip(alphas, arch):
+        for alpha, chosen in zip(alphas, arch, strict=True):
             alpha.zero_()
             for e, k in enumerate(chosen.tolist()):
-                alpha[e, names.index(PRIMITIVES[k])] = FORCE_GAP
+                alpha[e, names.index(space[k])] = FORCE_GAP
 
 
-def ops_run(side: Any, x: torch.Tensor) -> dict[tuple[int, str], str]:
-    """Which candidate op each edge runs in one forward, seen by forward hooks."""
-    seen: dict[tuple[int, str], str] = {}
-    handles = []
-    for key, ops in side.edge_ops().items():
-        for name, op in ops:
-            handles.append(op.register_forward_hook(lambda *_, key=key, name=name: seen.__setitem__(key, name)))
+def ops_run(side: Any, x: torch.Tensor) -> dict[tuple[int, str], list[str]]:
+    """The candidate ops each edge runs in one forward, in call order, seen by forward hooks."""
+    seen: dict[tuple[int, str], list[str]] = {}
+
+    def record(key: tuple[int, str], name: str) -> Any:
+        return lambda *_: seen.setdefault(key, []).append(name)
+
+    handles = [op.register_forward_hook(record(key, name)) for key, ops in side.edge_ops().items() for name, op in ops]
     try:
         with torch.no_grad():
             side.net(x)
@@ -184,6 +194,13 @@ def ops_run(side: Any, x: torch.Tensor) -> dict[tuple[int, str], str]:
         for h in handles:
             h.remove()
     return seen
+
+
+def same_ops(ours: Any, theirs: Any, x: torch.Tensor) -> tuple[dict, dict[tuple[int, str], list[str]]]:
+    """Forward hooks on both sides: the check (every edge ran exactly one op, the same on both) and our ops."""
+    seen_ours, seen_theirs = ops_run(ours, x), ops_run(theirs, x)
+    same = bool(seen_ours) and seen_ours == seen_theirs and all(len(names) == 1 for names in seen_ours.values())
+    return {"edges_compared": len(seen_ours), "same_ops_on_every_edge": same}, seen_ours
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -215,29 +232,16 @@ def main(argv: list[str] | None = None) -> int:
         return arch
 
     new_arch()
-    seen_ours, seen_theirs = ops_run(ours, train[0]), ops_run(theirs, train[0])
-    check = {"edges_compared": len(seen_ours), "same_ops_on_every_edge": seen_ours == seen_theirs}
-    if not seen_ours or seen_ours != seen_theirs:
+    check, _ = same_ops(ours, theirs, train[0])
+    if not check["same_ops_on_every_edge"]:
         raise SystemExit("xautodl_step.py: the two networks did not run the same ops; the pairing would be meaningless")
 
-    project_s: list[float] = []
-    xautodl_s: list[float] = []
-    for r in range(args.warmup + args.rounds):
+    def round_steps(r: int) -> tuple:
         new_arch()
-        if r % 2 == 0:
-            t_theirs = timed(device, theirs.step, train, valid)
-            t_ours = timed(device, ours.step, train, valid)
-        else:
-            t_ours = timed(device, ours.step, train, valid)
-            t_theirs = timed(device, theirs.step, train, valid)
-        if r >= args.warmup:
-            project_s.append(t_ours)
-            xautodl_s.append(t_theirs)
-        label = r - args.warmup + 1 if r >= args.warmup else "warmup"
-        print(f"round {label}: project {t_ours:.3f}s xautodl {t_theirs:.3f}s ratio {t_ours / t_theirs:.3f}",
-              file=sys.stderr)
+        return lambda: ours.step(train, valid), lambda: theirs.step(train, valid)
 
-    result = summarize(project_s, xautodl_s, f"xautodl {xautodl.version()} GDAS step")
+    paired = paired_rounds(args, device, "xautodl layout", ("project", "xautodl"), round_steps)
+    result = paired.summary(f"xautodl {xautodl.version()} GDAS step")
     result["xautodl_median_s"] = result.pop("baseline_median_s")
     result["xautodl_s"] = result.pop("baseline_s")
     report = {

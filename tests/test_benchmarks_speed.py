@@ -27,9 +27,11 @@ def run_script(name: str, *args: str) -> subprocess.CompletedProcess:
 
 
 def check_ratios(result: dict) -> None:
-    assert len(result["ratios"]) == ROUNDS
-    for value in [result["median_ratio"], *result["ratios"], *result["project_s"]]:
-        assert math.isfinite(value) and value > 0, result
+    """Wall-clock and (the scripts run on the CPU here) CPU-time ratios, every round's."""
+    for timing in (result, result["cpu"]):
+        assert len(timing["ratios"]) == ROUNDS
+        for value in [timing["median_ratio"], *timing["ratios"], *timing["project_s"]]:
+            assert math.isfinite(value) and value > 0, result
 
 
 @pytest.fixture
@@ -83,5 +85,46 @@ def test_xautodl_step_without_xautodl_says_how_to_install(benchmarks, monkeypatc
     script = benchmarks("xautodl_step")
     monkeypatch.setitem(sys.modules, "xautodl", None)  # import xautodl now raises ImportError
     assert script.main(["--rounds", "1"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and "pip install --no-deps xautodl==1.0.0" in err
+
+
+def test_nb201_step_pairs_the_released_step_and_the_limit():
+    pytest.importorskip("xautodl.models", reason="xautodl not installed (pip install --no-deps xautodl==1.0.0)")
+    proc = run_script("nb201_step.py", "-C", "4", "-N", "1", "--batch", "4", "--size", "8",
+                      "--rounds", str(ROUNDS), "--warmup", "0")
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    config = report["config"]
+    assert (config["space"], config["recipe"], config["sampling"]) == ("nas-bench-201",) * 2 + ("batch",)
+    assert config["unchosen_grads"] is True and config["grad_clip_with_alphas"] is True  # the recipe's step
+    assert report["machine"]["threads"] == 1 and report["loadavg_start"] is not None
+    results = report["results"]
+    assert set(results) == {"xautodl", "limit"}
+    assert report["median_ratios"] == {name: r["median_ratio"] for name, r in results.items()}
+    assert report["cpu_median_ratios"] == {name: r["cpu"]["median_ratio"] for name, r in results.items()}
+    for result in results.values():
+        check_ratios(result)
+        assert all(math.isfinite(t) and t > 0 for t in result["baseline_s"])
+    released = results["xautodl"]
+    assert released["xautodl_network"] == "TinyNetworkGDAS"
+    assert released["weights"]["project"] == released["weights"]["xautodl"]
+    assert released["check"] == {"rounds_checked": ROUNDS, "edges_compared_per_round": 3 * 6,  # N=1: 3 searched cells
+                                 "same_ops_on_every_edge": True, "project_ran_the_drawn_ops": True}
+    limit = results["limit"]["check"]
+    assert limit["rounds_checked"] == ROUNDS and limit["project_ran_the_drawn_ops"] is True
+    assert 0.0 <= limit["limit_max_abs_logit_diff"] < 1e-5
+
+
+def test_nb201_step_defaults_are_the_released_search_s(benchmarks):
+    args = benchmarks("nb201_step").parse_args([])
+    assert (args.channels, args.cells_per_stage, args.batch, args.size) == (16, 5, 64, 32)
+    assert args.against == ["xautodl", "limit"] and args.unchosen_grads and args.track_running_stats == 0
+
+
+def test_nb201_step_against_xautodl_without_xautodl_says_how_to_install(benchmarks, monkeypatch, capsys):
+    script = benchmarks("nb201_step")
+    monkeypatch.setitem(sys.modules, "xautodl", None)
+    assert script.main(["--rounds", "1", "--against", "xautodl"]) == 2
     out, err = capsys.readouterr()
     assert out == "" and "pip install --no-deps xautodl==1.0.0" in err

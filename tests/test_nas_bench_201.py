@@ -44,7 +44,7 @@ from gdas_cli.nb201 import (
 from gdas_cli.sampler import SAMPLING_MODES
 from gdas_cli.search import step as step_module
 from gdas_cli.search.nb201_derive import derive_nb201
-from gdas_cli.search.nb201_supernet import NB201SearchNetwork
+from gdas_cli.search.nb201_supernet import ChosenEdgeSample, NB201SearchNetwork, UnchosenWeightsSample
 from gdas_cli.search.step import search_step
 
 try:
@@ -547,6 +547,36 @@ def test_every_sampling_mode_trains_the_alphas(mode: str) -> None:
     x, labels = images(1)
     F.cross_entropy(net(x), labels).backward()
     assert torch.isfinite(net.alphas_cell.grad).all() and net.alphas_cell.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("step", ["W", "A"])
+@pytest.mark.parametrize("amp", [False, True], ids=["fp32", "bf16"])
+@pytest.mark.parametrize("unchosen", [True, False], ids=["unchosen-weights", "chosen-only"])
+def test_batch_draws_skip_the_product_bit_for_bit(unchosen: bool, amp: bool, step: str) -> None:
+    """The edges of a batch-wide draw return the op's output itself (`_ChosenEdge`): the logits and
+    every gradient equal, bit for bit, those of the product-and-sum form on the same draw (in the A
+    step, weights frozen, the first cell's edges see inputs without a gradient)."""
+    torch.manual_seed(0)
+    net = NB201SearchNetwork(C, N, CLASSES, unchosen_weights=unchosen)
+    net.generator = torch.Generator()
+    x, labels = images(3)
+    outcomes = []
+    for form in ("fused", "product"):
+        net.generator.manual_seed(6)  # the same draw for both: every op but none (a zero cell leaves no gradient)
+        samples = net.sample(BATCH)
+        assert all(isinstance(s, ChosenEdgeSample) for s in samples if s is not None)
+        assert samples[0].inner.index == [3, 1, 1, 4, 3, 2]
+        if form == "product":
+            samples = [None if s is None else UnchosenWeightsSample(s.inner) if unchosen else s.inner for s in samples]
+        net.zero_grad(set_to_none=True)
+        with step_module.frozen(net.weights(), step == "A"), torch.autocast("cpu", torch.bfloat16, enabled=amp):
+            logits = net.forward_sampled(x.float(), samples)
+        F.cross_entropy(logits.float(), labels).backward()
+        outcomes.append([logits.detach()] + [p.grad for p in net.parameters() if p.grad is not None])
+    weight_grads = len(outcomes[0]) - 2  # after the logits and the alphas' gradient
+    assert len(outcomes[1]) == len(outcomes[0]) and (weight_grads == 0 if step == "A" else weight_grads > 0)
+    assert (net.alphas_cell.grad != 0).sum() >= (len(EDGES) * len(OPS) if unchosen else len(EDGES))
+    assert all(torch.equal(a, b) for a, b in zip(*outcomes, strict=True))
 
 
 # ---------------------------------------------------------------- derive

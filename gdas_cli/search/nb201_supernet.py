@@ -12,6 +12,12 @@ forward is unchanged, but each unchosen op's weight then gets the gradient sum(d
 it to the alphas. xautodl's DARTS-space supernet (and this project's `SearchNetwork`) multiplies the
 chosen op only; `unchosen_weights=False` does that here.
 
+In the modes with one draw for the whole batch (`batch`, `cell`) an edge computes that product and sum
+without touching the op's output (`_ChosenEdge`): the hard weights are exactly 1 and 0, so the output is
+the op's own and only the weights' gradients need work. Node sums start from their first edge, not from
+0. Both leave every value and gradient bit for bit as xautodl computes them (tests/test_nas_bench_201.py)
+and save three or four elementwise passes over each edge's output per step (benchmarks/nb201_step.py).
+
 It has `SearchNetwork`'s interface, so `search.step.search_step` runs it unchanged.
 """
 
@@ -42,6 +48,50 @@ from .supernet import ALPHA_STD
 CELL_TYPE = "cell"
 
 
+class _ChosenEdge(torch.autograd.Function):
+    """`out * weights[k]` (+ the unchosen weights `sum_{j != k} weights[j]` with `unchosen`), for one-hot
+    `weights`: the value is `out` itself, returned as a view, no product or sum computed. Backward gives
+    `out` the gradient unchanged (times 1) and `weights` what the product-and-sum form gives, summed by
+    the same reductions: sum(grad * out) at k (plus 0 * sum(grad) with `unchosen`), sum(grad) at the
+    unchosen ops with `unchosen`, else 0."""
+
+    @staticmethod
+    def forward(ctx, out: torch.Tensor, weights: torch.Tensor, k: int, unchosen: bool) -> torch.Tensor:
+        ctx.k, ctx.unchosen, ctx.weights_dtype, ctx.num_ops = k, unchosen, weights.dtype, weights.shape[-1]
+        if ctx.needs_input_grad[1]:
+            ctx.save_for_backward(out)
+        return out.view_as(out)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None, None, None]:
+        grad_weights = None
+        if ctx.needs_input_grad[1]:
+            (out,) = ctx.saved_tensors
+            # as the product's backward (sum_to a 0-dim weight) and the broadcast sum's (sum_to its (1, 1, 1) view)
+            chosen = (grad * out).sum().to(ctx.weights_dtype)
+            if ctx.unchosen:
+                rest = grad.sum_to_size([1] * (grad.dim() - 1)).reshape(()).to(ctx.weights_dtype)
+                grad_weights = rest.expand(ctx.num_ops).clone()
+                grad_weights[ctx.k] = chosen + rest * 0.0
+            else:
+                grad_weights = chosen.new_zeros(ctx.num_ops)
+                grad_weights[ctx.k] = chosen
+        return (grad if ctx.needs_input_grad[0] else None), grad_weights, None, None
+
+
+@dataclass
+class ChosenEdgeSample:
+    """A draw for the whole batch whose edges run the chosen op only, weighted by `_ChosenEdge`; with
+    `unchosen_weights` each edge also adds the unchosen ops' hard weights (module docstring)."""
+
+    inner: HardCellSample
+    unchosen_weights: bool
+
+    def apply(self, edge: int, ops: EdgeOps, x: torch.Tensor) -> torch.Tensor:
+        k = self.inner.index[edge]
+        return cast(torch.Tensor, _ChosenEdge.apply(ops[k](x), self.inner.hard[edge], k, self.unchosen_weights))
+
+
 @dataclass
 class UnchosenWeightsSample:
     """A hard sample whose edges also add the unchosen ops' hard weights, as xautodl's forward_gdas.
@@ -51,7 +101,7 @@ class UnchosenWeightsSample:
     sum of the edge output's gradient (per example in the per-example modes).
     """
 
-    inner: HardCellSample | ExampleCellSample
+    inner: HardCellSample | ExampleCellSample  # the supernet uses it for the per-example draws
 
     def apply(self, edge: int, ops: EdgeOps, x: torch.Tensor) -> torch.Tensor:
         out = self.inner.apply(edge, ops, x)
@@ -73,8 +123,11 @@ class NB201SearchCell(nn.Module):
     def forward(self, x: torch.Tensor, sample: CellSample) -> torch.Tensor:
         states = [x]
         for reads in self._inputs:
-            node = sum(sample.apply(e, self._ops(e), states[j]) for e, j in reads)
-            states.append(cast(torch.Tensor, node))  # every node has an edge, so never the start value 0
+            # from the first edge on: sum() would start at 0 and copy the first output once more
+            node = sample.apply(reads[0][0], self._ops(reads[0][0]), states[reads[0][1]])
+            for e, j in reads[1:]:
+                node = node + sample.apply(e, self._ops(e), states[j])
+            states.append(node)
         return states[-1]
 
     def _ops(self, edge: int) -> EdgeOps:
@@ -159,8 +212,11 @@ class NB201SearchNetwork(nn.Module):
         return [None if t is None else next(drawn) for t in self.cell_types]
 
     def _with_unchosen(self, sample: CellSample) -> CellSample:
-        """xautodl's edge sum in the modes that run one op per edge (module docstring)."""
-        if self.unchosen_weights and isinstance(sample, (HardCellSample, ExampleCellSample)):
+        """xautodl's edge sum in the modes that run one op per edge (module docstring); the batch-wide
+        draws weighted by `_ChosenEdge` either way."""
+        if isinstance(sample, HardCellSample):
+            return ChosenEdgeSample(sample, self.unchosen_weights)
+        if self.unchosen_weights and isinstance(sample, ExampleCellSample):
             return UnchosenWeightsSample(sample)
         return sample
 

@@ -77,7 +77,7 @@ def _metrics(epochs: int, done: int, keys: dict) -> str:
     lines = []
     for epoch in range(1, done + 1):
         record = {"epoch": epoch, "step": epoch * 100, "lr": 0.025, "seconds": 12.5, "images_per_s": 800.0}
-        for split, metrics in keys.items():
+        for metrics in keys.values():
             for metric, key in metrics.items():
                 record[key] = (50 + epoch * 40 / epochs) if metric == "top1" else (2.0 - epoch / epochs)
         lines.append(json.dumps(record))

@@ -3,6 +3,7 @@
 Runs, on `--device` (default cuda when available), each as its own process with a time limit:
 - `search_step.py`: the project's search step against its one-path limit, activation memory included;
 - `xautodl_step.py`: the project's step against xautodl 1.0.0's `NASNetworkGDAS` step (when installed);
+- `nb201_step.py`: the NAS-Bench-201 step against xautodl's `TinyNetworkGDAS` and its one-path limit;
 - `train_throughput.py`: the final-network training step in fp32, bf16, fp16, channels-last and
   torch.compile, fed by the on-device uint8 data path (crop, flip, cutout on the device) and by one
   ready batch (`synthetic`), with peak memory;
@@ -57,6 +58,7 @@ def parts(device: str, small: bool) -> dict[str, list[str]]:
         "search_step": [*bench, str(HERE / "search_step.py"), "--device", device, *threads, *step,
                         "--modes", "batch,cell", "--layouts", "xautodl", "--memory"],
         "xautodl_step": [*bench, str(HERE / "xautodl_step.py"), "--device", device, *threads, *step],
+        "nb201_step": [*bench, str(HERE / "nb201_step.py"), "--device", device, *threads, *step],
         "train_throughput": [*bench, str(HERE / "train_throughput.py"), "--device", device, *threads, *train,
                              "--data", "device,synthetic"],
         "digits_search": ["search", "cnn", "--dataset", "digits", "--epochs", "1", "--device", device, *tiny],

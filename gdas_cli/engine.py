@@ -55,7 +55,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, fields
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol, cast
 
@@ -66,7 +66,7 @@ from torch import nn
 
 from . import __version__
 from .checkpoint import STATE_FORMAT, load_state, save_state, write_checkpoint, write_json, write_jsonl
-from .errors import GdasError, os_error
+from .errors import GdasEnvironmentError, GdasError, os_error
 from .jsonio import check_fields
 from .progress import format_duration
 from .progress import quiet as quiet_progress
@@ -331,10 +331,11 @@ def setup_runtime(cfg: EngineConfig) -> Runtime:
     owns = False
     if world > 1 and not dist.is_initialized():
         backend = "nccl" if device.type == "cuda" else "gloo"
+        options: dict[str, Any] = {"timeout": collective_timeout(), **_attempt_store(rank, world)}
         if device.type == "cuda":
-            dist.init_process_group(backend, device_id=device)
+            dist.init_process_group(backend, device_id=device, **options)
         else:
-            dist.init_process_group(backend)
+            dist.init_process_group(backend, **options)
         owns = True
     _set_determinism(cfg.deterministic, device)
     scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
@@ -350,6 +351,45 @@ def setup_runtime(cfg: EngineConfig) -> Runtime:
         seed=cfg.seed,
         scaler=scaler,
         owns_process_group=owns,
+    )
+
+
+# How long a rank waits in one collective (and for the group to form) before it gives up on the others.
+COLLECTIVE_TIMEOUT_S = 600.0
+
+
+def collective_timeout() -> timedelta:
+    """COLLECTIVE_TIMEOUT_S, or GDAS_COLLECTIVE_TIMEOUT (seconds) when set: a lost rank is an error, not a hang."""
+    given = os.environ.get("GDAS_COLLECTIVE_TIMEOUT")
+    try:
+        seconds = float(given) if given else COLLECTIVE_TIMEOUT_S
+    except ValueError:
+        raise GdasError(f"GDAS_COLLECTIVE_TIMEOUT={given!r}: seconds, a number > 0") from None
+    if not 0 < seconds < 1e7:
+        raise GdasError(f"GDAS_COLLECTIVE_TIMEOUT={given!r}: seconds, a number > 0")
+    return timedelta(seconds=seconds)
+
+
+def _attempt_store(rank: int, world: int) -> dict[str, Any]:
+    """A restarted torchrun group: the agent's store with a prefix of the restart count. The group keeps the
+    store, and without the prefix a new rank could read the address a dead rank of the last attempt left
+    there (gloo: "connectFullMesh failed ... Connection refused"). A first attempt: env:// as usual."""
+    attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+    if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True" or attempt in ("", "0"):
+        return {}
+    agent = dist.TCPStore(
+        os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), world, is_master=False, timeout=collective_timeout()
+    )
+    return {"store": dist.PrefixStore(f"gdas/attempt_{attempt}", agent), "rank": rank, "world_size": world}
+
+
+def lost_peer(err: BaseException) -> bool:
+    """Whether a collective failed because another rank is gone (killed, crashed, unreachable or stuck)."""
+    if isinstance(err, dist.DistError):
+        return True
+    text = str(err)
+    return isinstance(err, RuntimeError) and any(
+        word in text for word in ("gloo", "Gloo", "NCCL", "Connection reset", "Connection closed", "Broken pipe")
     )
 
 
@@ -1113,8 +1153,30 @@ def run_task(
     try:
         with quiet_progress(cfg.quiet or not rt.is_main):  # data preparation and evaluation bars too
             return _run(task, cfg, rt, resume, on_start)
+    except (RuntimeError, dist.DistError) as err:
+        if not (rt.distributed and lost_peer(err)):
+            raise
+        # torchrun sends SIGTERM to the survivors of a lost rank; let this one say why before it ends, and
+        # leave the broken group alone: tearing it down can wait on the lost rank
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        rt.owns_process_group = False
+        raise GdasEnvironmentError(_lost_peer_line(cfg, rt, err)) from None
     finally:
         teardown_runtime(rt)
+
+
+def _lost_peer_line(cfg: EngineConfig, rt: Runtime, err: BaseException) -> str:
+    others = [r for r in range(rt.world_size) if r != rt.rank]
+    whom = f"rank {others[0]}" if len(others) == 1 else "another rank"
+    cause = str(err).splitlines()[0] if str(err) else type(err).__name__
+    cause = cause.split("] ", 1)[-1].split(". ", 1)[0][:160]  # gloo's: a source location, then advice
+    where = cfg.run_dir or "the run folder"
+    hint = resume_command(cfg.resume_hint, where) if cfg.run_dir else f"--resume {where}"
+    return (
+        f"rank {rt.rank} of {rt.world_size}: lost {whom} ({cause}); {where}/checkpoint/last is kept; "
+        f"resume with: torchrun ... {hint}"
+    )
 
 
 def _agree_run_dir(cfg: EngineConfig, rt: Runtime) -> Path:

@@ -13,8 +13,10 @@ and `run_until_interrupted` for Ctrl-C.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -144,6 +146,7 @@ def with_run_options(func: Callable[..., Any]) -> Callable[..., Any]:
         run = RunOptions(**{name: kwargs.pop(name) for name in RUN_NAMES}, explicit=frozenset(typed))
         if run.resume is not None and run.run_dir is not None and not _same_path(run.resume, run.run_dir):
             raise GdasError("--run-dir: give either --run-dir or --resume, not both")
+        run = elastic_restart(run)
         if "info_name" in inspect.signature(func).parameters:
             kwargs["info_name"] = ctx.info_name
         return func(**kwargs, run=run)
@@ -157,6 +160,30 @@ def with_run_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 _CONTEXT = "_typer_context"
+
+
+def elastic_restart(run: RunOptions) -> RunOptions:
+    """Under `torchrun --max-restarts`, a restarted group runs the same command again: with a checkpoint in
+    its --run-dir it resumes that run (saved config, changed settings refused as for --resume); a run that
+    never checkpointed starts again. Without --run-dir each start would be a new run: say so once."""
+    from ..rundir import RunDir
+
+    restarts = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") or 0)
+    if run.resume is not None:
+        return run
+    if run.run_dir is None:
+        if int(os.environ.get("TORCHELASTIC_MAX_RESTARTS", "0") or 0) > 0 and restarts == 0:
+            if int(os.environ.get("RANK", "0")) == 0:
+                err_console.print(
+                    "warning: --max-restarts without --run-dir: a restarted group starts a new run; pass --run-dir "
+                    "so it resumes from the last checkpoint",
+                    markup=False,
+                    highlight=False,
+                )
+        return run
+    if restarts == 0 or not RunDir(run.run_dir).has_checkpoint("last"):
+        return run
+    return dataclasses.replace(run, resume=run.run_dir, run_dir=None, explicit=run.explicit - {"run_dir"})
 
 
 def _typed(ctx: typer.Context, name: str) -> bool:

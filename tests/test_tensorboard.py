@@ -188,17 +188,25 @@ def test_a_training_writes_its_records_and_steps(tmp_path: Path) -> None:
     assert events(run_dir).Tags()["images"] == []
 
 
-def test_an_rnn_search_writes_its_records_and_alphas(tmp_path: Path) -> None:
+def test_an_rnn_search_and_a_language_model_write_their_records(tmp_path: Path) -> None:
+    text = ["--dataset", "demo-text", "--epochs", "2", "--batch-size", "8", "--emsize", "16", "--bptt", "8",
+            "--limit-train-batches", "3", "--device", "cpu", "-q", "--tensorboard"]
     run_dir = tmp_path / "rnn"
-    result = gdas("search", "rnn", "--dataset", "demo-text", "--epochs", "2", "--batch-size", "8", "--emsize", "16",
-                  "--bptt", "8", "--limit-train-batches", "3", "--run-dir", run_dir, "--device", "cpu", "-q",
-                  "--tensorboard")
+    result = gdas("search", "rnn", *text, "--run-dir", run_dir, "-o", tmp_path / "cell.json")
     assert result.exit_code == 0, result.output
     found = curves(run_dir)
     assert_epoch_curves(run_dir, found)
     assert {"epoch/valid_ppl", "epoch/tokens_per_s", "epoch/tau"} <= set(found)
     assert_alpha_curves(run_dir, found)
     assert [i.step for i in events(run_dir).Images("genotype")] == [3, 6]
+    lm_dir = tmp_path / "lm"
+    trained = gdas("train", "demo-text", "--genotype", tmp_path / "cell.json", *text[2:], "--run-dir", lm_dir,
+                   "--no-test")
+    assert trained.exit_code == 0, trained.output
+    found = curves(lm_dir)
+    assert_epoch_curves(lm_dir, found)
+    assert {"epoch/valid_ppl", "epoch/train_loss", "epoch/tokens_per_s"} <= set(found)
+    assert not any(tag.startswith("alphas/") for tag in found) and events(lm_dir).Tags()["images"] == []
 
 
 def test_resumed_with_tensorboard_a_run_without_it_writes_its_whole_history(tmp_path: Path) -> None:

@@ -32,6 +32,16 @@ Task protocol (subclass `Task`; the methods marked optional have defaults)::
     run_record() -> dict             optional; what the run is (rundir.run_record: command, dataset, space or genotype,
                                      the record keys of each split, its own record files), config.json's
                                      `run`; the engine adds metrics.jsonl to its records
+    epoch_views(run_dir, history) -> dict  optional; what observers may show of the epoch of history[-1]
+                                     beyond its record: {"alphas": {role: tensor}, "genotype": Genotype}
+                                     (searches); {} by default
+
+Observers watch a run without the loop knowing them (`Observer`; rank 0 only): `on_start` (the run folder,
+the config, the task and where the run starts: global step and record history), `on_step` (every 10th
+step of an epoch: the running means), `on_epoch` (each record, after its checkpoint is saved) and
+`on_finish`. metrics.jsonl with the task's derived files (`RecordsWriter`) and the console's epoch lines
+(`EpochLines`) are observers; `EngineConfig.tensorboard` adds gdas_cli.tensorboard's, and
+`run_task(observers=...)` any others.
 
 Batches come from a `BatchSource`: `len(source)` batches per epoch on this rank and
 `source.batches(epoch, start)`, which must give the same batches for the same epoch every time
@@ -53,7 +63,7 @@ import random
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -74,6 +84,7 @@ from .rundir import (
     METRICS_FILE,
     PROGRESS_FILE,
     STATE_FILE,
+    TENSORBOARD_DIR,
     RunDir,
     RunLock,
     checkpoint_digests,
@@ -110,6 +121,7 @@ class EngineConfig:
     eval_every: int = 1  # evaluate every N epochs and always after the last
     limit_train_batches: int = 0  # 0: the whole epoch
     quiet: bool = False
+    tensorboard: bool = False  # TensorBoard event files in <run_dir>/tensorboard/ (gdas_cli.tensorboard)
     resume_hint: str = ""  # the command that resumes this run, for the Ctrl-C message; "{run_dir}" is filled in
 
     def to_dict(self) -> dict[str, Any]:
@@ -471,6 +483,82 @@ class Task:
         """What the run is (rundir.run_record), saved as config.json's `run`; the engine adds metrics.jsonl."""
         return run_record(self.kind, dataset=None, figures={})
 
+    def epoch_views(self, run_dir: Path, history: list[dict[str, Any]]) -> dict[str, Any]:
+        """What observers may show of the epoch of `history[-1]` beyond its record (rank 0, after after_epoch):
+        a search's {"alphas": {role: tensor (edges, ops)}, "genotype": the cell derived from them}."""
+        return {}
+
+
+@dataclass(frozen=True)
+class RunStart:
+    """What an observer is told when the loop starts: where, how, and from which position."""
+
+    run_dir: Path
+    config: EngineConfig
+    task: Task
+    resumed: bool
+    global_step: int  # the step the run continues after (0: a new run)
+    history: list[dict[str, Any]]  # the records of the finished epochs, as in metrics.jsonl
+    # a resumed run's running means at global_step when that is a logged step (mid-epoch), else {}
+    step_scalars: dict[str, float] = field(default_factory=dict)
+
+
+class Observer(Protocol):
+    """Watches a run on rank 0; the loop calls these and nothing else. Subclass it for the defaults (each
+    does nothing), or give any object these four methods and a `steps` attribute."""
+
+    steps: bool = False  # whether on_step is wanted: the running means cost a host sync every LOG_EVERY steps
+
+    def on_start(self, start: RunStart) -> None:
+        """Before the first step (after a resumed run's checkpoint is loaded)."""
+        return None
+
+    def on_step(self, global_step: int, scalars: dict[str, float]) -> None:
+        """Every LOG_EVERY-th step of an epoch (not its last, which its record stands for): the running means
+        of the epoch so far, named as in the record (train_loss, train_top1), of rank 0's own batches."""
+        return None
+
+    def on_epoch(self, record: dict[str, Any], history: list[dict[str, Any]]) -> None:
+        """An epoch's record, after the checkpoint that holds it is saved; `history` ends with it."""
+        return None
+
+    def on_finish(self, summary: dict[str, Any] | None) -> None:
+        """The loop ended: its summary, or None when it was interrupted or failed."""
+        return None
+
+
+LOG_EVERY = 10  # steps between on_step calls and progress-bar refreshes
+
+
+class RecordsWriter(Observer):
+    """metrics.jsonl and the task's derived files (Task.after_epoch), as of the latest checkpoint."""
+
+    def on_start(self, start: RunStart) -> None:
+        self.run_dir, self.task = start.run_dir, start.task
+        if start.resumed:  # they match the checkpoint the run continues from
+            self.on_epoch({}, start.history)
+
+    def on_epoch(self, record: dict[str, Any], history: list[dict[str, Any]]) -> None:
+        write_jsonl(RunDir(self.run_dir).metrics_file, history)
+        self.task.after_epoch(self.run_dir, history)
+
+
+class EpochLines(Observer):
+    """One line per epoch on stderr: the record's numbers."""
+
+    def on_start(self, start: RunStart) -> None:
+        self.epochs = start.config.epochs
+
+    def on_epoch(self, record: dict[str, Any], history: list[dict[str, Any]]) -> None:
+        say(_format_record(record, self.epochs))
+
+
+def say(text: str) -> None:
+    """A plain line on stderr."""
+    from rich.console import Console
+
+    Console(stderr=True, highlight=False, soft_wrap=True).print(text, markup=False)
+
 
 class RunInterrupted(Exception):
     """Ctrl-C (or SIGTERM) stopped the run at a safe point after saving a resumable checkpoint.
@@ -580,7 +668,7 @@ def check_run_dir(run_dir: Path, resume: bool) -> None:
 
 
 # Settings every resumed run may change: how it is shown and where it runs, never what it computes.
-RESUME_SAFE = frozenset({"quiet", "device", "checkpoint_every", "resume_hint"})
+RESUME_SAFE = frozenset({"quiet", "device", "checkpoint_every", "resume_hint", "tensorboard"})
 _ABSENT = object()
 _OPTION_NAMES = {"C": "channels", "arch_betas": "arch-beta1/--arch-beta2"}  # config keys spelt otherwise
 
@@ -749,12 +837,34 @@ class _Position:
 class Engine:
     """Runs a task for `cfg.epochs` epochs in `run_dir`, checkpointing and resuming exactly."""
 
-    def __init__(self, task: Task, cfg: EngineConfig, rt: Runtime, run_dir: Path) -> None:
+    def __init__(
+        self, task: Task, cfg: EngineConfig, rt: Runtime, run_dir: Path, observers: Sequence[Observer] = ()
+    ) -> None:
         self.task, self.cfg, self.rt, self.run_dir = task, cfg, rt, Path(run_dir)
         self.run_files = RunDir(self.run_dir)
         self.pos = _Position()
         self.stop: _StopRequest | None = None
         self.pace = _Pace()
+        shown: list[Observer] = [] if cfg.quiet else [EpochLines()]
+        # only rank 0 observes: the records are the same on every rank, the files are written once
+        self.observers: list[Observer] = [RecordsWriter(), *shown, *observers] if rt.is_main else []
+        self._step_observers = [o for o in self.observers if o.steps]
+
+    def start(self, resumed: bool) -> None:
+        """Tell the observers where the run starts (a resumed one: after restore())."""
+        pos = self.pos
+        logged = resumed and pos.step % LOG_EVERY == 0 and pos.step > 0 and self._step_observers
+        start = RunStart(
+            run_dir=self.run_dir,
+            config=self.cfg,
+            task=self.task,
+            resumed=resumed,
+            global_step=pos.global_step,
+            history=list(pos.history),
+            step_scalars=_running_means(pos.sums) if logged else {},
+        )
+        for observer in self.observers:
+            observer.on_start(start)
 
     # ---- checkpoints
 
@@ -863,19 +973,25 @@ class Engine:
 
     def run(self) -> dict[str, Any]:
         """Train to the last epoch; returns the summary: the final record and the checkpoint the run chose."""
-        with _StopRequest() as self.stop:
-            for epoch in range(self.pos.epoch, self.cfg.epochs):
-                self._epoch(epoch)
-        last = self.pos.history[-1] if self.pos.history else {}
-        return {
-            "run_dir": str(self.run_dir),
-            "epochs": self.cfg.epochs,
-            "last": last,
-            "best": self.pos.best,
-            "best_metric": self.task.best_metric[0] if self.task.best_metric else None,
-            "chosen": self.chosen(),
-            "rank": self.rt.rank,
-        }
+        summary: dict[str, Any] | None = None
+        try:
+            with _StopRequest() as self.stop:
+                for epoch in range(self.pos.epoch, self.cfg.epochs):
+                    self._epoch(epoch)
+            last = self.pos.history[-1] if self.pos.history else {}
+            summary = {
+                "run_dir": str(self.run_dir),
+                "epochs": self.cfg.epochs,
+                "last": last,
+                "best": self.pos.best,
+                "best_metric": self.task.best_metric[0] if self.task.best_metric else None,
+                "chosen": self.chosen(),
+                "rank": self.rt.rank,
+            }
+            return summary
+        finally:
+            for observer in self.observers:
+                observer.on_finish(summary)
 
     def chosen(self) -> dict[str, Any]:
         """The checkpoint this run chose: `best` (the epoch of the best value of the task's metric, and the
@@ -914,6 +1030,8 @@ class Engine:
                     pos.global_step += 1
                     self.pace.tick()
                     advance(pos)
+                    if self._step_observers and pos.step % LOG_EVERY == 0 and pos.step < total:
+                        self._observe_step()
                     if self.pace.ready():
                         self._estimate(total)
                     if self._stop_requested(pos.global_step):
@@ -934,6 +1052,11 @@ class Engine:
         pos.train_seconds += time.perf_counter() - started
         self.pace.pause()
         self._finish_epoch(epoch, scalars)
+
+    def _observe_step(self) -> None:
+        scalars = _running_means(self.pos.sums)
+        for observer in self._step_observers:
+            observer.on_step(self.pos.global_step, scalars)
 
     def _finish_epoch(self, epoch: int, scalars: dict[str, float]) -> None:
         task, rt, pos = self.task, self.rt, self.pos
@@ -960,10 +1083,8 @@ class Engine:
         if improved:
             self.save("best")
         self.save("last")
-        if rt.is_main:
-            write_jsonl(self.run_files.metrics_file, pos.history)
-            task.after_epoch(self.run_dir, pos.history)
-            self._say(_format_record(record, self.cfg.epochs))
+        for observer in self.observers:
+            observer.on_epoch(record, pos.history)
         if self._stop_requested(pos.global_step, force=True) and epoch + 1 < self.cfg.epochs:
             self._interrupt(saved=True)
 
@@ -1024,9 +1145,7 @@ class Engine:
 
     def _say(self, text: str) -> None:
         if self.rt.is_main and not self.cfg.quiet:
-            from rich.console import Console
-
-            Console(stderr=True, highlight=False, soft_wrap=True).print(text, markup=False)
+            say(text)
 
     @contextlib.contextmanager
     def _progress(self, epoch: int, total: int, scalars: dict[str, Any] | None = None) -> Iterator[Any]:
@@ -1054,7 +1173,7 @@ class Engine:
 
             def advance(pos: _Position) -> None:
                 info = None
-                if pos.step % 10 == 0 and "loss" in pos.sums and "n" in pos.sums:
+                if pos.step % LOG_EVERY == 0 and "loss" in pos.sums and "n" in pos.sums:
                     info = f"loss {(pos.sums['loss'] / pos.sums['n']).item():.4f}"
                     if "top1" in pos.sums:
                         info += f"  top1 {(pos.sums['top1'] / pos.sums['n']).item():.3f}"
@@ -1067,6 +1186,16 @@ class Engine:
                     progress.update(bar, completed=pos.step)
 
             yield advance
+
+
+def _running_means(sums: dict[str, torch.Tensor]) -> dict[str, float]:
+    """train_<key>: this epoch's mean so far of each summed value (one host sync)."""
+    if "n" not in sums:
+        return {}
+    values = torch.stack([v.reshape(()) for v in sums.values()]).tolist()
+    named = dict(zip(sums, values, strict=True))
+    n = named.pop("n")
+    return {f"train_{k}": v / n for k, v in named.items()} if n else {}
 
 
 def _format_record(record: dict[str, Any], epochs: int) -> str:
@@ -1082,7 +1211,12 @@ def _format_record(record: dict[str, Any], epochs: int) -> str:
 
 
 def _run(
-    task: Task, cfg: EngineConfig, rt: Runtime, resume: bool, on_start: Callable[[], None] | None
+    task: Task,
+    cfg: EngineConfig,
+    rt: Runtime,
+    resume: bool,
+    on_start: Callable[[], None] | None,
+    observers: Sequence[Observer],
 ) -> dict[str, Any]:
     run_dir = _agree_run_dir(cfg, rt)
     check_run_dir(run_dir, resume)
@@ -1093,15 +1227,14 @@ def _run(
     try:
         rt.barrier()
         seed_all(rank_seed(cfg.seed, rt.rank))
-        engine = Engine(task, cfg, rt, run_dir)
+        engine = Engine(task, cfg, rt, run_dir, observers)
         if resume:
             engine.restore()
             if rt.is_main:
-                _record_extension(RunDir(run_dir), task, cfg, engine.pos.epoch)
-                write_jsonl(RunDir(run_dir).metrics_file, engine.pos.history)
-                task.after_epoch(run_dir, engine.pos.history)
+                _record_changes(RunDir(run_dir), task, cfg, engine.pos.epoch)
         elif rt.is_main:
             write_json(RunDir(run_dir).config_file, run_config(task, cfg, rt, run_dir))
+        engine.start(resumed=resume)  # a resumed run's records and derived files are rewritten to match it
         if on_start is not None and rt.is_main and not cfg.quiet:
             on_start()  # the data loaded and checked: the command's plan
         if resume:
@@ -1113,15 +1246,22 @@ def _run(
             lock.release()
 
 
-def _record_extension(run: RunDir, task: Task, cfg: EngineConfig, at_epoch: int) -> None:
-    """A run resumed with more --epochs: config.json records the new plan and when it changed."""
+def _record_changes(run: RunDir, task: Task, cfg: EngineConfig, at_epoch: int) -> None:
+    """A run resumed with more --epochs: config.json records the new plan and when it changed. One resumed
+    with --tensorboard or --no-tensorboard keeps that choice for later resumes; its run record lists the
+    event folder once there is one."""
     config = run.read_config()
-    planned = config["engine"].get("epochs")
-    if planned == cfg.epochs:
+    engine, records = config["engine"], config.get("run", {}).get("records")
+    planned = engine.get("epochs")
+    if planned == cfg.epochs and engine.get("tensorboard", False) == cfg.tensorboard:
         return
-    config["engine"]["epochs"] = cfg.epochs
-    config["task"] = task.config_dict()
-    config["extended"] = [*config.get("extended", []), {"from": planned, "to": cfg.epochs, "after_epoch": at_epoch}]
+    if planned != cfg.epochs:
+        engine["epochs"] = cfg.epochs
+        config["task"] = task.config_dict()
+        config["extended"] = [*config.get("extended", []), {"from": planned, "to": cfg.epochs, "after_epoch": at_epoch}]
+    engine["tensorboard"] = cfg.tensorboard
+    if cfg.tensorboard and isinstance(records, dict):
+        records["tensorboard"] = TENSORBOARD_DIR
     write_json(run.config_file, config)
 
 
@@ -1139,20 +1279,32 @@ def check_run_options(cfg: EngineConfig, refuses: Mapping[str, str]) -> None:
 
 
 def run_task(
-    task: Task, cfg: EngineConfig, *, resume: bool = False, on_start: Callable[[], None] | None = None
+    task: Task,
+    cfg: EngineConfig,
+    *,
+    resume: bool = False,
+    on_start: Callable[[], None] | None = None,
+    observers: Sequence[Observer] = (),
 ) -> dict[str, Any]:
     """Set up the runtime, check and create the run directory, run the task, tear down.
 
     Bad input raises GdasError before anything is written; Ctrl-C raises RunInterrupted after a
     resumable checkpoint has been saved. `on_start` runs on the main process once the data is loaded
     and the run folder is ready, before the first step (unless quiet): where a command prints its plan.
+    `observers` watch the run on rank 0 (`Observer`), after the records writer, the epoch lines and,
+    with `cfg.tensorboard`, the TensorBoard writer.
     """
     if not resume:  # a resumed run keeps its saved settings, which older versions accepted
         check_run_options(cfg, task.refuses)
+    if cfg.tensorboard:
+        from .tensorboard import TensorBoardObserver, check_tensorboard
+
+        check_tensorboard()
+        observers = [TensorBoardObserver(), *observers]
     rt = setup_runtime(cfg)
     try:
         with quiet_progress(cfg.quiet or not rt.is_main):  # data preparation and evaluation bars too
-            return _run(task, cfg, rt, resume, on_start)
+            return _run(task, cfg, rt, resume, on_start, observers)
     except (RuntimeError, dist.DistError) as err:
         if not (rt.distributed and lost_peer(err)):
             raise
@@ -1190,6 +1342,8 @@ def run_config(task: Task, cfg: EngineConfig, rt: Runtime, run_dir: Path) -> dic
     engine["run_dir"] = str(run_dir)
     record = task.run_record()
     record["records"] = {"metrics": METRICS_FILE, **record["records"]}
+    if cfg.tensorboard:
+        record["records"]["tensorboard"] = TENSORBOARD_DIR
     return {
         "kind": task.kind,
         "run": record,

@@ -47,6 +47,7 @@ GENOTYPES_FILE = "genotypes.jsonl"
 SPLIT_FILE = "split.json"
 GENOTYPE_FILE = "genotype.json"
 CHECKPOINT_DIR = "checkpoint"
+TENSORBOARD_DIR = "tensorboard"  # the event files of --tensorboard (gdas_cli.tensorboard)
 STATE_FILE = "state.pt"
 PROGRESS_FILE = "progress.json"
 AVERAGED_FILE = "averaged.safetensors"
@@ -131,7 +132,7 @@ def run_record(
     `dataset`; `space`: the search space searched or the trained genotype's; `genotype`: the trained one
     (name@version); `figures`: per split (train, valid, test) the metrics.jsonl keys that measure the model
     on it ({"loss": ..., "top1": ..., "ppl": ...}); `records`: the per-epoch record files by name
-    (metrics.jsonl first; a TensorBoard observer would add its events folder here); `result`: the file the
+    (metrics.jsonl first; `tensorboard`, the event folder, with --tensorboard); `result`: the file the
     run's outcome is written to, if not a checkpoint (a search's genotype.json); `parts`: the runs a parent
     run is made of ({"run": folder relative to it, "epochs": planned}).
     """
@@ -362,7 +363,16 @@ def guard_output(
 
 LOCK_FILE = ".lock"
 # what a run that never wrote a checkpoint can hold; such a folder may be started again
-_RESTARTABLE = {CONFIG_FILE, METRICS_FILE, ALPHAS_FILE, GENOTYPES_FILE, SPLIT_FILE, LOCK_FILE, CHECKPOINT_DIR}
+_RESTARTABLE = {
+    CONFIG_FILE,
+    METRICS_FILE,
+    ALPHAS_FILE,
+    GENOTYPES_FILE,
+    SPLIT_FILE,
+    LOCK_FILE,
+    CHECKPOINT_DIR,
+    TENSORBOARD_DIR,
+}
 
 
 def _alive(pid: int) -> bool:

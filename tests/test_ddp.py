@@ -104,7 +104,7 @@ def test_search_under_torchrun_samples_the_same_architecture_on_every_rank(tmp_p
     worker = Path(__file__).with_name("ddp_search_worker.py")
     args = ["search", "cnn", *space, "--dataset", "digits", "-C", "8", "-N", "1", "--image-size", "8",
             "--batch-size", "16", "--limit-train-batches", "3", "--epochs", "2", "--device", "cpu", "--quiet",
-            "--run-dir", str(tmp_path / "run")]
+            "--run-dir", str(tmp_path / "run"), "--tensorboard"]
     env = {**ENV, "GDAS_DRAWS_DIR": str(tmp_path)}
     done = subprocess.run([*TORCHRUN, str(worker), *args], env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -115,6 +115,14 @@ def test_search_under_torchrun_samples_the_same_architecture_on_every_rank(tmp_p
     assert len({json.dumps(d) for d in rank0}) > 1, "the draws change from forward to forward"
     assert json.loads((tmp_path / "run" / "config.json").read_text())["world_size"] == 2
     assert (tmp_path / "run" / "genotype.json").is_file()
+    # only rank 0 observes: one event file (a rank 1 writer would add its own), the records at their steps
+    assert len(list((tmp_path / "run" / "tensorboard").glob("events.out.tfevents.*"))) == 1
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    reader = EventAccumulator(str(tmp_path / "run" / "tensorboard"), size_guidance={"scalars": 0})
+    reader.Reload()
+    losses = [(e.step, e.value) for e in reader.Scalars("epoch/train_loss")]
+    assert losses == [(r["step"], pytest.approx(r["train_loss"], rel=1e-6)) for r in records(tmp_path / "run")]
 
 
 def test_a_nas_bench_201_network_trains_under_torchrun(tmp_path):

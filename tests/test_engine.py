@@ -15,7 +15,7 @@ from torch import nn
 
 from gdas_cli.checkpoint import find_checkpoint, load_state, write_checkpoint
 from gdas_cli.data import Augment, LoaderBatches, TensorBatches, TensorImages, epoch_order, split_indices
-from gdas_cli.engine import EngineConfig, RunInterrupted, Runtime, Task, run_task
+from gdas_cli.engine import EngineConfig, Observer, RunInterrupted, RunStart, Runtime, Task, run_task
 from gdas_cli.errors import GdasError
 from gdas_cli.rundir import checkpoint_digests
 
@@ -176,6 +176,57 @@ def test_crash_after_a_step_checkpoint_resumes_exactly(reference, tmp_path):
     assert history(run_dir) == history(reference)
     for key, value in weights(reference).items():
         assert torch.equal(value, weights(run_dir)[key]), key
+
+
+class LongerTask(CrashingTask):
+    """12 steps per epoch, so the observers' steps (every 10th of an epoch) come once per epoch."""
+
+    def setup(self, rt: Runtime) -> None:
+        super().setup(rt)
+        self.source = TensorBatches(synthetic_images(96), batch_size=8, device=rt.device, mean=(0.5,) * 3,
+                                    std=(0.25,) * 3, seed=rt.seed, rank=rt.rank, world_size=rt.world_size)
+
+
+class Watcher(Observer):
+    """Records what the loop tells it, and where the checkpoint is when it does."""
+
+    steps = True
+
+    def __init__(self) -> None:
+        self.calls: list[tuple] = []
+
+    def on_start(self, start: RunStart) -> None:
+        self.run_dir = start.run_dir
+        self.calls.append(("start", start.resumed, start.global_step, len(start.history), start.step_scalars))
+
+    def on_step(self, global_step: int, scalars: dict[str, float]) -> None:
+        self.calls.append(("step", global_step, scalars))
+
+    def on_epoch(self, record: dict, history: list[dict]) -> None:
+        saved = json.loads((self.run_dir / "checkpoint" / "last" / "progress.json").read_text())
+        assert history[-1] is record
+        self.calls.append(("epoch", record["step"], saved["global_step"], len(history)))
+
+    def on_finish(self, summary: dict | None) -> None:
+        self.calls.append(("finish", summary is not None and summary["last"]["epoch"]))
+
+
+def test_observers_see_the_start_steps_records_after_their_checkpoint_and_the_end(tmp_path):
+    run_dir, killed, resumed = tmp_path / "run", Watcher(), Watcher()
+    with pytest.raises(RuntimeError, match="killed"):
+        run_task(LongerTask(crash_at=12), config(run_dir, checkpoint_every=10), observers=[killed])
+    (_, _, at_ten), = [c for c in killed.calls if c[0] == "step"]
+    assert set(at_ten) == {"train_loss"} and 0 < at_ten["train_loss"] < 10
+    assert killed.calls == [("start", False, 0, 0, {}), ("step", 10, at_ten), ("finish", False)]
+    run_task(LongerTask(crash_at=0), config(run_dir, checkpoint_every=10), resume=True, observers=[resumed])
+    # resumed at step 10, a logged step: its running mean comes back from the checkpoint's sums
+    assert resumed.calls[0] == ("start", True, 10, 0, at_ten)
+    steps = [c[1] for c in resumed.calls if c[0] == "step"]
+    assert steps == [22, 34]
+    # each record once its checkpoint holds it, then the summary
+    assert [c for c in resumed.calls if c[0] in ("epoch", "finish")] == [
+        ("epoch", 12, 12, 1), ("epoch", 24, 24, 2), ("epoch", 36, 36, 3), ("finish", 3)]
+    assert [r["step"] for r in history(run_dir)] == [12, 24, 36]
 
 
 def test_resumed_finished_run_does_nothing(reference, tmp_path):

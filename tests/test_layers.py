@@ -26,7 +26,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("models", ("models", "weights")),
     ("published", ("published",)),
     ("io", ("hub", "rundir", "refs", "runs")),
-    ("engine", ("engine",)),
+    ("engine", ("engine", "tensorboard")),
     ("tasks", ("language", "search", "training", "evaluate", "bench")),
     ("api", ("zoo", "export")),
     ("cli", ("cli", "__main__")),

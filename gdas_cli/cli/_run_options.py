@@ -76,6 +76,13 @@ RUN_PARAMETERS = [
     _option(int, 1, "--eval-every", help="Evaluate every N epochs (and after the last)."),
     _option(int, 0, "--limit-train-batches", help="Train on at most N batches per epoch (0: all; for quick checks)."),
     _option(bool, False, "--quiet", "-q", help="No progress bar or per-epoch lines."),
+    _option(
+        bool,
+        False,
+        "--tensorboard/--no-tensorboard",
+        help="Write TensorBoard event files to <run>/tensorboard/ (needs the tensorboard extra); "
+        "a resumed run keeps its choice unless given.",
+    ),
 ]
 RUN_NAMES = [p.name for p in RUN_PARAMETERS]
 
@@ -97,6 +104,7 @@ class RunOptions:
     eval_every: int = 1
     limit_train_batches: int = 0
     quiet: bool = False
+    tensorboard: bool = False
     explicit: frozenset[str] = field(default_factory=frozenset)
 
     def typed(self, names: dict[str, str] | None = None, /, **values: Any) -> dict[str, Any]:
@@ -129,6 +137,7 @@ class RunOptions:
             eval_every=self.eval_every,
             limit_train_batches=self.limit_train_batches,
             quiet=self.quiet,
+            tensorboard=self.tensorboard,
             resume_hint=resume_hint,
         )
 

@@ -207,6 +207,12 @@ class SearchTask(Task):
             self._genotypes[key] = epoch_genotype(self.config, record, run_dir.name)
         return self._genotypes[key]
 
+    def epoch_views(self, run_dir: Path, history: list[dict[str, Any]]) -> dict[str, Any]:
+        """The alphas of the epoch of history[-1] and the genotype derived from them (as genotypes.jsonl has it)."""
+        epoch = history[-1]["epoch"]
+        record = next(r for r in with_steps(self.history, history) if r["epoch"] == epoch)
+        return {"alphas": record["alphas"], "genotype": self.genotype_of(record, Path(run_dir))}
+
     def after_epoch(self, run_dir: Path, history: list[dict[str, Any]]) -> None:
         run = RunDir(Path(run_dir))
         records = with_steps(self.history, history)

@@ -290,6 +290,14 @@ class RNNSearchTask(LanguageTask):
     def load_weights(self, directory: Path) -> None:
         load_tensors_into(self.model, Path(directory) / WEIGHTS_FILE, "the recurrent search network")
 
+    def epoch_views(self, run_dir: Path, history: list[dict[str, Any]]) -> dict[str, Any]:
+        """The alphas of the epoch of history[-1] and the cell derived from them (as genotypes.jsonl has it)."""
+        epoch = history[-1]["epoch"]
+        alphas = next(r["alphas"] for r in self.alpha_history if r["epoch"] == epoch)
+        entry = next((g for g in self.genotype_history if g["epoch"] == epoch), None)
+        genotype = Genotype.from_dict(entry["genotype"]) if entry is not None else None
+        return {"alphas": {role: torch.tensor(rows) for role, rows in alphas.items()}, "genotype": genotype}
+
     def after_epoch(self, run_dir: Path, history: list[dict[str, Any]]) -> None:
         """alphas.jsonl and genotypes.jsonl as of the checkpoint; genotype.json once the last epoch is done."""
         run = RunDir(run_dir)

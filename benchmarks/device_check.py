@@ -68,39 +68,41 @@ def parts(device: str, small: bool) -> dict[str, list[str]]:
     }
 
 
-def run_script(command: list[str], timeout: float) -> dict[str, Any]:
-    """A benchmark script's JSON report, or what went wrong."""
+def _run(command: list[str], timeout: float) -> tuple[subprocess.CompletedProcess | None, dict[str, Any]]:
+    """Run a part's process: what it printed, or None and the error; its wall time either way."""
     started = time.perf_counter()
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
-        return {"error": f"no answer within {timeout:.0f} s"}
+        return None, {"error": f"no answer within {timeout:.0f} s"}
     seconds = round(time.perf_counter() - started, 1)
     if done.returncode != 0:
-        return {"error": (done.stderr.strip().splitlines() or [f"exit {done.returncode}"])[-1], "seconds": seconds}
+        last_line = (done.stderr.strip().splitlines() or [f"exit {done.returncode}"])[-1]
+        return None, {"error": last_line, "seconds": seconds}
+    return done, {"seconds": seconds}
+
+
+def run_script(command: list[str], timeout: float) -> dict[str, Any]:
+    """A benchmark script's JSON report, or what went wrong."""
+    done, report = _run(command, timeout)
+    if done is None:
+        return report
     try:
-        report = json.loads(done.stdout)
+        return {**report, **json.loads(done.stdout)}
     except json.JSONDecodeError:
-        return {"error": "the script printed no JSON", "seconds": seconds}
-    return {"seconds": seconds, **report}
+        return {**report, "error": "the script printed no JSON"}
 
 
 def run_gdas(args: list[str], timeout: float) -> dict[str, Any]:
     """One `gdas` command, timed end to end (process start and data loading included), and its last record."""
     with tempfile.TemporaryDirectory() as scratch:
         run_dir = Path(scratch) / "run"
-        command = [sys.executable, "-m", "gdas_cli", *args, "--run-dir", str(run_dir), "--quiet"]
-        started = time.perf_counter()
-        try:
-            done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
-        except subprocess.TimeoutExpired:
-            return {"error": f"no answer within {timeout:.0f} s"}
-        seconds = round(time.perf_counter() - started, 1)
-        if done.returncode != 0:
-            return {"error": (done.stderr.strip().splitlines() or [f"exit {done.returncode}"])[-1], "seconds": seconds}
+        done, report = _run([sys.executable, "-m", "gdas_cli", *args, "--run-dir", str(run_dir), "--quiet"], timeout)
+        if done is None:
+            return report
         records = (run_dir / "metrics.jsonl").read_text().splitlines()
         config = json.loads((run_dir / "config.json").read_text())
-        return {"seconds": seconds, "device": config["device"], "last": json.loads(records[-1])}
+        return {**report, "device": config["device"], "last": json.loads(records[-1])}
 
 
 def environment(device: str) -> dict[str, Any]:

@@ -31,15 +31,9 @@ sys.path.insert(0, str(ROOT))
 
 from gdas_cli.rundir import run_record  # noqa: E402  (torch-free)
 
-_RUNNER = (
-    "import sys\n"
-    "from gdas_cli.cli import main\n"
-    "sys.argv[0] = 'gdas'\n"
-    "try:\n"
-    "    main()\n"
-    "finally:\n"
-    "    print('TORCH_IMPORTED=' + str('torch' in sys.modules), file=sys.stderr)\n"
-)
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from startup import RUNNER  # noqa: E402  (a gdas command that reports whether it imported torch)
+
 WEIGHTS_BYTES = 64 * 1024 * 1024
 
 SEARCH_FIGURES = {
@@ -125,7 +119,7 @@ def time_command(args: list[str]) -> tuple[float, float, bool, str]:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "160"}
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-c", _RUNNER, *args], capture_output=True, text=True, env=env, check=False)
+    done = subprocess.run([sys.executable, "-c", RUNNER, *args], capture_output=True, text=True, env=env, check=False)
     seconds = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)

@@ -36,7 +36,7 @@ COMMANDS = {
 }
 
 # runs the CLI as the `gdas` script does, then says whether torch got imported
-_RUNNER = (
+RUNNER = (
     "import sys\n"
     "from gdas_cli.cli import main\n"
     "sys.argv[0] = 'gdas'\n"
@@ -64,7 +64,7 @@ def time_command(args: list[str]) -> tuple[float, float, bool]:
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     done = subprocess.run(
-        [sys.executable, "-c", _RUNNER, *args], capture_output=True, text=True, env=env, cwd=ROOT, check=False
+        [sys.executable, "-c", RUNNER, *args], capture_output=True, text=True, env=env, cwd=ROOT, check=False
     )
     seconds = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)

@@ -88,6 +88,7 @@ def test_a_killed_rank_resumes_to_the_same_ranking(tmp_path: Path, sequential: d
     parent = tmp_path / "best"
     killed = kill_rank_in_its_search(torchrun(*SEEDS, "--run-dir", str(parent)), parent / "seed-1")
     assert killed.returncode != 0 and not (parent / "ranking.json").exists()
+    assert "[rank0]:" not in killed.stderr and "unexpected" not in killed.stderr  # the survivor stopped cleanly
     run(torchrun(*SEEDS, "--resume", str(parent)))
     assert contents(parent) == sequential
 

@@ -366,6 +366,35 @@ def setup_runtime(cfg: EngineConfig) -> Runtime:
     )
 
 
+def local_runtime(cfg: EngineConfig, local_rank: int = 0) -> Runtime:
+    """A one-process runtime (world size 1) on this process's device, even under torchrun: the device,
+    precision and determinism of `setup_runtime`, no process group. `local_rank` picks the GPU
+    (cuda:local_rank); on CPU it is ignored. A run given it (run_task's `runtime`) is an ordinary
+    single-process run, as `--seeds` under torchrun runs each rank's seeds."""
+    validate_engine_config(cfg)
+    device = pick_device(cfg.device, local_rank)
+    precision = resolve_precision(cfg.precision, device)
+    if cfg.compile and not hasattr(torch, "compile"):
+        raise GdasError("--compile: this torch has no torch.compile")
+    _set_determinism(cfg.deterministic, device)
+    scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
+    return Runtime(
+        device=device,
+        precision=precision,
+        channels_last=cfg.channels_last,
+        compile=cfg.compile,
+        sync_bn=cfg.sync_bn,
+        seed=cfg.seed,
+        scaler=scaler,
+    )
+
+
+def start_process_group(backend: str = "gloo") -> None:
+    """Join torchrun's group (its environment; a restarted group through the agent's store, as setup_runtime)."""
+    rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+    dist.init_process_group(backend, timeout=collective_timeout(), **_attempt_store(rank, world))
+
+
 # How long a rank waits in one collective (and for the group to form) before it gives up on the others.
 COLLECTIVE_TIMEOUT_S = 600.0
 
@@ -1285,6 +1314,7 @@ def run_task(
     resume: bool = False,
     on_start: Callable[[], None] | None = None,
     observers: Sequence[Observer] = (),
+    runtime: Runtime | None = None,
 ) -> dict[str, Any]:
     """Set up the runtime, check and create the run directory, run the task, tear down.
 
@@ -1292,7 +1322,8 @@ def run_task(
     resumable checkpoint has been saved. `on_start` runs on the main process once the data is loaded
     and the run folder is ready, before the first step (unless quiet): where a command prints its plan.
     `observers` watch the run on rank 0 (`Observer`), after the records writer, the epoch lines and,
-    with `cfg.tensorboard`, the TensorBoard writer.
+    with `cfg.tensorboard`, the TensorBoard writer. `runtime`: run on this one (e.g. `local_runtime`)
+    instead of the one `setup_runtime` builds from torchrun's environment; run_task leaves it as it is.
     """
     if not resume:  # a resumed run keeps its saved settings, which older versions accepted
         check_run_options(cfg, task.refuses)
@@ -1301,7 +1332,7 @@ def run_task(
 
         check_tensorboard()
         observers = [TensorBoardObserver(), *observers]
-    rt = setup_runtime(cfg)
+    rt = setup_runtime(cfg) if runtime is None else runtime
     try:
         with quiet_progress(cfg.quiet or not rt.is_main):  # data preparation and evaluation bars too
             return _run(task, cfg, rt, resume, on_start, observers)
@@ -1315,7 +1346,8 @@ def run_task(
         rt.owns_process_group = False
         raise GdasEnvironmentError(_lost_peer_line(cfg, rt, err)) from None
     finally:
-        teardown_runtime(rt)
+        if runtime is None:
+            teardown_runtime(rt)
 
 
 def _lost_peer_line(cfg: EngineConfig, rt: Runtime, err: BaseException) -> str:

@@ -173,8 +173,9 @@ _CONTEXT = "_typer_context"
 
 def elastic_restart(run: RunOptions) -> RunOptions:
     """Under `torchrun --max-restarts`, a restarted group runs the same command again: with a checkpoint in
-    its --run-dir it resumes that run (saved config, changed settings refused as for --resume); a run that
-    never checkpointed starts again. Without --run-dir each start would be a new run: say so once."""
+    its --run-dir (or, for a `--seeds` parent, its seeds.json) it resumes that run (saved config, changed
+    settings refused as for --resume); a run that never checkpointed starts again. Without --run-dir each
+    start would be a new run: say so once."""
     from ..rundir import RunDir
 
     restarts = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") or 0)
@@ -190,7 +191,12 @@ def elastic_restart(run: RunOptions) -> RunOptions:
                     highlight=False,
                 )
         return run
-    if restarts == 0 or not RunDir(run.run_dir).has_checkpoint("last"):
+    if restarts == 0:
+        return run
+    from ..search.seeds import is_seeds_run
+
+    # a `--seeds` parent has no checkpoint of its own: its seeds.json says it started
+    if not (RunDir(run.run_dir).has_checkpoint("last") or is_seeds_run(run.run_dir)):
         return run
     return dataclasses.replace(run, resume=run.run_dir, run_dir=None, explicit=run.explicit - {"run_dir"})
 

@@ -466,6 +466,8 @@ def _run_seeds(
             err_console.print(text, markup=False, highlight=False)
 
     ranking = run_until_interrupted(lambda: run_seeds(plan, parent, resume=resume, overrides=given, say=say))
+    if not is_main_process():  # under torchrun rank 0 reports the ranking
+        return
     if not quiet and not as_json:
         console.print(_ranking_table(ranking))
     _finish({"run_dir": str(parent), "ranking": ranking}, output, quiet, as_json)

@@ -343,9 +343,15 @@ def check_search(config: SearchConfig) -> None:
 
 
 def run_search(
-    config: SearchConfig, engine: EngineConfig, *, resume: bool = False, on_start: Callable[[], None] | None = None
+    config: SearchConfig,
+    engine: EngineConfig,
+    *,
+    resume: bool = False,
+    on_start: Callable[[], None] | None = None,
+    runtime: Runtime | None = None,
 ) -> dict[str, Any]:
-    """Check everything that can be checked without data, then run the search on the engine."""
+    """Check everything that can be checked without data, then run the search on the engine
+    (on `runtime` when given: engine.run_task)."""
     check_search(config)
     task = SearchTask(config)
-    return run_task(task, engine, resume=resume, on_start=on_start)
+    return run_task(task, engine, resume=resume, on_start=on_start, runtime=runtime)

@@ -18,6 +18,12 @@ A parent folder holds everything, each part an ordinary resumable run::
 
 `resume=True` continues where the parent stopped: finished parts are skipped, an interrupted one
 resumes from its checkpoint.
+
+Under torchrun (WORLD_SIZE P > 1) the K seeds are spread over the P processes: rank r searches and
+trains seeds[r::P], each as an ordinary one-process run on its own device (engine.local_runtime:
+cuda:LOCAL_RANK, or the CPU); one gloo group only lets the ranks wait for each other (seeds.json
+written, every seed done) and hands rank 0 the results it ranks. The folders and files are those of
+the one-process run, and so is the ranking (each part is the same one-process run).
 """
 
 from __future__ import annotations
@@ -26,16 +32,20 @@ import dataclasses
 import math
 import os
 import shutil
+import signal
+import threading
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import torch.distributed as dist
+
 from .. import __version__
 from ..checkpoint import read_json, write_json
 from ..data import ImageData, TensorImages, describe, load_images
-from ..engine import EngineConfig, check_run_options
-from ..errors import GdasError
+from ..engine import EngineConfig, Runtime, check_run_options, local_runtime, lost_peer, start_process_group
+from ..errors import GdasEnvironmentError, GdasError
 from ..files import atomic_write_text
 from ..genotype import Genotype, load_local_genotype
 from ..metrics import count_parameters
@@ -129,8 +139,6 @@ def new_plan(
     default: `select_settings`)."""
     if count < 1:
         raise GdasError(f"--seeds: {count} must be >= 1")
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        raise GdasError("--seeds: runs its searches one after another in one process; start it without torchrun")
     defaults, default_epochs = select_settings(config, this_machine(engine.device))
     epochs = default_epochs if select_epochs is None else select_epochs
     if epochs < 1:
@@ -146,6 +154,7 @@ def check_resume(plan: SeedsPlan, parent: Path, given: dict[str, Any]) -> None:
     """Refuse an option typed on `--resume PARENT` that would change what the parent computes."""
     saved = {**plan.engine.to_dict(), **plan.search.to_dict(), "seeds": len(plan.seeds)}
     saved["select_epochs"], saved["seed"] = plan.select_epochs, plan.seeds[0]
+    saved["select_channels"], saved["select_layers"] = plan.select.get("C"), plan.select.get("layers")
     for key, value in given.items():
         if value is None or key in RESUME_SAFE or key == "run_dir":
             continue
@@ -189,8 +198,11 @@ def _finished(run_dir: Path) -> bool:
     return run.has_checkpoint("last") and bool(progress_of(run.checkpoint("last")).get("finished"))
 
 
-def _search_child(plan: SeedsPlan, parent: Path, seed: int, overrides: dict[str, Any]) -> Path:
-    """Run, resume or skip the search of `seed`; returns its run folder."""
+def _search_child(
+    plan: SeedsPlan, parent: Path, seed: int, overrides: dict[str, Any], local_rank: int | None = None
+) -> Path:
+    """Run, resume or skip the search of `seed`; returns its run folder. `local_rank`: run it as a
+    one-process run on this rank's device (under torchrun); None: the process's own runtime."""
     run_dir = _child(parent, seed)
     if RunDir(run_dir).genotype_file.is_file() and _finished(run_dir):
         return run_dir
@@ -199,12 +211,16 @@ def _search_child(plan: SeedsPlan, parent: Path, seed: int, overrides: dict[str,
         saved = RunDir(run_dir).read_config()
         config = SearchConfig.from_dict({**saved["task"], **_safe(overrides, saved["task"])}, str(run_dir))
         engine = EngineConfig.from_dict({**saved["engine"], **_safe(overrides, saved["engine"])})
-        run_search(config, engine, resume=True)
+        run_search(config, engine, resume=True, runtime=_runtime(engine, local_rank))
         return run_dir
     config = dataclasses.replace(plan.search, seed=seed)
     engine = dataclasses.replace(plan.engine, run_dir=str(run_dir), seed=seed, resume_hint=hint)
-    run_search(config, engine)
+    run_search(config, engine, runtime=_runtime(engine, local_rank))
     return run_dir
+
+
+def _runtime(engine: EngineConfig, local_rank: int | None) -> Runtime | None:
+    return None if local_rank is None else local_runtime(engine, local_rank)
 
 
 def _safe(overrides: dict[str, Any], saved: dict[str, Any]) -> dict[str, Any]:
@@ -227,7 +243,9 @@ def selection_data(config: SearchConfig, split: dict[str, Any], image_size: int 
     return dataclasses.replace(data, train=train_set, test=valid_set)
 
 
-def _select_child(plan: SeedsPlan, parent: Path, seed: int, overrides: dict[str, Any]) -> dict[str, Any]:
+def _select_child(
+    plan: SeedsPlan, parent: Path, seed: int, overrides: dict[str, Any], local_rank: int | None = None
+) -> dict[str, Any]:
     """Train `seed`'s derived cell for select_epochs on the TRAIN half; its VALID-half top-1 and loss."""
     search_dir = _child(parent, seed)
     genotype = load_local_genotype(str(RunDir(search_dir).genotype_file))
@@ -247,7 +265,7 @@ def _select_child(plan: SeedsPlan, parent: Path, seed: int, overrides: dict[str,
         if _started(run_dir):
             saved = RunDir(run_dir).read_config()
             engine = EngineConfig.from_dict({**saved["engine"], **_safe(overrides, saved["engine"])})
-            train(config, engine, resume=True, data=data)
+            train(config, engine, resume=True, data=data, runtime=_runtime(engine, local_rank))
         else:
             engine = dataclasses.replace(
                 plan.engine,
@@ -257,7 +275,7 @@ def _select_child(plan: SeedsPlan, parent: Path, seed: int, overrides: dict[str,
                 eval_every=plan.select_epochs,
                 resume_hint=hint,
             )
-            train(config, engine, data=data)
+            train(config, engine, data=data, runtime=_runtime(engine, local_rank))
     return _selection_result(run_dir, genotype, data.num_classes, seed, search_dir)
 
 
@@ -302,6 +320,8 @@ def run_seeds(
     """Search every seed, train every derived cell briefly, rank them; returns ranking.json's content.
 
     `overrides`: the settings a resumed parent may change (RESUME_SAFE), applied to every part.
+    Under torchrun each rank runs its share of the seeds (see the module's notes); every rank returns
+    the ranking, rank 0 writes it.
     """
     parent = Path(parent)
     overrides = overrides or {}
@@ -310,6 +330,41 @@ def run_seeds(
         search=dataclasses.replace(plan.search, **_safe(overrides, plan.search.to_dict())),
         engine=dataclasses.replace(plan.engine, **_safe(overrides, plan.engine.to_dict())),
     )
+    group = _Group.from_env()
+    if group.world == 1:
+        _start_parent(plan, parent, resume)
+        results = _run_share(plan, parent, plan.seeds, overrides, say, None)
+        return _write_ranking(plan, parent, results)
+    if plan.engine.sync_bn:
+        raise GdasError("--sync-bn: under torchrun --seeds runs each seed as a one-process run; drop --sync-bn")
+    group.start()
+    try:
+        problem = None
+        if group.rank == 0:
+            try:
+                _start_parent(plan, parent, resume)
+            except GdasError as err:
+                problem = str(err)
+        problem = group.share(problem)  # the others wait for seeds.json (or rank 0's refusal)
+        if problem is not None:
+            raise GdasError(problem)
+        mine = plan.seeds[group.rank :: group.world]
+        results = _run_share(plan, parent, mine, overrides, say, group.local_rank)
+        everyone = group.gather(results)  # every rank has finished its seeds
+        results = sorted((r for share in everyone for r in share), key=lambda r: plan.seeds.index(r["seed"]))
+        ranking = _write_ranking(plan, parent, results) if group.rank == 0 else _ranking(plan, results)
+        group.share(None)  # ranking.json is written before any rank returns
+        return ranking
+    except (RuntimeError, dist.DistError) as err:
+        if not lost_peer(err):
+            raise
+        raise GdasEnvironmentError(group.lost(err, parent)) from None
+    finally:
+        group.stop()
+
+
+def _start_parent(plan: SeedsPlan, parent: Path, resume: bool) -> None:
+    """A new parent: checked, made, seeds.json written; every parent: its config.json."""
     if not resume:
         check_run_options(plan.engine, SearchTask.refuses)
         if parent.exists() and (not parent.is_dir() or any(parent.iterdir())):
@@ -318,15 +373,77 @@ def run_seeds(
         write_json(parent / SEEDS_FILE, plan.to_dict())
     if not RunDir(parent).config_file.is_file():  # parents started before they had one get it on resume
         write_json(RunDir(parent).config_file, parent_config(plan, parent))
+
+
+def _run_share(
+    plan: SeedsPlan,
+    parent: Path,
+    seeds: list[int],
+    overrides: dict[str, Any],
+    say: Callable[[str], None],
+    local_rank: int | None,
+) -> list[dict[str, Any]]:
+    """Search `seeds` (some of plan.seeds, or all), then train their cells; their selection results."""
     count = len(plan.seeds)
-    for i, seed in enumerate(plan.seeds, start=1):
+    for seed in seeds:
+        i = plan.seeds.index(seed) + 1
         say(f"seed {seed} ({i}/{count}): search in {_child(parent, seed)}")
-        _search_child(plan, parent, seed, overrides)
+        _search_child(plan, parent, seed, overrides, local_rank)
     results = []
-    for i, seed in enumerate(plan.seeds, start=1):
+    for seed in seeds:
+        i = plan.seeds.index(seed) + 1
         say(f"seed {seed} ({i}/{count}): {plan.select_epochs} epoch(s) of training in {_select_dir(parent, seed)}")
-        results.append(_select_child(plan, parent, seed, overrides))
-    return _write_ranking(plan, parent, results)
+        results.append(_select_child(plan, parent, seed, overrides, local_rank))
+    return results
+
+
+@dataclasses.dataclass
+class _Group:
+    """The torchrun ranks of a `--seeds` run: a gloo group only to wait for each other and gather results."""
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+    owned: bool = False
+
+    @classmethod
+    def from_env(cls) -> _Group:
+        env = os.environ
+        return cls(int(env.get("RANK", "0")), int(env.get("WORLD_SIZE", "1")), int(env.get("LOCAL_RANK", "0")))
+
+    def start(self) -> None:
+        if not dist.is_initialized():
+            start_process_group("gloo")
+            self.owned = True
+
+    def share(self, obj: Any) -> Any:
+        """Rank 0's `obj` on every rank (a barrier too)."""
+        box = [obj]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
+    def gather(self, obj: Any) -> list[Any]:
+        out: list[Any] = [None] * self.world
+        dist.all_gather_object(out, obj)
+        return out
+
+    def lost(self, err: BaseException, parent: Path) -> str:
+        """A rank is gone: leave the broken group alone (tearing it down can wait on the lost rank) and say
+        so in one line; torchrun sends SIGTERM to the survivors, which may come while this one ends."""
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        self.owned = False
+        cause = str(err).splitlines()[0] if str(err) else type(err).__name__
+        cause = cause.split("] ", 1)[-1].split(". ", 1)[0][:160]
+        return (
+            f"rank {self.rank} of {self.world}: lost another rank ({cause}); the finished seeds in {parent} are "
+            f"kept; resume with: torchrun ... gdas search cnn --resume {parent}"
+        )
+
+    def stop(self) -> None:
+        if self.owned and dist.is_initialized():
+            dist.destroy_process_group()
+        self.owned = False
 
 
 def parent_config(plan: SeedsPlan, parent: Path) -> dict[str, Any]:
@@ -357,8 +474,16 @@ def parent_config(plan: SeedsPlan, parent: Path) -> dict[str, Any]:
 
 
 def _write_ranking(plan: SeedsPlan, parent: Path, results: list[dict[str, Any]]) -> dict[str, Any]:
+    ranking = _ranking(plan, results)
+    write_json(parent / RANKING_FILE, ranking)
+    winner = Genotype.from_dict(ranking["seeds"][0]["genotype"], str(parent / RANKING_FILE))
+    atomic_write_text(parent / GENOTYPE_FILE, with_ranking(winner, ranking, parent).to_json())
+    return ranking
+
+
+def _ranking(plan: SeedsPlan, results: list[dict[str, Any]]) -> dict[str, Any]:
     ranked = sorted(results, key=lambda r: (-r["valid_top1"], r["seed"]))  # ties: the lower seed
-    ranking = {
+    return {
         "schema": RANKING_SCHEMA,
         "schema_version": 1,
         "selected_by": "valid_top1",
@@ -371,10 +496,6 @@ def _write_ranking(plan: SeedsPlan, parent: Path, results: list[dict[str, Any]])
         "winner": ranked[0]["seed"],
         "seeds": ranked,
     }
-    write_json(parent / RANKING_FILE, ranking)
-    winner = Genotype.from_dict(ranked[0]["genotype"], str(parent / RANKING_FILE))
-    atomic_write_text(parent / GENOTYPE_FILE, with_ranking(winner, ranking, parent).to_json())
-    return ranking
 
 
 def ranking_summary(ranking: dict[str, Any], parent: Path) -> dict[str, Any]:

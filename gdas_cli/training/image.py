@@ -553,7 +553,9 @@ def train(
     data: ImageData | None = None,
     init: Network | None = None,
     on_start: Callable[[], None] | None = None,
+    runtime: Runtime | None = None,
 ) -> dict:
-    """Run (or resume) final training; returns the engine's summary. `init`: the weights to start from."""
+    """Run (or resume) final training; returns the engine's summary. `init`: the weights to start from;
+    `runtime`: the runtime to run on (engine.run_task)."""
     engine = replace(engine, epochs=cfg.epochs)
-    return run_task(TrainTask(cfg, data, init), engine, resume=resume, on_start=on_start)
+    return run_task(TrainTask(cfg, data, init), engine, resume=resume, on_start=on_start, runtime=runtime)

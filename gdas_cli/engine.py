@@ -424,6 +424,18 @@ def _attempt_store(rank: int, world: int) -> dict[str, Any]:
     return {"store": dist.PrefixStore(f"gdas/attempt_{attempt}", agent), "rank": rank, "world_size": world}
 
 
+def lost_peer_cause(err: BaseException) -> str:
+    """The cause of a failed collective in a few words (gloo's messages: a source location, then advice)."""
+    cause = str(err).splitlines()[0] if str(err) else type(err).__name__
+    return cause.split("] ", 1)[-1].split(". ", 1)[0][:160]
+
+
+def ignore_sigterm() -> None:
+    """From here on this process is ending by itself: torchrun's SIGTERM to the survivors must not cut its line."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
 def lost_peer(err: BaseException) -> bool:
     """Whether a collective failed because another rank is gone (killed, crashed, unreachable or stuck)."""
     if isinstance(err, dist.DistError):
@@ -1339,11 +1351,9 @@ def run_task(
     except (RuntimeError, dist.DistError) as err:
         if not (rt.distributed and lost_peer(err)):
             raise
-        # torchrun sends SIGTERM to the survivors of a lost rank; let this one say why before it ends, and
-        # leave the broken group alone: tearing it down can wait on the lost rank
-        if threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        rt.owns_process_group = False
+        # torchrun sends SIGTERM to the survivors of a lost rank: let this one say why before it ends (the group
+        # is still torn down: a process that ends holding a gloo group can abort in its destructor)
+        ignore_sigterm()
         raise GdasEnvironmentError(_lost_peer_line(cfg, rt, err)) from None
     finally:
         if runtime is None:
@@ -1353,8 +1363,7 @@ def run_task(
 def _lost_peer_line(cfg: EngineConfig, rt: Runtime, err: BaseException) -> str:
     others = [r for r in range(rt.world_size) if r != rt.rank]
     whom = f"rank {others[0]}" if len(others) == 1 else "another rank"
-    cause = str(err).splitlines()[0] if str(err) else type(err).__name__
-    cause = cause.split("] ", 1)[-1].split(". ", 1)[0][:160]  # gloo's: a source location, then advice
+    cause = lost_peer_cause(err)
     where = cfg.run_dir or "the run folder"
     hint = resume_command(cfg.resume_hint, where) if cfg.run_dir else f"--resume {where}"
     return (

@@ -32,8 +32,6 @@ import dataclasses
 import math
 import os
 import shutil
-import signal
-import threading
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -44,7 +42,16 @@ import torch.distributed as dist
 from .. import __version__
 from ..checkpoint import read_json, write_json
 from ..data import ImageData, TensorImages, describe, load_images
-from ..engine import EngineConfig, Runtime, check_run_options, local_runtime, lost_peer, start_process_group
+from ..engine import (
+    EngineConfig,
+    Runtime,
+    check_run_options,
+    ignore_sigterm,
+    local_runtime,
+    lost_peer,
+    lost_peer_cause,
+    start_process_group,
+)
 from ..errors import GdasEnvironmentError, GdasError
 from ..files import atomic_write_text
 from ..genotype import Genotype, load_local_genotype
@@ -428,13 +435,9 @@ class _Group:
         return out
 
     def lost(self, err: BaseException, parent: Path) -> str:
-        """A rank is gone: leave the broken group alone (tearing it down can wait on the lost rank) and say
-        so in one line; torchrun sends SIGTERM to the survivors, which may come while this one ends."""
-        if threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        self.owned = False
-        cause = str(err).splitlines()[0] if str(err) else type(err).__name__
-        cause = cause.split("] ", 1)[-1].split(". ", 1)[0][:160]
+        """A rank is gone: one line; torchrun sends SIGTERM to the survivors, which may come while this one ends."""
+        ignore_sigterm()
+        cause = lost_peer_cause(err)
         return (
             f"rank {self.rank} of {self.world}: lost another rank ({cause}); the finished seeds in {parent} are "
             f"kept; resume with: torchrun ... gdas search cnn --resume {parent}"

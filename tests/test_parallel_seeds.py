@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -15,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from safetensors.torch import load_file
-from test_elastic import worker_of_rank
+from test_elastic import kill_rank_after_first_checkpoint, torchrun
 
 pytestmark = pytest.mark.distributed
 
@@ -25,11 +24,6 @@ SEEDS = ["search", "cnn", "--frc", "--dataset", "digits", "-C", "8", "-N", "1", 
 CLI = [sys.executable, "-c", "from gdas_cli.cli import main; main()"]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "GDAS_COLLECTIVE_TIMEOUT": "30"}
 DROP = ("seconds", "images_per_s", "created")
-
-
-def torchrun(*args: str, restarts: int = 0) -> list[str]:
-    return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "--max-restarts",
-            str(restarts), "--no-python", *CLI, *args]
 
 
 def run(command: list[str]) -> tuple[subprocess.CompletedProcess, float]:
@@ -86,7 +80,7 @@ def test_two_ranks_search_two_seeds_as_one_process_would(tmp_path: Path, sequent
 
 def test_a_killed_rank_resumes_to_the_same_ranking(tmp_path: Path, sequential: dict[str, object]) -> None:
     parent = tmp_path / "best"
-    killed = kill_rank_in_its_search(torchrun(*SEEDS, "--run-dir", str(parent)), parent / "seed-1")
+    killed = kill_rank_after_first_checkpoint(torchrun(*SEEDS, "--run-dir", str(parent)), parent / "seed-1")
     assert killed.returncode != 0 and not (parent / "ranking.json").exists()
     assert "[rank0]:" not in killed.stderr and "unexpected" not in killed.stderr  # the survivor stopped cleanly
     run(torchrun(*SEEDS, "--resume", str(parent)))
@@ -95,26 +89,7 @@ def test_a_killed_rank_resumes_to_the_same_ranking(tmp_path: Path, sequential: d
 
 def test_a_restarted_group_resumes_its_seeds(tmp_path: Path, sequential: dict[str, object]) -> None:
     parent = tmp_path / "best"
-    done = kill_rank_in_its_search(torchrun(*SEEDS, "--run-dir", str(parent), restarts=1), parent / "seed-1")
+    done = kill_rank_after_first_checkpoint(torchrun(*SEEDS, "--run-dir", str(parent), restarts=1), parent / "seed-1")
     assert done.returncode == 0, done.stderr[-3000:]
     assert contents(parent) == sequential
-
-
-def kill_rank_in_its_search(command: list[str], search: Path, rank: int = 1) -> subprocess.CompletedProcess:
-    """SIGKILL rank `rank`'s worker once its first search (`search`) has a checkpoint."""
-    started = time.monotonic()
-    agent = subprocess.Popen(command, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                             start_new_session=True)
-    progress = search / "checkpoint" / "last" / "progress.json"
-    while not progress.is_file():
-        assert agent.poll() is None, agent.communicate()[1][-3000:]
-        assert time.monotonic() - started < 180, "no checkpoint within 3 minutes"
-        time.sleep(0.01)
-    os.kill(worker_of_rank(agent.pid, rank), signal.SIGKILL)
-    try:
-        out, err = agent.communicate(timeout=240)
-    except subprocess.TimeoutExpired:
-        os.killpg(agent.pid, signal.SIGKILL)
-        raise AssertionError("torchrun hung after a worker was killed") from None
-    return subprocess.CompletedProcess(command, agent.returncode, out, err)
 

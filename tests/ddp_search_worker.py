@@ -26,8 +26,14 @@ sampler.draw = recording_draw
 if __name__ == "__main__":
     from gdas_cli.cli import app
 
+    code = 0
     try:
         app(sys.argv[1:])
+    except SystemExit as stop:
+        code = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
     finally:
         out = Path(os.environ["GDAS_DRAWS_DIR"]) / f"rank{os.environ.get('RANK', '0')}.json"
         out.write_text(json.dumps(drawn))
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)  # as gdas_cli.cli.main ends a torchrun worker: no C++ destructors at exit

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import sys
+
 import typer
 
 from .. import __version__
@@ -58,4 +61,17 @@ app.command("bench")(bench)
 
 
 def main() -> None:
-    app(prog_name="gdas")
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        app(prog_name="gdas")
+        return
+    # A torchrun worker ends here once its process group is torn down: it leaves without running C++ static
+    # destructors, where a gloo worker can abort at exit ("terminate called without an active exception")
+    # after a run that finished and saved everything
+    try:
+        app(prog_name="gdas")
+        code = 0
+    except SystemExit as stop:
+        code = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

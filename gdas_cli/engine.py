@@ -64,7 +64,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol, cast
@@ -329,17 +329,15 @@ def rank_seed(seed: int, rank: int) -> int:
 
 
 def setup_runtime(cfg: EngineConfig) -> Runtime:
-    """Read torchrun's environment, pick the device, start the process group (NCCL on GPU, gloo on CPU)."""
+    """Read torchrun's environment, pick the device, start the process group (NCCL on GPU, gloo on CPU); the
+    rest is `local_runtime`'s."""
     validate_engine_config(cfg)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     device = pick_device(cfg.device, local_rank)
-    precision = resolve_precision(cfg.precision, device)
     if cfg.sync_bn and world > 1 and device.type != "cuda":
         raise GdasError("--sync-bn: SyncBatchNorm runs on GPUs only; drop --sync-bn for CPU runs")
-    if cfg.compile and not hasattr(torch, "compile"):
-        raise GdasError("--compile: this torch has no torch.compile")
     owns = False
     if world > 1 and not dist.is_initialized():
         backend = "nccl" if device.type == "cuda" else "gloo"
@@ -349,21 +347,8 @@ def setup_runtime(cfg: EngineConfig) -> Runtime:
         else:
             dist.init_process_group(backend, **options)
         owns = True
-    _set_determinism(cfg.deterministic, device)
-    scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
-    return Runtime(
-        device=device,
-        rank=rank,
-        world_size=world,
-        local_rank=local_rank,
-        precision=precision,
-        channels_last=cfg.channels_last,
-        compile=cfg.compile,
-        sync_bn=cfg.sync_bn,
-        seed=cfg.seed,
-        scaler=scaler,
-        owns_process_group=owns,
-    )
+    single = local_runtime(cfg, local_rank)
+    return replace(single, rank=rank, world_size=world, local_rank=local_rank, owns_process_group=owns)
 
 
 def local_runtime(cfg: EngineConfig, local_rank: int = 0) -> Runtime:

@@ -5,7 +5,7 @@
 
 A bar is drawn on stderr only when stderr is a terminal, and never inside `quiet()` (the CLI's
 --quiet, and every DDP rank but the first); it disappears when the loop ends, so logs and pipes
-see nothing extra. The training loop keeps its own bar (engine.py), with the running loss.
+see nothing extra. The training loop keeps its own bar (engine/loop.py), with the running loss.
 """
 
 from __future__ import annotations

@@ -15,7 +15,8 @@ from torch import nn
 
 from gdas_cli.checkpoint import find_checkpoint, load_state, write_checkpoint
 from gdas_cli.data import Augment, LoaderBatches, TensorBatches, TensorImages, epoch_order, split_indices
-from gdas_cli.engine import EngineConfig, Observer, RunInterrupted, RunStart, Runtime, Task, run_task
+from gdas_cli.engine import EngineConfig, Observer, ResumeMode, RunInterrupted, RunStart, Runtime, Task, resumes, run_task
+from gdas_cli.engine.resume import resume_mode
 from gdas_cli.errors import GdasError
 from gdas_cli.rundir import checkpoint_digests
 
@@ -234,6 +235,35 @@ def test_resumed_finished_run_does_nothing(reference, tmp_path):
     summary = run_task(TinyTask(), config(reference), resume=True)
     assert summary["last"]["epoch"] == 3
     assert (reference / "metrics.jsonl").read_text() == before
+
+
+def test_resume_modes_never_must_auto_decide_in_one_place(reference, tmp_path):
+    """`never` starts (a folder killed before its first checkpoint too), `must` needs a checkpoint, `auto`
+    continues a run that has one and starts one that has not; the same decision the commands ask for."""
+    run_dir = tmp_path / "run"
+    assert [resumes(mode, run_dir) for mode in ("never", "auto")] == [False, False]
+    with pytest.raises(GdasError, match="config.json"):
+        resumes("must", run_dir)
+    with pytest.raises(RuntimeError, match="killed"):
+        run_task(CrashingTask(crash_at=3), config(run_dir), resume="auto")  # killed before its first checkpoint
+    assert sorted(p.name for p in run_dir.iterdir()) == ["config.json"]
+    assert resumes("auto", run_dir) is False
+    with pytest.raises(GdasError, match="never wrote a checkpoint"):
+        resumes("must", run_dir)
+    with pytest.raises(RuntimeError, match="killed"):
+        run_task(CrashingTask(crash_at=9), config(run_dir, checkpoint_every=5), resume="auto")  # starts again
+    assert resumes("auto", run_dir) and resumes("must", run_dir) and not resumes("never", run_dir)
+    with pytest.raises(GdasError, match="not empty"):
+        run_task(TinyTask(), config(run_dir), resume="never")
+    watcher = Watcher()
+    run_task(TinyTask(), config(run_dir, checkpoint_every=5), resume="auto", observers=[watcher])
+    assert watcher.calls[0][:3] == ("start", True, 6)  # continued from the checkpoint of epoch 1
+    assert history(run_dir) == history(reference)
+    for key, value in weights(reference).items():
+        assert torch.equal(value, weights(run_dir)[key]), key
+    assert resume_mode(True) is ResumeMode.MUST and resume_mode(False) is ResumeMode.NEVER
+    with pytest.raises(ValueError):
+        resume_mode("sometimes")
 
 
 def test_refuses_non_empty_run_dir_and_missing_checkpoint(tmp_path):

@@ -2,7 +2,7 @@
 card, ONNX and torch.export files that match PyTorch (with their sidecar JSON), self-describing
 configs (pretrained_cfg), `gdas eval EXPORT_DIR`, and failures that leave nothing behind.
 
-Runs are laid out as gdas_cli/engine.py writes them (config.json, metrics.jsonl with test_top1 and
+Runs are laid out as gdas_cli/engine/ writes them (config.json, metrics.jsonl with test_top1 and
 test_top5 in percent, checkpoint/{best,last}/model.safetensors) from tiny real networks.
 """
 

@@ -40,10 +40,10 @@ def resume_run(run_dir: Path) -> tuple[str, dict]:
     """What `--resume RUN` does with no other option: the saved configs, run on."""
     kind = json.loads((run_dir / "config.json").read_text())["kind"]
     if kind == "lm":
-        task, engine = resume_settings(run_dir, "lm", {})
+        task, engine = resume_settings(run_dir, lm_training.LMTrainTask, {})
         config = config_from_dict(lm_training.LMTrainConfig, task, "config.json")
         return kind, lm_training.run_lm_training(config, engine, resume=True)
-    task, engine = resume_settings(run_dir, "search", {}, network="rnn")
+    task, engine = resume_settings(run_dir, rnn_task.RNNSearchTask, {})
     config = config_from_dict(rnn_task.LMSearchConfig, task, "config.json")
     return kind, rnn_task.run_rnn_search(config, engine, resume=True)
 

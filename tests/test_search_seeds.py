@@ -123,14 +123,14 @@ def test_select_epochs_needs_seeds_and_unfinished_parent_does_not_derive(
 
 def test_a_restarted_torchrun_group_resumes_a_seeds_parent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A `--seeds` parent has no checkpoint of its own: its seeds.json tells a restarted group to resume it."""
-    from gdas_cli.cli._run_options import RunOptions, elastic_restart
+    from gdas_cli.cli._run_options import RunOptions
 
     parent = tmp_path / "best"
     parent.mkdir()
     given = RunOptions(run_dir=parent, explicit=frozenset({"run_dir"}))
     monkeypatch.setenv("TORCHELASTIC_RESTART_COUNT", "1")
-    assert elastic_restart(given) == given  # nothing started yet: a new run
+    assert (given.mode, given.resumed_run()) == ("auto", None)  # nothing started yet: a new run
     (parent / "seeds.json").write_text(json.dumps(tiny_plan(parent).to_dict()))
-    assert elastic_restart(given) == RunOptions(resume=parent)
+    assert given.resumed_run() == parent
     monkeypatch.setenv("TORCHELASTIC_RESTART_COUNT", "0")
-    assert elastic_restart(given) == given  # the first start never resumes
+    assert (given.mode, given.resumed_run()) == ("never", None)  # the first start never resumes

@@ -13,7 +13,6 @@ and `run_until_interrupted` for Ctrl-C.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import inspect
 import os
@@ -116,8 +115,31 @@ class RunOptions:
         every = {**{name: getattr(self, name) for name in RUN_NAMES}, **values}
         return {names.get(k, k): v for k, v in every.items() if k in self.explicit and k not in ("resume",)}
 
+    @property
+    def mode(self) -> str:
+        """How the run starts (engine.ResumeMode's value): "must" with --resume; "auto" for a restarted torchrun
+        group (`--max-restarts`) with --run-dir, which continues the run if it has a checkpoint and starts it
+        again if not; "never" otherwise."""
+        if self.resume is not None:
+            return "must"
+        return "auto" if self.run_dir is not None and _restarts() > 0 else "never"
+
+    def resumed_run(self) -> Path | None:
+        """The run folder this command continues (its saved settings are the run's), or None for a new run.
+        engine.resumes decides; a `--seeds` parent, which has no checkpoint of its own, is continued when its
+        seeds.json says it started."""
+        from ..engine import resumes
+        from ..search.seeds import is_seeds_run
+
+        folder = self.resume if self.resume is not None else self.run_dir
+        if folder is None or self.mode == "never":
+            return None
+        if is_seeds_run(folder) or resumes(self.mode, folder):
+            return folder
+        return None
+
     def engine_config(self, *, epochs: int, run_name: str, resume_hint: str = "") -> EngineConfig:
-        """An EngineConfig from these options (a new run; --resume reads the saved one: engine.resume_settings)."""
+        """An EngineConfig for a new run (a resumed one keeps its saved one: engine.resume_settings)."""
         from ..engine import EngineConfig
 
         if self.resume is not None:
@@ -155,7 +177,7 @@ def with_run_options(func: Callable[..., Any]) -> Callable[..., Any]:
         run = RunOptions(**{name: kwargs.pop(name) for name in RUN_NAMES}, explicit=frozenset(typed))
         if run.resume is not None and run.run_dir is not None and not _same_path(run.resume, run.run_dir):
             raise GdasError("--run-dir: give either --run-dir or --resume, not both")
-        run = elastic_restart(run)
+        warn_unresumable_restarts(run)
         if "info_name" in inspect.signature(func).parameters:
             kwargs["info_name"] = ctx.info_name
         return func(**kwargs, run=run)
@@ -171,34 +193,22 @@ def with_run_options(func: Callable[..., Any]) -> Callable[..., Any]:
 _CONTEXT = "_typer_context"
 
 
-def elastic_restart(run: RunOptions) -> RunOptions:
-    """Under `torchrun --max-restarts`, a restarted group runs the same command again: with a checkpoint in
-    its --run-dir (or, for a `--seeds` parent, its seeds.json) it resumes that run (saved config, changed
-    settings refused as for --resume); a run that never checkpointed starts again. Without --run-dir each
-    start would be a new run: say so once."""
-    from ..rundir import RunDir
+def warn_unresumable_restarts(run: RunOptions) -> None:
+    """Under `torchrun --max-restarts` without --run-dir each start would be a new run: say so once."""
+    if run.resume is not None or run.run_dir is not None:
+        return
+    if int(os.environ.get("TORCHELASTIC_MAX_RESTARTS", "0") or 0) > 0 and _restarts() == 0:
+        if int(os.environ.get("RANK", "0")) == 0:
+            err_console.print(
+                "warning: --max-restarts without --run-dir: a restarted group starts a new run; pass --run-dir "
+                "so it resumes from the last checkpoint",
+                markup=False,
+                highlight=False,
+            )
 
-    restarts = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") or 0)
-    if run.resume is not None:
-        return run
-    if run.run_dir is None:
-        if int(os.environ.get("TORCHELASTIC_MAX_RESTARTS", "0") or 0) > 0 and restarts == 0:
-            if int(os.environ.get("RANK", "0")) == 0:
-                err_console.print(
-                    "warning: --max-restarts without --run-dir: a restarted group starts a new run; pass --run-dir "
-                    "so it resumes from the last checkpoint",
-                    markup=False,
-                    highlight=False,
-                )
-        return run
-    if restarts == 0:
-        return run
-    from ..search.seeds import is_seeds_run
 
-    # a `--seeds` parent has no checkpoint of its own: its seeds.json says it started
-    if not (RunDir(run.run_dir).has_checkpoint("last") or is_seeds_run(run.run_dir)):
-        return run
-    return dataclasses.replace(run, resume=run.run_dir, run_dir=None, explicit=run.explicit - {"run_dir"})
+def _restarts() -> int:
+    return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") or 0)
 
 
 def _typed(ctx: typer.Context, name: str) -> bool:

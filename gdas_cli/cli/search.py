@@ -345,7 +345,8 @@ that of the A steps (batches of the valid half: train_arch_top1 in metrics.jsonl
         "workers": workers,
     }
     select = {"C": select_channels, "layers": select_layers}
-    if run.resume is not None and is_seeds_run(run.resume):
+    saved_run = run.resumed_run()
+    if saved_run is not None and is_seeds_run(saved_run):
         given = run.typed(
             **{k: v for k, v in overrides.items() if k != "arch_betas"},
             dataset=dataset,
@@ -356,10 +357,10 @@ that of the A steps (batches of the valid half: train_arch_top1 in metrics.jsonl
             select_layers=select_layers,
         )
         _check_output(output, run)
-        _resume_seeds(run.resume, given, output, run.quiet, json_output)
+        _resume_seeds(saved_run, given, output, run.quiet, json_output)
         return
-    if run.resume is not None and seeds is not None:
-        raise GdasError(f"--seeds: {run.resume} is a single search run, not the parent folder of a --seeds search")
+    if saved_run is not None and seeds is not None:
+        raise GdasError(f"--seeds: {saved_run} is a single search run, not the parent folder of a --seeds search")
     selecting = {
         "--select-epochs": select_epochs,
         "--select-channels": select_channels,
@@ -368,14 +369,14 @@ that of the A steps (batches of the valid half: train_arch_top1 in metrics.jsonl
     for name, value in selecting.items():
         if value is not None and seeds is None:
             raise GdasError(f"{name}: only with --seeds K (it sets how the K searched cells are ranked)")
-    if run.resume is not None:
+    if saved_run is not None:
         given = run.typed(**{k: v for k, v in overrides.items() if k != "arch_betas"}, dataset=dataset, recipe=recipe)
         if betas is not None:
             given["arch_betas"] = betas
-        saved, engine = resume_settings(run.resume, SearchTask.kind, given, _SEARCH_RESUME_SAFE, network="cnn")
-        config = SearchConfig.from_dict(saved, str(run.resume / "config.json"))
-        check_saved(functools.partial(check_config, config), run.resume)
-        title = f"plan of {run.resume} (resumed)"
+        saved, engine = resume_settings(saved_run, SearchTask, given)
+        config = SearchConfig.from_dict(saved, str(saved_run / "config.json"))
+        check_saved(functools.partial(check_config, config), saved_run)
+        title = f"plan of {saved_run} (resumed)"
     else:
         for key in ("seed", "limit_train_batches"):
             overrides[key] = getattr(run, key) if key in run.explicit else None
@@ -393,12 +394,8 @@ that of the A steps (batches of the valid half: train_arch_top1 in metrics.jsonl
     check_search(config)
     _check_output(output, run)
     plan = functools.partial(print_plan, title, config.to_dict(), config.sources)
-    result = run_until_interrupted(lambda: run_search(config, engine, resume=run.resume is not None, on_start=plan))
+    result = run_until_interrupted(lambda: run_search(config, engine, resume=run.mode, on_start=plan))
     _finish(result, output, run.quiet, json_output)
-
-
-# a resumed search may also change where its data is and how it is read
-_SEARCH_RESUME_SAFE = frozenset({"data_dir", "workers", "nas_bench"})
 
 
 def _new_config(recipe: str | None, dataset: str, overrides: dict[str, Any], device: str) -> tuple[Any, str]:
@@ -679,12 +676,13 @@ def rnn(
         "tau_max": tau_max,
         "tau_min": tau_min,
     }
-    if run.resume is not None:
+    saved_run = run.resumed_run()
+    if saved_run is not None:
         given = run.typed(dataset=dataset, **values)
-        saved, engine = resume_settings(run.resume, RNNSearchTask.kind, given, frozenset({"data_dir"}), network="rnn")
-        config = config_from_dict(LMSearchConfig, saved, str(run.resume / "config.json"))
-        check_saved(functools.partial(check_search_config, config), run.resume)
-        title = f"plan of {run.resume} (resumed)"
+        saved, engine = resume_settings(saved_run, RNNSearchTask, given)
+        config = config_from_dict(LMSearchConfig, saved, str(saved_run / "config.json"))
+        check_saved(functools.partial(check_search_config, config), saved_run)
+        title = f"plan of {saved_run} (resumed)"
     else:
         seed = run.seed if "seed" in run.explicit else None
         config = resolve_search_config(dataset or "ptb", {**values, "seed": seed})
@@ -696,7 +694,7 @@ def rnn(
         title = f"plan: gdas search rnn on {config.dataset}"
     _check_output(output, run)
     plan = functools.partial(print_plan, title, dataclasses.asdict(config), config.sources)
-    result = run_until_interrupted(lambda: run_rnn_search(config, engine, resume=run.resume is not None, on_start=plan))
+    result = run_until_interrupted(lambda: run_rnn_search(config, engine, resume=run.mode, on_start=plan))
     _finish(result, output, run.quiet, json_output)
 
 

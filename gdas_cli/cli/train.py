@@ -255,10 +255,6 @@ for _name, _help in _DATASET_HELP.items():
 app.command("folder")(with_run_options(train_folder))
 
 
-# a resumed image-training run may also change where its data is and how it is read
-_TRAIN_RESUME_SAFE = frozenset({"data_dir", "download", "workers"})
-
-
 def _train(dataset: str, options: dict[str, Any], run: RunOptions) -> None:
     """Resolve the configs (new run or --resume), train, report; Ctrl-C exits 130 with the resume command."""
     from ..engine import resume_settings
@@ -269,21 +265,20 @@ def _train(dataset: str, options: dict[str, Any], run: RunOptions) -> None:
     options = {k: v for k, v in options.items() if k != "run"}
     as_json = options.pop("json_output")
     init_model = None
-    if run.resume is not None:
+    saved_run = run.resumed_run()
+    if saved_run is not None:
         given = run.typed(**{k: v for k, v in options.items()})
         if given.get("genotype") is not None:
             given["genotype"] = load_genotype(given["genotype"]).to_dict()
         if given.get("data_dir") is not None:
             given["data_dir"] = str(given["data_dir"])
-        saved, engine_cfg = resume_settings(run.resume, TrainTask.kind, given, _TRAIN_RESUME_SAFE)
-        task_cfg = TrainConfig.from_dict(saved, str(run.resume / "config.json"))
+        saved, engine_cfg = resume_settings(saved_run, TrainTask, given)
+        task_cfg = TrainConfig.from_dict(saved, str(saved_run / "config.json"))
         resumed = task_cfg
-        check_saved(
-            lambda: validate_config(resumed, Genotype.from_dict(resumed.genotype, "saved genotype")), run.resume
-        )
+        check_saved(lambda: validate_config(resumed, Genotype.from_dict(resumed.genotype, "saved genotype")), saved_run)
         if task_cfg.dataset != dataset:
-            raise GdasError(f"--resume {run.resume}: the run trains on {task_cfg.dataset}, not {dataset}")
-        title = f"plan of {run.resume} (resumed)"
+            raise GdasError(f"--resume {saved_run}: the run trains on {task_cfg.dataset}, not {dataset}")
+        title = f"plan of {saved_run} (resumed)"
     else:
         if not options.get("genotype"):
             raise GdasError(
@@ -309,8 +304,9 @@ def _train(dataset: str, options: dict[str, Any], run: RunOptions) -> None:
             resume_hint=f"gdas train {dataset} --resume {{run_dir}}",
         )
     plan = functools.partial(print_plan, title, task_cfg.to_dict(), task_cfg.sources)
-    resume = run.resume is not None
-    summary = run_until_interrupted(lambda: train(task_cfg, engine_cfg, resume=resume, init=init_model, on_start=plan))
+    summary = run_until_interrupted(
+        lambda: train(task_cfg, engine_cfg, resume=run.mode, init=init_model, on_start=plan)
+    )
     if summary.get("rank", 0) == 0:
         _report(summary, as_json)
 
@@ -345,9 +341,6 @@ EvalBatch = Annotated[int | None, typer.Option(help="Validation batch size (defa
 Bptt = Annotated[int | None, typer.Option(help="Base BPTT length (default 35).")]
 Emsize = Annotated[int | None, typer.Option(help="Embedding = hidden size.")]
 Lr = Annotated[float | None, typer.Option(help="SGD learning rate (default 20).")]
-
-# a resumed text run may also change where its corpus is
-_LM_RESUME_SAFE = frozenset({"data_dir"})
 
 
 def train_text(
@@ -391,15 +384,16 @@ def train_text(
         "weight_decay": weight_decay,
         "nonmono": nonmono,
     }
-    if run.resume is not None:
+    saved_run = run.resumed_run()
+    if saved_run is not None:
         given = run.typed(genotype=genotype, **values)
         if given.get("genotype") is not None:
             given["genotype"] = load_genotype(given["genotype"]).to_dict()
-        saved, engine = resume_settings(run.resume, LMTrainTask.kind, given, _LM_RESUME_SAFE)
-        config = config_from_dict(LMTrainConfig, saved, str(run.resume / "config.json"))
-        check_saved(functools.partial(check_train_config, config), run.resume)
+        saved, engine = resume_settings(saved_run, LMTrainTask, given)
+        config = config_from_dict(LMTrainConfig, saved, str(saved_run / "config.json"))
+        check_saved(functools.partial(check_train_config, config), saved_run)
         if config.dataset != dataset:
-            raise GdasError(f"--resume {run.resume}: the run trains on {config.dataset}, not {dataset}")
+            raise GdasError(f"--resume {saved_run}: the run trains on {config.dataset}, not {dataset}")
     else:
         if genotype is None:
             raise GdasError(f"gdas train {dataset}: --genotype is required (e.g. --genotype gdas_rnn)")
@@ -410,7 +404,7 @@ def train_text(
             run_name=f"lm-{run_slug(dataset)}",
             resume_hint=f"gdas train {dataset} --resume {{run_dir}}",
         )
-    result = run_until_interrupted(lambda: run_lm_training(config, engine, resume=run.resume is not None))
+    result = run_until_interrupted(lambda: run_lm_training(config, engine, resume=run.mode))
     metrics = None
     if test:
         trained_on = RunDir(Path(result["run_dir"])).read_config().get("device", "cpu")

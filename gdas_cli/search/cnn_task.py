@@ -57,6 +57,8 @@ class SearchTask(Task):
     """
 
     kind = "search"
+    network = "cnn"
+    resume_may_change = frozenset({"data_dir", "workers", "nas_bench"})  # where the data is and how it is read
     refuses = {
         "compile": "a search runs a newly drawn path every step, which torch.compile would recompile (or fall "
         "back to eager) every time; --compile is for gdas train",
@@ -346,7 +348,7 @@ def run_search(
     config: SearchConfig,
     engine: EngineConfig,
     *,
-    resume: bool = False,
+    resume: bool | str = False,
     on_start: Callable[[], None] | None = None,
     runtime: Runtime | None = None,
 ) -> dict[str, Any]:

@@ -169,6 +169,8 @@ class RNNSearchTask(LanguageTask):
     config: LMSearchConfig
     model: RNNSearchNetwork
     kind = "search"
+    network = "rnn"
+    resume_may_change = frozenset({"data_dir"})  # where the corpus is
     best_metric = ("valid_loss", "min")
     examples = "tokens"
 
@@ -320,7 +322,11 @@ def _compact(genotype: Genotype) -> str:
 
 
 def run_rnn_search(
-    config: LMSearchConfig, engine: EngineConfig, *, resume: bool = False, on_start: Callable[[], None] | None = None
+    config: LMSearchConfig,
+    engine: EngineConfig,
+    *,
+    resume: bool | str = False,
+    on_start: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
     """Run (or resume) a recurrent-cell search; the engine's epochs are the config's."""
     engine = dataclasses.replace(engine, epochs=config.epochs, seed=config.seed)

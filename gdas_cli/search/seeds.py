@@ -31,7 +31,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import shutil
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -42,6 +41,7 @@ import torch.distributed as dist
 from .. import __version__
 from ..checkpoint import read_json, write_json
 from ..data import ImageData, TensorImages, describe, load_images
+from ..engine import RESUME_SAFE as ENGINE_RESUME_SAFE
 from ..engine import (
     EngineConfig,
     Runtime,
@@ -50,6 +50,8 @@ from ..engine import (
     local_runtime,
     lost_peer,
     lost_peer_cause,
+    refuse_changes,
+    resumes,
     start_process_group,
 )
 from ..errors import GdasEnvironmentError, GdasError
@@ -74,8 +76,8 @@ RANKING_SCHEMA = "gdas-seed-ranking"
 DEFAULT_SELECT_EPOCHS = 100
 SELECT_SHARE = 6
 
-# options a resumed parent may change (where the data is, how it runs and is shown)
-RESUME_SAFE = frozenset({"data_dir", "workers", "quiet", "device", "checkpoint_every", "resume_hint"})
+# options a resumed parent may change: those a resumed search may (where the data is, how it runs and is shown)
+RESUME_SAFE = ENGINE_RESUME_SAFE | SearchTask.resume_may_change
 
 
 def is_seeds_run(path: Path) -> bool:
@@ -162,20 +164,7 @@ def check_resume(plan: SeedsPlan, parent: Path, given: dict[str, Any]) -> None:
     saved = {**plan.engine.to_dict(), **plan.search.to_dict(), "seeds": len(plan.seeds)}
     saved["select_epochs"], saved["seed"] = plan.select_epochs, plan.seeds[0]
     saved["select_channels"], saved["select_layers"] = plan.select.get("C"), plan.select.get("layers")
-    for key, value in given.items():
-        if value is None or key in RESUME_SAFE or key == "run_dir":
-            continue
-        before = saved.get(key)
-        if isinstance(value, (list, tuple)) and isinstance(before, (list, tuple)):
-            same = list(value) == list(before)
-        else:
-            same = value == before
-        if not same:
-            option = "--" + key.replace("_", "-")
-            raise GdasError(
-                f"--resume {parent}: {option}: {before!r} -> {value!r} would change the saved seeds.json; "
-                "a resumed run keeps its config (drop the option, or start a new run)"
-            )
+    refuse_changes(given, saved, RESUME_SAFE, str(parent), "seeds.json")
 
 
 # ------------------------------------------------------------------------------------------ the runs
@@ -187,17 +176,6 @@ def _child(parent: Path, seed: int) -> Path:
 
 def _select_dir(parent: Path, seed: int) -> Path:
     return parent / "select" / f"seed-{seed}"
-
-
-def _started(run_dir: Path) -> bool:
-    """A run that can be resumed. A folder with no checkpoint yet (stopped in its first epoch) holds
-    only the config.json the engine wrote at the start: it is cleared and started again."""
-    run = RunDir(run_dir)
-    if run.has_checkpoint("last"):
-        return True
-    if run_dir.is_dir() and {p.name for p in run_dir.iterdir()} <= {run.config_file.name}:
-        shutil.rmtree(run_dir)
-    return False
 
 
 def _finished(run_dir: Path) -> bool:
@@ -213,16 +191,15 @@ def _search_child(
     run_dir = _child(parent, seed)
     if RunDir(run_dir).genotype_file.is_file() and _finished(run_dir):
         return run_dir
-    hint = f"gdas search cnn --resume {parent}"
-    if _started(run_dir):
+    if resumes("auto", run_dir):  # a search stopped in its first epoch starts again
         saved = RunDir(run_dir).read_config()
         config = SearchConfig.from_dict({**saved["task"], **_safe(overrides, saved["task"])}, str(run_dir))
         engine = EngineConfig.from_dict({**saved["engine"], **_safe(overrides, saved["engine"])})
-        run_search(config, engine, resume=True, runtime=_runtime(engine, local_rank))
-        return run_dir
-    config = dataclasses.replace(plan.search, seed=seed)
-    engine = dataclasses.replace(plan.engine, run_dir=str(run_dir), seed=seed, resume_hint=hint)
-    run_search(config, engine, runtime=_runtime(engine, local_rank))
+    else:
+        config = dataclasses.replace(plan.search, seed=seed)
+        hint = f"gdas search cnn --resume {parent}"
+        engine = dataclasses.replace(plan.engine, run_dir=str(run_dir), seed=seed, resume_hint=hint)
+    run_search(config, engine, resume="auto", runtime=_runtime(engine, local_rank))
     return run_dir
 
 
@@ -264,15 +241,14 @@ def _select_child(
         genotype,
         {**plan.select, "epochs": plan.select_epochs, "data_dir": plan.search.data_dir or "data", "workers": workers},
     )
-    if _started(run_dir) and not _finished(run_dir):
+    finished, started = _finished(run_dir), resumes("auto", run_dir)
+    if started and not finished:
         config = TrainConfig.from_dict(RunDir(run_dir).read_config()["task"], str(RunDir(run_dir).config_file))
     data = selection_data(plan.search, split, config.image_size)
-    hint = f"gdas search cnn --resume {parent}"
-    if not _finished(run_dir):
-        if _started(run_dir):
+    if not finished:
+        if started:
             saved = RunDir(run_dir).read_config()
             engine = EngineConfig.from_dict({**saved["engine"], **_safe(overrides, saved["engine"])})
-            train(config, engine, resume=True, data=data, runtime=_runtime(engine, local_rank))
         else:
             engine = dataclasses.replace(
                 plan.engine,
@@ -280,9 +256,9 @@ def _select_child(
                 epochs=plan.select_epochs,
                 seed=plan.seeds[0],  # every cell trains with the same seed: only the cell differs
                 eval_every=plan.select_epochs,
-                resume_hint=hint,
+                resume_hint=f"gdas search cnn --resume {parent}",
             )
-            train(config, engine, data=data, runtime=_runtime(engine, local_rank))
+        train(config, engine, resume="auto", data=data, runtime=_runtime(engine, local_rank))
     return _selection_result(run_dir, genotype, data.num_classes, seed, search_dir)
 
 

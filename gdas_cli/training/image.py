@@ -338,6 +338,7 @@ class TrainTask(Task):
     """
 
     kind = "train"
+    resume_may_change = frozenset({"data_dir", "download", "workers"})  # where the data is and how it is read
 
     def __init__(self, cfg: TrainConfig, data: ImageData | None = None, init: Network | None = None) -> None:
         self.cfg = cfg
@@ -549,7 +550,7 @@ def train(
     cfg: TrainConfig,
     engine: EngineConfig,
     *,
-    resume: bool = False,
+    resume: bool | str = False,
     data: ImageData | None = None,
     init: Network | None = None,
     on_start: Callable[[], None] | None = None,

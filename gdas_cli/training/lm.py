@@ -155,6 +155,7 @@ class LMTrainTask(LanguageTask):
     config: LMTrainConfig
     model: RNNLanguageModel
     kind = "lm"
+    resume_may_change = frozenset({"data_dir"})  # where the corpus is
     best_metric = ("valid_loss", "min")
     examples = "tokens"
     jitter = True
@@ -260,7 +261,11 @@ class LMTrainTask(LanguageTask):
 
 
 def run_lm_training(
-    config: LMTrainConfig, engine: EngineConfig, *, resume: bool = False, on_start: Callable[[], None] | None = None
+    config: LMTrainConfig,
+    engine: EngineConfig,
+    *,
+    resume: bool | str = False,
+    on_start: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
     """Run (or resume) language-model training; the engine's epochs are the config's."""
     engine = dataclasses.replace(engine, epochs=config.epochs, seed=config.seed)

@@ -18,6 +18,7 @@ import importlib.util
 from pathlib import Path
 from typing import Any
 
+from .engine.observers import Observer, RunStart
 from .errors import GdasError
 from .rundir import TENSORBOARD_DIR
 
@@ -57,7 +58,7 @@ def cell_image(genotype: Any) -> Any:
     return (np.asarray(rgba)[..., :3] * 255).round().astype(np.uint8)
 
 
-class TensorBoardObserver:
+class TensorBoardObserver(Observer):
     """Writes a run's records, alphas and cells as TensorBoard events (rank 0 only: the engine calls it there)."""
 
     steps = True
@@ -65,7 +66,7 @@ class TensorBoardObserver:
     def __init__(self) -> None:
         self.writer: Any = None
 
-    def on_start(self, start: Any) -> None:
+    def on_start(self, start: RunStart) -> None:
         from torch.utils.tensorboard import SummaryWriter
 
         self.task, self.run_dir = start.task, Path(start.run_dir)

@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import signal
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -228,6 +229,45 @@ def test_observers_see_the_start_steps_records_after_their_checkpoint_and_the_en
     assert [c for c in resumed.calls if c[0] in ("epoch", "finish")] == [
         ("epoch", 12, 12, 1), ("epoch", 24, 24, 2), ("epoch", 36, 36, 3), ("finish", 3)]
     assert [r["step"] for r in history(run_dir)] == [12, 24, 36]
+
+
+class StepCounter(Observer):
+    """What the progress bar is told: each epoch's start (steps, done, scalars), every step, the end of its steps."""
+
+    advances = True
+
+    def __init__(self) -> None:
+        self.calls: list[tuple] = []
+
+    def on_epoch_start(self, epoch: int, steps: int, done: int, scalars: dict) -> None:
+        self.calls.append(("epoch_start", epoch, steps, done, sorted(scalars)))
+
+    def on_advance(self, step: int) -> None:
+        self.calls.append(("advance", step))
+
+    def on_steps_end(self, epoch: int) -> None:
+        self.calls.append(("steps_end", epoch))
+
+
+def test_the_progress_bar_is_an_observer_of_every_step(tmp_path, monkeypatch, capsys):
+    from rich.console import Console
+
+    run_dir, counter = tmp_path / "run", StepCounter()
+    with pytest.raises(RuntimeError, match="killed"):
+        run_task(LongerTask(crash_at=17), config(run_dir, checkpoint_every=15), observers=[counter])
+    assert counter.calls[:14] == [("epoch_start", 0, 12, 0, ["lr"]), *[("advance", i) for i in range(1, 13)],
+                                  ("steps_end", 0)]
+    assert counter.calls[14:] == [("epoch_start", 1, 12, 0, ["lr"]), ("advance", 1), ("advance", 2), ("advance", 3),
+                                  ("advance", 4)]
+    resumed = StepCounter()  # resumed at the step-15 checkpoint: epoch 2, 3 of its 12 steps done
+    monkeypatch.setattr(Console, "is_terminal", property(lambda self: True))
+    run_task(LongerTask(crash_at=0), replace(config(run_dir, checkpoint_every=15), quiet=False), resume=True,
+             observers=[resumed])
+    assert resumed.calls[:2] == [("epoch_start", 1, 12, 3, ["lr"]), ("advance", 4)]
+    assert [c for c in resumed.calls if c[0] == "steps_end"] == [("steps_end", 1), ("steps_end", 2)]
+    shown = capsys.readouterr().err
+    assert "epoch 2/3" in shown and "epoch 3/3" in shown and "loss " in shown  # the bar, with its running loss
+    assert "estimate: about " in shown and "run ~" in shown
 
 
 def test_resumed_finished_run_does_nothing(reference, tmp_path):

@@ -9,7 +9,7 @@ resume, progress, Ctrl-C, seeding and RNG state. A run is started by `run_task` 
     config     EngineConfig, its checks, and the checks of task configs' values
     runtime    Runtime: device, precision, ranks, collectives; torchrun's group; seeds and RNG states
     task       the Task protocol and BatchSource
-    observers  Observer, RunStart, the records writer and the epoch lines
+    observers  Observer, RunStart, the records writer, the epoch lines and the progress bar
     resume     ResumeMode and the one decision `resumes`; run folders; what a resumed run may change
     loop       Engine (epochs, steps, checkpoints, exact resume, Ctrl-C) and run_task
 """
@@ -26,7 +26,7 @@ from .config import (
     validate_engine_config,
 )
 from .loop import Engine, RunInterrupted, run_config, run_task
-from .observers import LOG_EVERY, EpochLines, Observer, RecordsWriter, RunStart, say
+from .observers import LOG_EVERY, EpochLines, Observer, ProgressBar, RecordsWriter, RunStart, say
 from .resume import (
     RESUME_SAFE,
     ResumeMode,
@@ -69,6 +69,7 @@ __all__ = [
     "EngineConfig",
     "EpochLines",
     "Observer",
+    "ProgressBar",
     "RecordsWriter",
     "ResumeMode",
     "RunInterrupted",

@@ -3,12 +3,11 @@ run (its runtime, resume mode and observers) and ends it."""
 
 from __future__ import annotations
 
-import contextlib
 import math
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -20,7 +19,6 @@ import torch.distributed as dist
 from .. import __version__
 from ..checkpoint import STATE_FORMAT, load_state, save_state, write_checkpoint, write_json
 from ..errors import GdasEnvironmentError, GdasError
-from ..progress import format_duration
 from ..progress import quiet as quiet_progress
 from ..rundir import (
     METRICS_FILE,
@@ -33,7 +31,7 @@ from ..rundir import (
     verify_checkpoint,
 )
 from .config import EngineConfig, check_run_options
-from .observers import LOG_EVERY, EpochLines, Observer, RecordsWriter, RunStart, say
+from .observers import LOG_EVERY, EpochLines, Observer, ProgressBar, RecordsWriter, RunStart, say
 from .resume import (
     ResumeMode,
     check_run_dir,
@@ -96,49 +94,6 @@ class _StopRequest:
             signal.signal(sig, handler)
 
 
-class _Pace:
-    """Times this process's steps (the first one, a warm-up, left out) to estimate the rest of the run.
-
-    Within the first epoch the estimate is the measured seconds per step times the steps left; once
-    epochs have finished, whole epochs left are counted at their mean recorded time (evaluation included).
-    """
-
-    ESTIMATE_AFTER = 5  # steps timed before the one-time estimate is printed: 5 taking 2 s, or 10
-    ESTIMATE_SECONDS = 2.0
-
-    def __init__(self) -> None:
-        self.timed, self.seconds, self.said = 0, 0.0, False
-        self._last: float | None = None
-
-    def tick(self) -> None:
-        now = time.perf_counter()
-        if self._last is not None:
-            self.timed += 1
-            self.seconds += now - self._last
-        self._last = now
-
-    def pause(self) -> None:
-        """Evaluation and checkpoints between epochs are not step time."""
-        self._last = None
-
-    def per_step(self) -> float | None:
-        return self.seconds / self.timed if self.timed else None
-
-    def remaining(self, pos: _Position, total: int, epochs: int) -> float | None:
-        per_step = self.per_step()
-        if per_step is None:
-            return None
-        done_epochs = [r["seconds"] for r in pos.history if isinstance(r.get("seconds"), (int, float))]
-        left_in_epoch = (total - pos.step) * per_step
-        whole_epochs = epochs - pos.epoch - 1
-        per_epoch = sum(done_epochs) / len(done_epochs) if done_epochs else total * per_step
-        return left_in_epoch + whole_epochs * per_epoch
-
-    def ready(self) -> bool:
-        enough = self.seconds >= self.ESTIMATE_SECONDS or self.timed >= 2 * self.ESTIMATE_AFTER
-        return not self.said and self.timed >= self.ESTIMATE_AFTER and enough
-
-
 @dataclass
 class _Position:
     """Where the loop is: `step` batches of `epoch` done; the partial sums of that epoch."""
@@ -162,11 +117,11 @@ class Engine:
         self.run_files = RunDir(self.run_dir)
         self.pos = _Position()
         self.stop: _StopRequest | None = None
-        self.pace = _Pace()
-        shown: list[Observer] = [] if cfg.quiet else [EpochLines()]
+        shown: list[Observer] = [] if cfg.quiet else [EpochLines(), ProgressBar()]
         # only rank 0 observes: the records are the same on every rank, the files are written once
         self.observers: list[Observer] = [RecordsWriter(), *shown, *observers] if rt.is_main else []
         self._step_observers = [o for o in self.observers if o.steps]
+        self._advancing = [o for o in self.observers if o.advances]
 
     def start(self, resumed: bool) -> None:
         """Tell the observers where the run starts (a resumed one: after restore())."""
@@ -336,39 +291,32 @@ class Engine:
         source = task.train_batches()
         total = len(source) if not self.cfg.limit_train_batches else min(len(source), self.cfg.limit_train_batches)
         started = time.perf_counter()
-        with self._progress(epoch, total, scalars) as advance:
-            if pos.step < total:
-                self.pace.tick()
-                for batch in source.batches(epoch, pos.step):
-                    out = task.train_step(batch, rt)
-                    for key, value in out.items():
-                        value = value.detach().to(torch.float64)
-                        pos.sums[key] = pos.sums[key] + value if key in pos.sums else value
-                    pos.step += 1
-                    pos.global_step += 1
-                    self.pace.tick()
-                    advance(pos)
-                    if self._step_observers and pos.step % LOG_EVERY == 0 and pos.step < total:
-                        self._observe_step()
-                    if self.pace.ready():
-                        self._estimate(total)
-                    if self._stop_requested(pos.global_step):
-                        pos.train_seconds += time.perf_counter() - started
-                        self._interrupt()
-                    if (
-                        self.cfg.checkpoint_every
-                        and pos.global_step % self.cfg.checkpoint_every == 0
-                        and pos.step < total
-                    ):
-                        pos.train_seconds += time.perf_counter() - started
-                        self.save("last")
-                        started = time.perf_counter()
-                        self.pace.pause()
-                        self.pace.tick()
-                    if pos.step >= total:
-                        break
+        for observer in self.observers:
+            observer.on_epoch_start(epoch, total, pos.step, scalars)
+        if pos.step < total:
+            for batch in source.batches(epoch, pos.step):
+                out = task.train_step(batch, rt)
+                for key, value in out.items():
+                    value = value.detach().to(torch.float64)
+                    pos.sums[key] = pos.sums[key] + value if key in pos.sums else value
+                pos.step += 1
+                pos.global_step += 1
+                for observer in self._advancing:
+                    observer.on_advance(pos.step)
+                if self._step_observers and pos.step % LOG_EVERY == 0 and pos.step < total:
+                    self._observe_step()
+                if self._stop_requested(pos.global_step):
+                    pos.train_seconds += time.perf_counter() - started
+                    self._interrupt()
+                if self.cfg.checkpoint_every and pos.global_step % self.cfg.checkpoint_every == 0 and pos.step < total:
+                    pos.train_seconds += time.perf_counter() - started
+                    self.save("last")
+                    started = time.perf_counter()
+                if pos.step >= total:
+                    break
         pos.train_seconds += time.perf_counter() - started
-        self.pace.pause()
+        for observer in self.observers:
+            observer.on_steps_end(epoch)
         self._finish_epoch(epoch, scalars)
 
     def _observe_step(self) -> None:
@@ -440,21 +388,6 @@ class Engine:
 
     # ---- output
 
-    def _estimate(self, total: int) -> None:
-        """Once, after the first timed steps: how long the whole run will take at this pace."""
-        self.pace.said = True
-        remaining = self.pace.remaining(self.pos, total, self.cfg.epochs)
-        per_step = self.pace.per_step()
-        if remaining is None or per_step is None:
-            return
-        steps_left = (self.cfg.epochs - self.pos.epoch) * total - self.pos.step
-        if steps_left < self.pace.ESTIMATE_AFTER:
-            return
-        self._say(
-            f"estimate: about {format_duration(remaining)} to the end of epoch {self.cfg.epochs} "
-            f"({per_step:.3g} s per step, {steps_left} steps left; evaluation not included)"
-        )
-
     def say_resumed(self) -> None:
         """Where a resumed run continues."""
         pos, which = self.pos, self.run_files.checkpoint("last")
@@ -464,46 +397,6 @@ class Engine:
     def _say(self, text: str) -> None:
         if self.rt.is_main and not self.cfg.quiet:
             say(text)
-
-    @contextlib.contextmanager
-    def _progress(self, epoch: int, total: int, scalars: dict[str, Any] | None = None) -> Iterator[Any]:
-        """A transient rich bar on rank 0 (none with --quiet); the running loss and top-1 refresh every
-        10 steps; the epoch's scalars from start_epoch (lr, tau) are shown beside them."""
-        if self.cfg.quiet or not self.rt.is_main:
-            yield lambda pos: None
-            return
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        console = Console(stderr=True)
-        columns = (
-            TextColumn("[bold]epoch {task.fields[epoch]}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeRemainingColumn(),
-            TextColumn("{task.fields[info]}"),
-        )
-        with Progress(*columns, console=console, transient=True, disable=not console.is_terminal) as progress:
-            bar = progress.add_task(
-                "train", total=total, completed=self.pos.step, epoch=f"{epoch + 1}/{self.cfg.epochs}", info=""
-            )
-            fixed = "  ".join(f"{k} {v:.4g}" for k, v in (scalars or {}).items() if isinstance(v, (int, float)))
-
-            def advance(pos: _Position) -> None:
-                info = None
-                if pos.step % LOG_EVERY == 0 and "loss" in pos.sums and "n" in pos.sums:
-                    info = f"loss {(pos.sums['loss'] / pos.sums['n']).item():.4f}"
-                    if "top1" in pos.sums:
-                        info += f"  top1 {(pos.sums['top1'] / pos.sums['n']).item():.3f}"
-                    remaining = self.pace.remaining(pos, total, self.cfg.epochs)
-                    run_left = f"run ~{format_duration(remaining)} left" if remaining is not None else ""
-                    info = f"{info}  {fixed}  {run_left}".strip()
-                if info:
-                    progress.update(bar, completed=pos.step, info=info)
-                else:
-                    progress.update(bar, completed=pos.step)
-
-            yield advance
 
 
 def _running_means(sums: dict[str, torch.Tensor]) -> dict[str, float]:

@@ -86,7 +86,7 @@ def resolve_lm_config(
     """Defaults < the corpus's own defaults (`ours` for the demo corpus) < the options given; `sources` names
     the origin of each default."""
     if dataset not in CORPORA:
-        raise GdasError(f"{dataset!r}: unknown corpus; known: {', '.join(CORPORA)}")
+        raise GdasError(f"--dataset: {dataset!r}: unknown corpus; known: {', '.join(CORPORA)}")
     given = {k: v for k, v in overrides.items() if v is not None}
     config = cls(dataset=dataset, **{**defaults[dataset], **given})
     own = "ours" if dataset == DEMO else None

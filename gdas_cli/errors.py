@@ -58,7 +58,9 @@ ENVIRONMENT_ERRNOS = {
 }
 # torch's zip writer (torch.save, torch.export.save) fails with these and no errno
 _TORCH_WRITE_FAILURES = ("inline_container.cc", "PytorchStreamWriter failed", "file write failed")
-_OUT_OF_MEMORY = ("out of memory", "can't allocate memory", "cannot allocate memory")
+# how torch says it: CUDA's "out of memory", the CPU allocator's "can't allocate memory" (POSIX) or "not enough
+# memory" (Windows), and a C++ allocation that failed inside a kernel (oneDNN) as "std::bad_alloc"
+_OUT_OF_MEMORY = ("out of memory", "can't allocate memory", "cannot allocate memory", "not enough memory", "bad_alloc")
 _LOW_SPACE_BYTES = 1 << 20  # a write that failed with less free space than this failed for lack of space
 _RUST_OS_ERROR = re.compile(r"\(os error (\d+)\)")  # how Rust libraries (safetensors) carry an errno in text
 

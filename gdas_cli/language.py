@@ -20,6 +20,7 @@ from torch.nn import functional as F
 from .corpus import CORPORA, DEMO, Corpus, batchify, get_batch, load_corpus
 from .engine import Runtime, Task, check_finite
 from .errors import GdasError
+from .limits import MAX_EMSIZE
 from .models.rnn import LanguageModelBase
 from .progress import track
 
@@ -85,7 +86,7 @@ def resolve_lm_config(
     """Defaults < the corpus's own defaults (`ours` for the demo corpus) < the options given; `sources` names
     the origin of each default."""
     if dataset not in CORPORA:
-        raise GdasError(f"{dataset!r}: unknown corpus; known: {', '.join(CORPORA)}")
+        raise GdasError(f"--dataset: {dataset!r}: unknown corpus; known: {', '.join(CORPORA)}")
     given = {k: v for k, v in overrides.items() if v is not None}
     config = cls(dataset=dataset, **{**defaults[dataset], **given})
     own = "ours" if dataset == DEMO else None
@@ -94,9 +95,6 @@ def resolve_lm_config(
         for key, origin in {**LM_SOURCES, **sources}.items()
     }
     return config
-
-
-MAX_EMSIZE = 16384  # far above the paper's 850; larger ones only fail to allocate
 
 
 def check_lm_config(config: LMRunConfig) -> None:

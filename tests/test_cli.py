@@ -182,6 +182,7 @@ def test_fixed_choices_are_enforced_by_name(args, option, choice):
 
 
 def test_choices_match_the_registries():
+    from gdas_cli.bench import BENCH_DATASETS, TOPOLOGY_HPS
     from gdas_cli.cli import _choices
     from gdas_cli.engine import DEVICES, PRECISIONS
     from gdas_cli.export import FORMATS
@@ -200,6 +201,7 @@ def test_choices_match_the_registries():
     assert values(_choices.Rule) == rules and values(_choices.ExportFormat) == set(FORMATS)
     assert values(_choices.SpaceName) == set(SPACES) - {"darts_rnn"}  # search cnn's spaces
     assert values(_choices.Checkpoint) == set(CHECKPOINTS) and values(_choices.Schedule) == set(SCHEDULES)
+    assert values(_choices.BenchHp) == set(TOPOLOGY_HPS) and values(_choices.BenchData) == set(BENCH_DATASETS)
 
 
 def test_version_and_python_m(tmp_path):

@@ -22,7 +22,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "gdas_cli"
 # lowest first; a name is a module or a subpackage of gdas_cli ("" is the package itself)
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("core", ("", "errors", "files", "jsonio", "checkpoint", "ops", "sampler", "genotype", "metrics", "plot", "curves", "data",
-              "corpus", "progress", "sizing", "movement", "collapse", "nb201", "spaces")),
+              "corpus", "progress", "sizing", "movement", "collapse", "nb201", "spaces", "limits")),
     ("models", ("models", "weights")),
     ("published", ("published",)),
     ("io", ("hub", "rundir", "refs", "runs")),

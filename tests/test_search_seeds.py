@@ -118,7 +118,8 @@ def test_select_epochs_needs_seeds_and_unfinished_parent_does_not_derive(
     (parent / "seeds.json").write_text(json.dumps(tiny_plan(parent).to_dict()))
     assert_one_line_error(gdas("derive", parent), "--resume", str(parent))
     monkeypatch.setenv("WORLD_SIZE", "2")  # under torchrun (tests/test_parallel_seeds.py) bad input is refused alike
-    assert_one_line_error(gdas("search", "cnn", "--dataset", "digits", "--seeds", "0"), "--seeds", "greater than or equal to 1")
+    result = gdas("search", "cnn", "--dataset", "digits", "--seeds", "0")
+    assert_one_line_error(result, "--seeds", "must be in [1, 100]")
 
 
 def test_a_restarted_torchrun_group_resumes_a_seeds_parent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

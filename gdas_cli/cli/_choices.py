@@ -73,6 +73,22 @@ class Schedule(str, Enum):
     exponential = "exponential"
 
 
+class BenchHp(str, Enum):
+    """The NAS-Bench-201 topology benchmark's two training schedules, by their epochs (bench.TOPOLOGY_HPS)."""
+
+    epochs_200 = "200"
+    epochs_12 = "12"
+
+
+class BenchData(str, Enum):
+    """The benchmark's four data sets (bench.BENCH_DATASETS)."""
+
+    cifar10_valid = "cifar10-valid"
+    cifar10 = "cifar10"
+    cifar100 = "cifar100"
+    imagenet16_120 = "ImageNet16-120"
+
+
 class NetFamily(str, Enum):
     """The network family of `gdas train folder`."""
 

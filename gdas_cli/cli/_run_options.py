@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from ..errors import GdasError, reworded
+from ..limits import COUNT, EPOCHS, SEED, Range
 from ._choices import Device, Precision, plain
 from ._output import err_console
 
@@ -33,11 +34,18 @@ if TYPE_CHECKING:
 _PANEL = "Run, devices and checkpoints"
 
 
-def _option(annotation: Any, default: Any, *decls: str, help: str, metavar: str | None = None) -> inspect.Parameter:
+def _option(
+    annotation: Any, default: Any, *decls: str, help: str, metavar: str | None = None, within: Range | None = None
+) -> inspect.Parameter:
     name = decls[0].lstrip("-").split("/")[0].replace("-", "_")
     # a flag's default is its --no- form, which would only widen the help column
     option = typer.Option(
-        *decls, help=help, rich_help_panel=_PANEL, metavar=metavar, show_default=annotation is not bool
+        *decls,
+        help=help,
+        rich_help_panel=_PANEL,
+        metavar=metavar,
+        show_default=annotation is not bool,
+        callback=within.check if within is not None else None,
     )
     return inspect.Parameter(
         name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=Annotated[annotation, option]
@@ -58,7 +66,7 @@ RUN_PARAMETERS = [
         help="Continue the run in this folder from its last checkpoint; "
         "its config.json is kept and changed settings are refused.",
     ),
-    _option(int, 0, "--seed", help="Seed of weights, data order, augmentation and drop-path."),
+    _option(int, 0, "--seed", help="Seed of weights, data order, augmentation and drop-path.", within=SEED),
     _option(Device, Device.auto, "--device", metavar="DEVICE", help="auto (cuda if available), cpu or cuda."),
     _option(
         Precision,
@@ -71,9 +79,15 @@ RUN_PARAMETERS = [
     _option(bool, False, "--compile", help="torch.compile the network (gdas train of CNN cells; refused elsewhere)."),
     _option(bool, False, "--sync-bn", help="SyncBatchNorm across DDP processes (GPU only; refused in one process)."),
     _option(bool, False, "--deterministic", help="Deterministic kernels (slower on GPU)."),
-    _option(int, 0, "--checkpoint-every", help="Also checkpoint every N steps (0: at epoch ends only)."),
-    _option(int, 1, "--eval-every", help="Evaluate every N epochs (and after the last)."),
-    _option(int, 0, "--limit-train-batches", help="Train on at most N batches per epoch (0: all; for quick checks)."),
+    _option(int, 0, "--checkpoint-every", help="Also checkpoint every N steps (0: at epoch ends only).", within=COUNT),
+    _option(int, 1, "--eval-every", help="Evaluate every N epochs (and after the last).", within=EPOCHS),
+    _option(
+        int,
+        0,
+        "--limit-train-batches",
+        help="Train on at most N batches per epoch (0: all; for quick checks).",
+        within=COUNT,
+    ),
     _option(bool, False, "--quiet", "-q", help="No progress bar or per-epoch lines."),
     _option(
         bool,

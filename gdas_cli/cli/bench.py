@@ -10,6 +10,7 @@ from rich.table import Table
 
 from ..errors import GdasError
 from ..refs import load_genotype
+from ._choices import BenchData, BenchHp, plain
 from ._output import console, print_json
 
 
@@ -26,18 +27,20 @@ def bench(
         typer.Option(
             help="The NATS-Bench topology benchmark: the NATS-tss-v1_0-3ffb9-simple folder or the "
             "NATS-tss-v1_0-3ffb9.pickle.pbz2 file. Its files are pickles: they are read only through the "
-            "nats_bench API (pip install 'gdas-cli[nas-bench]') and only from this path; nothing is downloaded.",
+            "nats_bench API (pip install 'gdas-cli\\[nas-bench]') and only from this path; nothing is downloaded.",
         ),
     ] = None,
     dataset: Annotated[
-        list[str] | None,
+        list[BenchData] | None,
         typer.Option(
-            help="cifar10-valid, cifar10, cifar100 or ImageNet16-120 (repeat for several). \\[default: all four]"
+            metavar="NAME",
+            help="cifar10-valid, cifar10, cifar100 or ImageNet16-120 (repeat for several). \\[default: all four]",
         ),
     ] = None,
     hp: Annotated[
-        str, typer.Option(help="The benchmark's training schedule: 200 (epochs, the paper's) or 12.")
-    ] = "200",
+        BenchHp,
+        typer.Option(metavar="EPOCHS", help="The benchmark's training schedule: 200 (epochs, the paper's) or 12."),
+    ] = BenchHp.epochs_200,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Look a NAS-Bench-201 cell up in the benchmark: train/valid/test top-1 per data set, params, FLOPs, latency.
@@ -58,11 +61,11 @@ def bench(
     genotype = load_genotype(ref)
     if genotype.space != "nas-bench-201":
         raise GdasError(f"{ref}: a {genotype.space} genotype; the benchmark holds NAS-Bench-201 cells only")
-    result = Bench.open(nas_bench).lookup(to_arch_str(genotype), dataset or None, hp)
+    result = Bench.open(nas_bench).lookup(to_arch_str(genotype), plain(dataset) or None, hp.value)
     if as_json:
         print_json(result)
         return
-    table = Table(title=f"{result['arch']}  (cell {result['index']}, {hp} epochs)", title_justify="left")
+    table = Table(title=f"{result['arch']}  (cell {result['index']}, {hp.value} epochs)", title_justify="left")
     for column in ("data set", "train top-1", "valid top-1", "test top-1", "params", "FLOPs", "latency"):
         table.add_column(column)
     for name, row in result["datasets"].items():

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from ..limits import COUNT, EPOCHS
 from ._choices import Rule
 from ._output import console, err_console, print_json
 
@@ -26,7 +27,8 @@ def derive(
     epoch: Annotated[
         int | None,
         typer.Option(
-            min=1, help="Derive from this epoch's alphas (run directory only; default: the epoch the run chose)."
+            help="Derive from this epoch's alphas (run directory only; default: the epoch the run chose).",
+            callback=EPOCHS.check,
         ),
     ] = None,
     name: Annotated[str, typer.Option(help="Genotype name.")] = "searched",
@@ -34,9 +36,9 @@ def derive(
     max_skip: Annotated[
         int | None,
         typer.Option(
-            min=0,
             help="Keep at most this many skip_connect edges in the normal cell: the weakest (lowest skip "
             "probability) take their next-best op, as P-DARTS (ICCV 2019) does; recorded in the provenance.",
+            callback=COUNT.check,
         ),
     ] = None,
     output: Annotated[

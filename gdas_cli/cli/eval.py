@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
+from ..limits import BATCH, COUNT
 from ..progress import quiet as quiet_progress
 from ._choices import Checkpoint, Device, Split
 from ._output import console, print_json
@@ -33,17 +34,19 @@ def eval_command(
             "\\[default: the one the run chose: best with --val-split, else last]"
         ),
     ] = None,
-    batch_size: Annotated[int, typer.Option(help="Evaluation batch size.")] = 256,
+    batch_size: Annotated[int, typer.Option(help="Evaluation batch size.", callback=BATCH.check)] = 256,
     test_batch_size: Annotated[
         int | None,
         typer.Option(
-            min=1,
             help="LM runs: test streams (default: the run's, 10); 1 is the 2019 code's paper-exact perplexity "
             "(every token sees all the text before it), several times slower.",
+            callback=BATCH.check,
         ),
     ] = None,
     device: Annotated[Device, typer.Option(help="auto (cuda if available), cpu or cuda.")] = Device.auto,
-    limit_batches: Annotated[int, typer.Option(help="At most N batches (0: all; for quick checks).")] = 0,
+    limit_batches: Annotated[
+        int, typer.Option(help="At most N batches (0: all; for quick checks).", callback=COUNT.check)
+    ] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     from_hub: Annotated[

@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from ..errors import GdasError
-from ..genotype import MAX_NETWORK_CELLS, MAX_NETWORK_CHANNELS  # torch-free
+from ..limits import CHANNELS, LAYERS  # torch-free
 from ..refs import load_genotype  # torch-free (genotype.py; the Hub client only for hf-hub: refs)
 from ._app import make_app
 from ._choices import Kind, Net, ShowFormat
@@ -152,14 +152,13 @@ def info(
         ),
     ] = None,
     channels: Annotated[
-        int | None, typer.Option("--channels", "-C", min=2, max=MAX_NETWORK_CHANNELS, help="Initial channels C (cnn).")
+        int | None, typer.Option("--channels", "-C", help="Initial channels C (cnn).", callback=CHANNELS.check)
     ] = None,
     layers: Annotated[
         int | None,
         typer.Option(
-            min=1,
-            max=MAX_NETWORK_CELLS,
             help="Number of cells (DARTS; at least 3), or cells per stage (NAS-Bench-201).",
+            callback=LAYERS.check,
         ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,

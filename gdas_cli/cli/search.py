@@ -11,12 +11,31 @@ import typer
 from rich.table import Table
 
 from ..errors import GdasError
+from ..limits import (
+    BATCH,
+    BPTT,
+    CELLS_PER_STAGE,
+    CHANNELS,
+    CUTOUT,
+    EMSIZE,
+    EPOCHS,
+    IMAGE_SIZE,
+    MAX_SEED,
+    NODES,
+    NON_NEGATIVE,
+    POSITIVE,
+    PROBABILITY,
+    SEARCH_BATCH,
+    SEARCH_CHANNELS,
+    SEED,
+    SEEDS,
+    SELECT_LAYERS,
+    WORKERS,
+)
 from ._app import make_app
 from ._choices import Layout, Sampling, SpaceName
 from ._output import console, err_console, is_main_process, print_json, print_plan
 from ._run_options import RunOptions, check_saved, run_slug, run_until_interrupted, with_run_options
-
-MAX_SEEDS = 100  # the paper ran 4; each seed is a whole search and a short training
 
 app = make_app(
     "Search a cell with GDAS.\n\n"
@@ -136,7 +155,13 @@ def cnn(
     ] = None,
     channels: Annotated[
         int | None,
-        typer.Option("--channels", "-C", help="Initial channels C. \\[default: 16 (paper)]", rich_help_panel=_NET),
+        typer.Option(
+            "--channels",
+            "-C",
+            help="Initial channels C. \\[default: 16 (paper)]",
+            rich_help_panel=_NET,
+            callback=SEARCH_CHANNELS.check,
+        ),
     ] = None,
     cells_per_stage: Annotated[
         int | None,
@@ -145,6 +170,7 @@ def cnn(
             "-N",
             help="Normal cells per stage N. \\[default: 2 (paper); 1 for digits]",
             rich_help_panel=_NET,
+            callback=CELLS_PER_STAGE.check,
         ),
     ] = None,
     image_size: Annotated[
@@ -152,6 +178,7 @@ def cnn(
         typer.Option(
             help="Resize images to this square side. \\[default: the data's own; your own data: the sizing rule]",
             rich_help_panel=_NET,
+            callback=IMAGE_SIZE.check,
         ),
     ] = None,
     hflip: Annotated[
@@ -165,16 +192,22 @@ def cnn(
     ] = None,
     cutout: Annotated[
         int | None,
-        typer.Option(help="Cutout square side in pixels (0: off). \\[default: 0 (2019 code)]", rich_help_panel=_SEARCH),
+        typer.Option(
+            help="Cutout square side in pixels (0: off). \\[default: 0 (2019 code)]",
+            rich_help_panel=_SEARCH,
+            callback=CUTOUT.check,
+        ),
     ] = None,
     epochs: Annotated[
-        int | None, typer.Option(help="Epochs. \\[default: from --recipe]", rich_help_panel=_SEARCH)
+        int | None,
+        typer.Option(help="Epochs. \\[default: from --recipe]", rich_help_panel=_SEARCH, callback=EPOCHS.check),
     ] = None,
     batch_size: Annotated[
         int | None,
         typer.Option(
             help="Batch size of each step (train and valid). \\[default: from --recipe; 8 for digits]",
             rich_help_panel=_SEARCH,
+            callback=SEARCH_BATCH.check,
         ),
     ] = None,
     lr: Annotated[
@@ -182,12 +215,22 @@ def cnn(
         typer.Option(
             help="W learning rate, cosine to --lr-min. \\[default: 0.025 (paper); 0.05 for digits]",
             rich_help_panel=_SEARCH,
+            callback=POSITIVE.check,
         ),
     ] = None,
-    lr_min: Annotated[float | None, typer.Option(help="\\[default: 0.001 (paper)]", rich_help_panel=_SEARCH)] = None,
-    momentum: Annotated[float | None, typer.Option(help="\\[default: 0.9 (paper)]", rich_help_panel=_SEARCH)] = None,
+    lr_min: Annotated[
+        float | None,
+        typer.Option(help="\\[default: 0.001 (paper)]", rich_help_panel=_SEARCH, callback=NON_NEGATIVE.check),
+    ] = None,
+    momentum: Annotated[
+        float | None,
+        typer.Option(help="\\[default: 0.9 (paper)]", rich_help_panel=_SEARCH, callback=PROBABILITY.check),
+    ] = None,
     weight_decay: Annotated[
-        float | None, typer.Option(help="W weight decay. \\[default: from --recipe]", rich_help_panel=_SEARCH)
+        float | None,
+        typer.Option(
+            help="W weight decay. \\[default: from --recipe]", rich_help_panel=_SEARCH, callback=NON_NEGATIVE.check
+        ),
     ] = None,
     nesterov: Annotated[
         bool | None,
@@ -198,7 +241,9 @@ def cnn(
     grad_clip: Annotated[
         float | None,
         typer.Option(
-            help="Clip the weights' gradient norm (0: off). \\[default: 5 (2019 code)]", rich_help_panel=_SEARCH
+            help="Clip the weights' gradient norm (0: off). \\[default: 5 (2019 code)]",
+            rich_help_panel=_SEARCH,
+            callback=NON_NEGATIVE.check,
         ),
     ] = None,
     arch_lr: Annotated[
@@ -206,66 +251,88 @@ def cnn(
         typer.Option(
             help="Adam learning rate of the alphas. \\[default: 3e-4 (paper); 3e-3 for digits]",
             rich_help_panel=_SEARCH,
+            callback=POSITIVE.check,
         ),
     ] = None,
     arch_beta1: Annotated[
-        float | None, typer.Option(help="\\[default: 0.5 (2019 code)]", rich_help_panel=_SEARCH)
+        float | None,
+        typer.Option(help="\\[default: 0.5 (2019 code)]", rich_help_panel=_SEARCH, callback=PROBABILITY.check),
     ] = None,
     arch_beta2: Annotated[
-        float | None, typer.Option(help="\\[default: 0.999 (2019 code)]", rich_help_panel=_SEARCH)
+        float | None,
+        typer.Option(help="\\[default: 0.999 (2019 code)]", rich_help_panel=_SEARCH, callback=PROBABILITY.check),
     ] = None,
     arch_weight_decay: Annotated[
-        float | None, typer.Option(help="\\[default: 1e-3 (paper)]", rich_help_panel=_SEARCH)
+        float | None,
+        typer.Option(help="\\[default: 1e-3 (paper)]", rich_help_panel=_SEARCH, callback=NON_NEGATIVE.check),
     ] = None,
     tau_max: Annotated[
         float | None,
-        typer.Option(help="Gumbel temperature at the first epoch. \\[default: 10 (paper)]", rich_help_panel=_SEARCH),
+        typer.Option(
+            help="Gumbel temperature at the first epoch. \\[default: 10 (paper)]",
+            rich_help_panel=_SEARCH,
+            callback=POSITIVE.check,
+        ),
     ] = None,
     tau_min: Annotated[
         float | None,
-        typer.Option(help="... at the last epoch (linear). \\[default: from --recipe]", rich_help_panel=_SEARCH),
+        typer.Option(
+            help="... at the last epoch (linear). \\[default: from --recipe]",
+            rich_help_panel=_SEARCH,
+            callback=POSITIVE.check,
+        ),
     ] = None,
     split_seed: Annotated[
         int | None,
         typer.Option(
-            help="Seed of the 50/50 train/valid split (saved in split.json). \\[default: --seed]", rich_help_panel=_RUN
+            help="Seed of the 50/50 train/valid split (saved in split.json). \\[default: --seed]",
+            rich_help_panel=_RUN,
+            callback=SEED.check,
         ),
     ] = None,
     workers: Annotated[
-        int | None, typer.Option(help="DataLoader workers for folder: datasets. \\[default: 0]", rich_help_panel=_RUN)
+        int | None,
+        typer.Option(
+            help="DataLoader workers for folder: datasets. \\[default: 0]", rich_help_panel=_RUN, callback=WORKERS.check
+        ),
     ] = None,
     seeds: Annotated[
         int | None,
         typer.Option(
-            min=1,
-            max=MAX_SEEDS,
             help=(
                 "Best of K: search with seeds --seed .. --seed+K-1 (PARENT/seed-<s>, one shared split), train each "
                 "derived cell briefly on the train half, rank them by valid-half top-1, keep the winner "
                 "(paper Sec. 4.2: 4 seeds, following DARTS)."
             ),
             rich_help_panel=_SELECT,
+            callback=SEEDS.check,
         ),
     ] = None,
     select_epochs: Annotated[
         int | None,
         typer.Option(
-            min=1,
             help=(
                 "Epochs of that training, with the data set's `gdas train` recipe. "
                 "\\[default: 100 (DARTS); 2 for digits]"
             ),
             rich_help_panel=_SELECT,
+            callback=EPOCHS.check,
         ),
     ] = None,
     select_channels: Annotated[
         int | None,
-        typer.Option(min=2, help="C of that training's network. \\[default: the search's -C]", rich_help_panel=_SELECT),
+        typer.Option(
+            help="C of that training's network. \\[default: the search's -C]",
+            rich_help_panel=_SELECT,
+            callback=CHANNELS.check,
+        ),
     ] = None,
     select_layers: Annotated[
         int | None,
         typer.Option(
-            min=3, help="Cells of that training's network. \\[default: the supernet's cells]", rich_help_panel=_SELECT
+            help="Cells of that training's network. \\[default: the supernet's cells]",
+            rich_help_panel=_SELECT,
+            callback=SELECT_LAYERS.check,
         ),
     ] = None,
     output: Annotated[
@@ -345,6 +412,8 @@ that of the A steps (batches of the valid half: train_arch_top1 in metrics.jsonl
         "workers": workers,
     }
     select = {"C": select_channels, "layers": select_layers}
+    if seeds is not None and run.seed + seeds - 1 > MAX_SEED:
+        raise GdasError(f"--seeds: seeds {run.seed}..{run.seed + seeds - 1} pass {MAX_SEED}, the largest --seed")
     saved_run = run.resumed_run()
     if saved_run is not None and is_seeds_run(saved_run):
         given = run.typed(
@@ -577,26 +646,42 @@ def rnn(
         Path | None, typer.Option(help="Folder with the train/valid/test text files (ptb, wt2).", rich_help_panel=_RUN)
     ] = None,
     epochs: Annotated[
-        int | None, typer.Option(help="Epochs. \\[default: 200 (paper); 3 for demo-text]", rich_help_panel=_RNN)
+        int | None,
+        typer.Option(
+            help="Epochs. \\[default: 200 (paper); 3 for demo-text]", rich_help_panel=_RNN, callback=EPOCHS.check
+        ),
     ] = None,
     batch_size: Annotated[
         int | None,
         typer.Option(
-            help="Training batch size (streams). \\[default: 128 (paper; the 2019 code: 256)]", rich_help_panel=_RNN
+            help="Training batch size (streams). \\[default: 128 (paper; the 2019 code: 256)]",
+            rich_help_panel=_RNN,
+            callback=SEARCH_BATCH.check,
         ),
     ] = None,
     eval_batch_size: Annotated[
-        int | None, typer.Option(help="Validation batch size. \\[default: 10 (2019 code)]", rich_help_panel=_RNN)
+        int | None,
+        typer.Option(
+            help="Validation batch size. \\[default: 10 (2019 code)]", rich_help_panel=_RNN, callback=BATCH.check
+        ),
     ] = None,
     bptt: Annotated[
-        int | None, typer.Option(help="Base BPTT length. \\[default: 35 (paper)]", rich_help_panel=_RNN)
+        int | None,
+        typer.Option(help="Base BPTT length. \\[default: 35 (paper)]", rich_help_panel=_RNN, callback=BPTT.check),
     ] = None,
     emsize: Annotated[
-        int | None, typer.Option(help="Embedding = hidden size. \\[default: 300 (paper)]", rich_help_panel=_RNN)
+        int | None,
+        typer.Option(
+            help="Embedding = hidden size. \\[default: 300 (paper)]", rich_help_panel=_RNN, callback=EMSIZE.check
+        ),
     ] = None,
     steps: Annotated[
         int | None,
-        typer.Option(help="Nodes in the recurrent cell. \\[default: 8 (2019 code, DARTS-RNN)]", rich_help_panel=_RNN),
+        typer.Option(
+            help="Nodes in the recurrent cell. \\[default: 8 (2019 code, DARTS-RNN)]",
+            rich_help_panel=_RNN,
+            callback=NODES.check,
+        ),
     ] = None,
     sampling: Annotated[
         str | None,
@@ -614,19 +699,32 @@ def rnn(
         typer.Option(
             help="SGD learning rate. \\[default: 20 (2019 code; the paper's 'Adam lr 20' is a typo)]",
             rich_help_panel=_RNN,
+            callback=POSITIVE.check,
         ),
     ] = None,
     arch_lr: Annotated[
         float | None,
-        typer.Option(help="Adam learning rate of the alphas. \\[default: 3e-3 (paper)]", rich_help_panel=_RNN),
+        typer.Option(
+            help="Adam learning rate of the alphas. \\[default: 3e-3 (paper)]",
+            rich_help_panel=_RNN,
+            callback=POSITIVE.check,
+        ),
     ] = None,
     tau_max: Annotated[
         float | None,
-        typer.Option(help="Gumbel temperature at the first epoch. \\[default: 10 (2019 code)]", rich_help_panel=_RNN),
+        typer.Option(
+            help="Gumbel temperature at the first epoch. \\[default: 10 (2019 code)]",
+            rich_help_panel=_RNN,
+            callback=POSITIVE.check,
+        ),
     ] = None,
     tau_min: Annotated[
         float | None,
-        typer.Option(help="... at the last epoch (linear). \\[default: 1 (2019 code)]", rich_help_panel=_RNN),
+        typer.Option(
+            help="... at the last epoch (linear). \\[default: 1 (2019 code)]",
+            rich_help_panel=_RNN,
+            callback=POSITIVE.check,
+        ),
     ] = None,
     output: Annotated[
         Path | None,

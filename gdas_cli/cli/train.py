@@ -13,6 +13,24 @@ from typing import Annotated, Any
 import typer
 
 from ..errors import GdasError
+from ..limits import (
+    BATCH,
+    BPTT,
+    CHANNELS,
+    COUNT,
+    CUTOUT,
+    DECAY_FACTOR,
+    EMSIZE,
+    EPOCH_WINDOW,
+    EPOCHS,
+    IMAGE_SIZE,
+    LAYERS,
+    NON_NEGATIVE,
+    POSITIVE,
+    PROBABILITY,
+    WORKERS,
+    Range,
+)
 from ._app import GdasGroup
 from ._choices import NetFamily, Schedule
 from ._output import console, print_json, print_plan
@@ -50,8 +68,10 @@ app = typer.Typer(
 _RECIPE = "Recipe (the defaults of every option below)"
 
 
-def _opt(help: str, *decls: str) -> Any:
-    return typer.Option(*decls, help=help, rich_help_panel=_RECIPE)
+def _opt(help: str, *decls: str, within: Range | None = None) -> Any:
+    return typer.Option(
+        *decls, help=help, rich_help_panel=_RECIPE, callback=within.check if within is not None else None
+    )
 
 
 GenotypeOpt = Annotated[
@@ -66,7 +86,10 @@ DataDirOpt = Annotated[Path | None, typer.Option(help="Where the data is (or goe
 DownloadOpt = Annotated[bool | None, typer.Option("--download/--no-download", help="Fetch CIFAR if missing.")]
 WorkersOpt = Annotated[
     int | None,
-    typer.Option(help="DataLoader workers for image folders too large for memory. \\[default: cores - 1, at most 4]"),
+    typer.Option(
+        help="DataLoader workers for image folders too large for memory. \\[default: cores - 1, at most 4]",
+        callback=WORKERS.check,
+    ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the final summary as JSON.")]
 InitOpt = Annotated[
@@ -80,42 +103,48 @@ ValSplitOpt = Annotated[
     int | None,
     typer.Option(
         help="Hold N training images out (seeded by --seed, recorded in split.json) to choose checkpoint/best; "
-        "without it there is no best and the final epoch is the result."
+        "without it there is no best and the final epoch is the result.",
+        callback=COUNT.check,
     ),
 ]
 # the recipe's options, shared by every image data set; None: the recipe's (or the sizing rule's) value
-EpochsOpt = Annotated[int | None, _opt("Epochs (with --resume: more than the run's extends it).")]
-BatchOpt = Annotated[int | None, _opt("Global batch size (split over DDP processes).")]
-LrOpt = Annotated[float | None, _opt("Initial learning rate.")]
-LrMinOpt = Annotated[float | None, _opt("Final learning rate of the cosine schedule.")]
+EpochsOpt = Annotated[int | None, _opt("Epochs (with --resume: more than the run's extends it).", within=EPOCHS)]
+BatchOpt = Annotated[int | None, _opt("Global batch size (split over DDP processes).", within=BATCH)]
+LrOpt = Annotated[float | None, _opt("Initial learning rate.", within=POSITIVE)]
+LrMinOpt = Annotated[float | None, _opt("Final learning rate of the cosine schedule.", within=NON_NEGATIVE)]
 ScheduleOpt = Annotated[
     Schedule | None,
     typer.Option(
         metavar="NAME", help="cosine (to --lr-min) or exponential (x --lr-gamma per epoch).", rich_help_panel=_RECIPE
     ),
 ]
-LrGammaOpt = Annotated[float | None, _opt("Per-epoch factor of the exponential schedule.")]
-MomentumOpt = Annotated[float | None, _opt("SGD momentum.")]
+LrGammaOpt = Annotated[float | None, _opt("Per-epoch factor of the exponential schedule.", within=DECAY_FACTOR)]
+MomentumOpt = Annotated[float | None, _opt("SGD momentum.", within=PROBABILITY)]
 NesterovOpt = Annotated[bool | None, _opt("Nesterov momentum.", "--nesterov/--no-nesterov")]
-WeightDecayOpt = Annotated[float | None, _opt("Weight decay.")]
-GradClipOpt = Annotated[float | None, _opt("Gradient norm clip (0: none).")]
+WeightDecayOpt = Annotated[float | None, _opt("Weight decay.", within=NON_NEGATIVE)]
+GradClipOpt = Annotated[float | None, _opt("Gradient norm clip (0: none).", within=NON_NEGATIVE)]
 AuxOpt = Annotated[bool | None, _opt("Auxiliary head at the second reduction.", "--aux/--no-aux")]
-AuxWeightOpt = Annotated[float | None, _opt("Weight of the auxiliary loss.")]
-DropPathOpt = Annotated[float | None, _opt("Final drop-path probability (ramped per epoch from 0).")]
-SmoothingOpt = Annotated[float | None, _opt("Label smoothing of the training loss.")]
-CutoutOpt = Annotated[int | None, _opt("Cutout square side in pixels (0: off).")]
+AuxWeightOpt = Annotated[float | None, _opt("Weight of the auxiliary loss.", within=NON_NEGATIVE)]
+DropPathOpt = Annotated[
+    float | None, _opt("Final drop-path probability (ramped per epoch from 0).", within=PROBABILITY)
+]
+SmoothingOpt = Annotated[float | None, _opt("Label smoothing of the training loss.", within=PROBABILITY)]
+CutoutOpt = Annotated[int | None, _opt("Cutout square side in pixels (0: off).", within=CUTOUT)]
 HflipOpt = Annotated[
     bool | None,
     _opt("Flip training images horizontally. \\[default: on; off for digits]", "--hflip/--no-hflip"),
 ]
 AugmentOpt = Annotated[bool | None, _opt("Training augmentation (crop, flip, cutout).", "--augment/--no-augment")]
-ChannelsOpt = Annotated[int | None, _opt("Initial channels C.", "--channels", "-C")]
-LayersOpt = Annotated[int | None, _opt("Number of cells.")]
+ChannelsOpt = Annotated[int | None, _opt("Initial channels C.", "--channels", "-C", within=CHANNELS)]
+LayersOpt = Annotated[int | None, _opt("Number of cells.", within=LAYERS)]
 ImageSizeOpt = Annotated[
     int | None,
-    _opt("Resize images to this square side. \\[default: 32, the CIFAR network's input; others need --no-aux]"),
+    _opt(
+        "Resize images to this square side. \\[default: 32, the CIFAR network's input; others need --no-aux]",
+        within=IMAGE_SIZE,
+    ),
 ]
-LimitEvalOpt = Annotated[int | None, _opt("Evaluate on at most N batches (0: all).")]
+LimitEvalOpt = Annotated[int | None, _opt("Evaluate on at most N batches (0: all).", within=COUNT)]
 
 
 def train_dataset(
@@ -335,12 +364,14 @@ def _report(summary: dict[str, Any], as_json: bool) -> None:
 # ------------------------------------------------------------------------------- language models
 
 TextDataDir = Annotated[Path | None, typer.Option(help="Folder with the train/valid/test text files (ptb, wt2).")]
-Epochs = Annotated[int | None, typer.Option(help="Epochs (default: the paper's; small for demo-text).")]
-BatchSize = Annotated[int | None, typer.Option(help="Training batch size (streams).")]
-EvalBatch = Annotated[int | None, typer.Option(help="Validation batch size (default 10).")]
-Bptt = Annotated[int | None, typer.Option(help="Base BPTT length (default 35).")]
-Emsize = Annotated[int | None, typer.Option(help="Embedding = hidden size.")]
-Lr = Annotated[float | None, typer.Option(help="SGD learning rate (default 20).")]
+Epochs = Annotated[
+    int | None, typer.Option(help="Epochs (default: the paper's; small for demo-text).", callback=EPOCHS.check)
+]
+BatchSize = Annotated[int | None, typer.Option(help="Training batch size (streams).", callback=BATCH.check)]
+EvalBatch = Annotated[int | None, typer.Option(help="Validation batch size (default 10).", callback=BATCH.check)]
+Bptt = Annotated[int | None, typer.Option(help="Base BPTT length (default 35).", callback=BPTT.check)]
+Emsize = Annotated[int | None, typer.Option(help="Embedding = hidden size.", callback=EMSIZE.check)]
+Lr = Annotated[float | None, typer.Option(help="SGD learning rate (default 20).", callback=POSITIVE.check)]
 
 
 def train_text(
@@ -353,13 +384,20 @@ def train_text(
     batch_size: BatchSize = None,
     eval_batch_size: EvalBatch = None,
     test_batch_size: Annotated[
-        int | None, typer.Option(help="Test batch size (default 10; 1 gives the paper-exact perplexity, slower).")
+        int | None,
+        typer.Option(
+            help="Test batch size (default 10; 1 gives the paper-exact perplexity, slower).", callback=BATCH.check
+        ),
     ] = None,
     bptt: Bptt = None,
     emsize: Emsize = None,
     lr: Lr = None,
-    weight_decay: Annotated[float | None, typer.Option(help="Weight decay (PTB 8e-7, WT2 5e-7).")] = None,
-    nonmono: Annotated[int | None, typer.Option(help="ASGD switch window (default 5).")] = None,
+    weight_decay: Annotated[
+        float | None, typer.Option(help="Weight decay (PTB 8e-7, WT2 5e-7).", callback=NON_NEGATIVE.check)
+    ] = None,
+    nonmono: Annotated[
+        int | None, typer.Option(help="ASGD switch window (default 5).", callback=EPOCH_WINDOW.check)
+    ] = None,
     test: Annotated[bool, typer.Option(help="Evaluate test perplexity of the best weights at the end.")] = True,
     json_output: JsonOpt = False,
     info_name: str = "",

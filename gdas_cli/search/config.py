@@ -16,6 +16,8 @@ from typing import Any
 from ..data import default_hflip, flip_source
 from ..engine import check_finite, config_from_dict
 from ..errors import GdasError
+from ..limits import MAX_CELLS_PER_STAGE
+from ..limits import MAX_SEARCH_CHANNELS as MAX_CHANNELS
 from ..sizing import DataFacts, Machine, plan_sources, search_sizes, uses_rule
 
 
@@ -211,10 +213,6 @@ def resolve_config(
     if config.image_size is None and facts is not None:
         config.image_size = facts.image_size
     return config
-
-
-MAX_CHANNELS = 1024  # far above any searched supernet (paper: 16); larger ones only fail to allocate
-MAX_CELLS_PER_STAGE = 64  # likewise (paper: N=2; xautodl: N=5)
 
 
 def check_config(config: SearchConfig) -> None:

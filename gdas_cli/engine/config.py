@@ -8,10 +8,9 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-import torch
-
 from ..errors import GdasError
 from ..jsonio import check_fields
+from ..limits import FLOAT32_MAX
 
 PRECISIONS = ("fp32", "bf16", "fp16", "amp")
 DEVICES = ("auto", "cpu", "cuda")
@@ -71,9 +70,6 @@ def validate_engine_config(cfg: EngineConfig) -> None:
             raise GdasError(f"{option}: {problem}")
 
 
-_FLOAT32_MAX = float(torch.finfo(torch.float32).max)
-
-
 def check_finite(config: Any) -> None:
     """Every float setting of a config dataclass is a finite number, in float32 too (the optimizers' type);
     inf, nan and 1e300 name their option."""
@@ -84,8 +80,8 @@ def check_finite(config: Any) -> None:
         option = "--" + OPTION_NAMES.get(item.name, item.name.replace("_", "-"))
         if not all(math.isfinite(v) for v in floats):
             raise GdasError(f"{option}: {value} is not a finite number")
-        if any(abs(v) > _FLOAT32_MAX for v in floats):
-            raise GdasError(f"{option}: {value} is beyond float32's range (at most {_FLOAT32_MAX:.3g})")
+        if any(abs(v) > FLOAT32_MAX for v in floats):
+            raise GdasError(f"{option}: {value} is beyond float32's range (at most {FLOAT32_MAX:.3g})")
 
 
 def config_from_dict(cls: type, data: dict[str, Any], source: str, what: str = "configuration") -> Any:

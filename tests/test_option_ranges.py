@@ -185,3 +185,10 @@ def test_seeds_past_the_largest_seed_are_refused(workdir):
     result = gdas("search", "cnn", "--dataset", "digits", "--seed", MAX_SEED, "--seeds", "2")
     _refused_before_any_work(result, "--seeds", workdir)
     assert gdas("search", "cnn", "--seed", MAX_SEED + 1).exit_code == 2
+
+
+def test_float32_cap_is_torch_s() -> None:
+    """limits.py is torch-free, so it spells float32's largest value out; it must be torch's."""
+    import torch
+
+    assert float(torch.finfo(torch.float32).max) == FLOAT32_MAX

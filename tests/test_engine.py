@@ -318,12 +318,16 @@ def test_refuses_non_empty_run_dir_and_missing_checkpoint(tmp_path):
 
 def test_bad_engine_options_are_one_line_errors(tmp_path):
     for kw, option in (({"epochs": 0}, "--epochs"), ({"device": "tpu"}, "--device"),
-                       ({"precision": "fp8"}, "--precision"), ({"checkpoint_every": -1}, "--checkpoint-every")):
+                       ({"precision": "fp8"}, "--precision"), ({"checkpoint_every": -1}, "--checkpoint-every"),
+                       ({"epochs": 10**9}, "--epochs"), ({"seed": -1}, "--seed"), ({"seed": 2**32}, "--seed"),
+                       ({"eval_every": 0}, "--eval-every"), ({"limit_train_batches": 2**31}, "--limit-train-batches")):
         cfg = config(tmp_path / "x")
         for k, v in kw.items():
             setattr(cfg, k, v)
         with pytest.raises(GdasError, match=option):
             run_task(TinyTask(), cfg)
+        with pytest.raises(GdasError, match=f"x/config.json: saved {option}"):  # a saved config, resumed
+            EngineConfig.from_dict(cfg.to_dict(), str(tmp_path / "x" / "config.json"))
     assert not (tmp_path / "x").exists()
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from ..errors import GdasError
 from ..jsonio import check_fields
-from ..limits import FLOAT32_MAX
+from ..limits import COUNT, EPOCHS, FLOAT32_MAX, SEED
 
 PRECISIONS = ("fp32", "bf16", "fp16", "amp")
 DEVICES = ("auto", "cpu", "cuda")
@@ -56,18 +56,26 @@ class EngineConfig:
 
 
 def validate_engine_config(cfg: EngineConfig) -> None:
-    """Every bad option is a one-line GdasError naming it."""
-    checks = [
-        (cfg.epochs >= 1, "--epochs", f"must be at least 1, got {cfg.epochs}"),
+    """Every bad option is a one-line GdasError naming it: the command line's ranges (limits.py), applied
+    again to a config built in Python or saved by a run that is resumed."""
+    choices = [
         (cfg.device in DEVICES, "--device", f"{cfg.device!r} must be one of {', '.join(DEVICES)}"),
         (cfg.precision in PRECISIONS, "--precision", f"{cfg.precision!r} must be one of {', '.join(PRECISIONS)}"),
-        (cfg.checkpoint_every >= 0, "--checkpoint-every", f"must be >= 0, got {cfg.checkpoint_every}"),
-        (cfg.eval_every >= 1, "--eval-every", f"must be at least 1, got {cfg.eval_every}"),
-        (cfg.limit_train_batches >= 0, "--limit-train-batches", f"must be >= 0, got {cfg.limit_train_batches}"),
     ]
-    for ok, option, problem in checks:
+    for ok, option, problem in choices:
         if not ok:
             raise GdasError(f"{option}: {problem}")
+    ranges = [
+        (cfg.epochs, "--epochs", EPOCHS),
+        (cfg.seed, "--seed", SEED),
+        (cfg.checkpoint_every, "--checkpoint-every", COUNT),
+        (cfg.eval_every, "--eval-every", EPOCHS),
+        (cfg.limit_train_batches, "--limit-train-batches", COUNT),
+    ]
+    for value, option, bounds in ranges:
+        wrong = bounds.problem(value)
+        if wrong is not None:
+            raise GdasError(f"{option}: {wrong}")
 
 
 def check_finite(config: Any) -> None:

@@ -22,3 +22,13 @@ def assert_one_line_error(result, *needles: str, code: int = 2) -> str:
     for needle in needles:
         assert needle in lines[0], lines[0]
     return lines[0]
+
+
+def leaf_commands(command, path=()):
+    """(path, click command) of every runnable command under `command` (typer.main.get_command(app))."""
+    children = getattr(command, "commands", None)
+    if not children:
+        yield path, command
+        return
+    for name, child in children.items():
+        yield from leaf_commands(child, (*path, name))

@@ -14,7 +14,7 @@ import gdas_cli
 
 from gdas_cli.cli import app
 from gdas_cli.genotype import load_local_genotype as load_genotype
-from cli_helpers import assert_one_line_error
+from cli_helpers import assert_one_line_error, leaf_commands
 
 runner = CliRunner()
 ROOT = Path(__file__).resolve().parent.parent
@@ -138,17 +138,7 @@ def test_bad_options(tmp_path):
     assert not (tmp_path / "cell.gif").exists()
 
 
-def _leaves(command, path=()):
-    """(path, click command) of every runnable command under `command`."""
-    children = getattr(command, "commands", None)
-    if not children:
-        yield path, command
-        return
-    for name, child in children.items():
-        yield from _leaves(child, (*path, name))
-
-
-LEAVES = list(_leaves(typer.main.get_command(app)))
+LEAVES = list(leaf_commands(typer.main.get_command(app)))
 
 
 def test_every_command_is_reached():

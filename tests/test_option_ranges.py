@@ -16,24 +16,14 @@ from pathlib import Path
 import pytest
 import typer
 import typer.testing
-from cli_helpers import assert_one_line_error, gdas
+from cli_helpers import assert_one_line_error, gdas, leaf_commands
 
 from gdas_cli.cli import app
 from gdas_cli.limits import FLOAT32_MAX, MAX_SEED, Range
 
 
-def _leaves(command, path=()):
-    """(path, click command) of every runnable command under `command`."""
-    children = getattr(command, "commands", None)
-    if not children:
-        yield path, command
-        return
-    for name, child in children.items():
-        yield from _leaves(child, (*path, name))
-
-
 ROOT = typer.main.get_command(app)
-LEAVES = list(_leaves(ROOT))
+LEAVES = list(leaf_commands(ROOT))
 
 
 @pytest.fixture(autouse=True)

@@ -216,16 +216,10 @@ def read_run(path: Path, name: str | None = None) -> RunSummary:
     result = record.get("result")
     state, pid = _state(run, done, planned, result is None or (run.path / result).is_file())
     return RunSummary(
-        path=run.path,
-        name=name or run.path.name,
-        kind=str(record["command"]).removeprefix("gdas "),
-        dataset=record.get("dataset"),
-        space=record.get("space"),
-        genotype=record.get("genotype"),
+        **_identity(run, config, record, name),
         state=state,
         epochs_done=done,
         epochs_planned=planned,
-        created=config.get("created"),
         seconds=round(sum(r["seconds"] for r in records if _number(r.get("seconds"))), 3),
         chosen=_chosen(config, figures, records) if records else None,
         best=_best(figures, records),
@@ -237,6 +231,19 @@ def read_run(path: Path, name: str | None = None) -> RunSummary:
         records=records,
         figures=figures,
     )
+
+
+def _identity(run: RunDir, config: dict[str, Any], record: dict[str, Any], name: str | None) -> dict[str, Any]:
+    """What a run is, from its run record: folder, name, command, data set, space or genotype, creation time."""
+    return {
+        "path": run.path,
+        "name": name or run.path.name,
+        "kind": str(record["command"]).removeprefix("gdas "),
+        "dataset": record.get("dataset"),
+        "space": record.get("space"),
+        "genotype": record.get("genotype"),
+        "created": config.get("created"),
+    }
 
 
 def _read_parent(run: RunDir, config: dict[str, Any], record: dict[str, Any], name: str | None) -> RunSummary:
@@ -264,16 +271,10 @@ def _read_parent(run: RunDir, config: dict[str, Any], record: dict[str, Any], na
         chosen = {"checkpoint": None, "seed": winner["seed"], "epoch": None, "by": by, "split": "valid"}
         chosen.update({"valid": _figure(record["figures"], "valid", winner), "test": None})
     return RunSummary(
-        path=run.path,
-        name=name or run.path.name,
-        kind=str(record["command"]).removeprefix("gdas "),
-        dataset=record.get("dataset"),
-        space=record.get("space"),
-        genotype=record.get("genotype"),
+        **_identity(run, config, record, name),
         state=state,
         epochs_done=done,
         epochs_planned=planned,
-        created=config.get("created"),
         seconds=round(sum(child.seconds for child in read), 3),
         chosen=chosen,
         best=None if winner is None else {"seed": winner["seed"], "by": by, "split": "valid", "record": winner},

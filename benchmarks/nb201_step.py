@@ -37,6 +37,7 @@ import sys
 from typing import Any
 
 import torch
+from _shared import step_parser  # benchmarks/, next to this script
 from search_step import (  # sibling scripts (benchmarks/ is on sys.path)
     LimitSide,
     loadavg,
@@ -60,15 +61,7 @@ Arch = list[int]  # the drawn cell: an index into OPS per edge (EDGES order)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--threads", type=int, default=1, help="CPU threads (torch.set_num_threads)")
-    parser.add_argument("--channels", "-C", type=int, default=16)
-    parser.add_argument("--cells-per-stage", "-N", type=int, default=5)
-    parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--size", type=int, default=32, help="input height and width")
-    parser.add_argument("--rounds", type=int, default=9, help="timed rounds (a fresh cell each) per baseline")
-    parser.add_argument("--warmup", type=int, default=1, help="untimed rounds first")
+    parser = step_parser(__doc__, cells_per_stage=5, rounds_help="timed rounds (a fresh cell each) per baseline")
     parser.add_argument("--against", default=",".join(BASELINES), help="comma-separated baselines")
     parser.add_argument("--track-running-stats", type=int, choices=(0, 1), default=0,
                         help="BN running statistics in the search cells, both sides (GDAS.sh's usage line: 0)")

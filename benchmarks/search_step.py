@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from _shared import step_parser  # benchmarks/, next to this script
 from torch import nn
 from torch.nn import functional as F
 
@@ -54,15 +55,8 @@ ALL_OPS_MODES = ("darts", "gdas_all_ops")  # every op runs: no one-path limit, s
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--threads", type=int, default=1, help="CPU threads (torch.set_num_threads)")
-    parser.add_argument("--channels", "-C", type=int, default=16)
-    parser.add_argument("--cells-per-stage", "-N", type=int, default=2)
-    parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--size", type=int, default=32, help="input height and width")
-    parser.add_argument("--rounds", type=int, default=9, help="timed rounds (one fresh draw each) per mode and layout")
-    parser.add_argument("--warmup", type=int, default=1, help="untimed rounds first")
+    rounds = "timed rounds (one fresh draw each) per mode and layout"
+    parser = step_parser(__doc__, cells_per_stage=2, rounds_help=rounds)
     parser.add_argument("--modes", default=",".join(SAMPLING_MODES), help="comma-separated sampling modes")
     parser.add_argument("--layouts", default=",".join(LAYOUTS), help="comma-separated supernet layouts")
     parser.add_argument("--darts-against", default="batch", help="GDAS sampling mode the darts step is compared with")

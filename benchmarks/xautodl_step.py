@@ -31,6 +31,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
+from _shared import step_parser  # benchmarks/, next to this script
 from search_step import (  # the sibling script (benchmarks/ is on sys.path)
     loadavg,
     machine,
@@ -51,15 +52,7 @@ FORCE_GAP = 50.0
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--threads", type=int, default=1, help="CPU threads (torch.set_num_threads)")
-    parser.add_argument("--channels", "-C", type=int, default=16)
-    parser.add_argument("--cells-per-stage", "-N", type=int, default=2)
-    parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--size", type=int, default=32, help="input height and width")
-    parser.add_argument("--rounds", type=int, default=9, help="timed rounds (a fresh architecture each)")
-    parser.add_argument("--warmup", type=int, default=1, help="untimed rounds first")
+    parser = step_parser(__doc__, cells_per_stage=2, rounds_help="timed rounds (a fresh architecture each)")
     parser.add_argument("--frc", action="store_true", help="fixed reduction cells (xautodl's GDAS_FRC)")
     parser.add_argument("--track-running-stats", type=int, choices=(0, 1), default=1,
                         help="xautodl's BN flag (its documented NASNet command passes 1)")

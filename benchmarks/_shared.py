@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 
 import torch
 
@@ -19,3 +20,13 @@ def step_parser(doc: str, cells_per_stage: int, rounds_help: str) -> argparse.Ar
     parser.add_argument("--rounds", type=int, default=9, help=rounds_help)
     parser.add_argument("--warmup", type=int, default=1, help="untimed rounds first")
     return parser
+
+
+def emit(report: dict, json_path: str | None) -> int:
+    """Print the report as JSON (and write it to `json_path` when given); the script's exit code."""
+    text = json.dumps(report, indent=2)
+    if json_path:
+        with open(json_path, "w") as f:
+            f.write(text + "\n")
+    print(text)
+    return 0

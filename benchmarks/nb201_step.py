@@ -32,12 +32,11 @@ CPU time ("cpu", "cpu_median_ratios").
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from typing import Any
 
 import torch
-from _shared import step_parser  # benchmarks/, next to this script
+from _shared import emit, step_parser  # benchmarks/, next to this script
 from search_step import (  # sibling scripts (benchmarks/ is on sys.path)
     LimitSide,
     loadavg,
@@ -273,12 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     report["median_ratios"] = {b: r["median_ratio"] for b, r in report["results"].items()}
     if device.type == "cpu":
         report["cpu_median_ratios"] = {b: r["cpu"]["median_ratio"] for b, r in report["results"].items()}
-    text = json.dumps(report, indent=2)
-    if args.json:
-        with open(args.json, "w") as f:
-            f.write(text + "\n")
-    print(text)
-    return 0
+    return emit(report, args.json)
 
 
 if __name__ == "__main__":

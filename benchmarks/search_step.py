@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import platform
 import statistics
@@ -42,7 +41,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from _shared import step_parser  # benchmarks/, next to this script
+from _shared import emit, step_parser  # benchmarks/, next to this script
 from torch import nn
 from torch.nn import functional as F
 
@@ -463,12 +462,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{layout}/{mode}": r["cpu"]["median_ratio"] for layout, modes in report["results"].items()
             for mode, r in modes.items() if "cpu" in r
         }
-    text = json.dumps(report, indent=2)
-    if args.json:
-        with open(args.json, "w") as f:
-            f.write(text + "\n")
-    print(text)
-    return 0
+    return emit(report, args.json)
 
 
 if __name__ == "__main__":

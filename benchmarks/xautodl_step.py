@@ -25,13 +25,12 @@ xautodl is not installed by this script: `pip install --no-deps xautodl==1.0.0` 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Sequence
 from typing import Any
 
 import torch
-from _shared import step_parser  # benchmarks/, next to this script
+from _shared import emit, step_parser  # benchmarks/, next to this script
 from search_step import (  # the sibling script (benchmarks/ is on sys.path)
     loadavg,
     machine,
@@ -253,12 +252,7 @@ def main(argv: list[str] | None = None) -> int:
         **result,
     }
     report["loadavg_end"] = loadavg()
-    text = json.dumps(report, indent=2)
-    if args.json:
-        with open(args.json, "w") as f:
-            f.write(text + "\n")
-    print(text)
-    return 0
+    return emit(report, args.json)
 
 
 if __name__ == "__main__":
